@@ -1,0 +1,249 @@
+//! The object directory of one shard: which objects have a live instance, and their lifecycle.
+//!
+//! Invariant: at most one [`Instance`] per object key is in the directory, and only the
+//! instance in the directory receives new events. An instance leaves the directory when it is
+//! evicted (idle), reset (panic, `abort()`, a failed `block_concurrency_while`) or the shard
+//! stops; the next event for the object builds a fresh instance with the constructor. A reset
+//! instance's remaining events are aborted and their callers told why.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use durable_core::{Error, ObjectId};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::env::Env;
+use crate::gate::{InputGate, StartOrder};
+use crate::object::AnyObject;
+use crate::runtime::RuntimeShared;
+use crate::shard::{Event, ObjectKey, ShardLoad};
+use crate::state::State;
+use crate::turn::{EventTask, panic_message};
+
+/// One live instance of one object.
+pub(crate) struct Instance {
+    pub(crate) key: ObjectKey,
+    pub(crate) id: ObjectId,
+    pub(crate) class_name: &'static str,
+    object: RefCell<Option<Rc<dyn AnyObject>>>,
+    pub(crate) gate: InputGate,
+    pub(crate) order: StartOrder,
+    tasks: RefCell<HashMap<u64, AbortHandle>>,
+    reset_reason: RefCell<Option<Error>>,
+    inflight: Cell<usize>,
+    last_active: Cell<Instant>,
+    /// The event whose turn is running now, if any: who `block_concurrency_while` closes the
+    /// gate for.
+    pub(crate) current_event: Cell<Option<u64>>,
+    directory: Weak<ObjectDirectory>,
+    pub(crate) shared: Arc<RuntimeShared>,
+}
+
+impl Instance {
+    pub(crate) fn is_reset(&self) -> bool {
+        self.reset_reason.borrow().is_some()
+    }
+
+    /// The error callers of this instance's unfinished events receive.
+    pub(crate) fn failure(&self) -> Error {
+        self.reset_reason.borrow().clone().unwrap_or_else(|| {
+            Error::disconnected("the object stopped before it replied; retry the call")
+        })
+    }
+
+    /// Discards this instance: it leaves the directory, its other events are aborted with
+    /// `reason`, and the next event for the object gets a fresh instance. Storage is kept.
+    pub(crate) fn reset(&self, reason: Error) {
+        if self.is_reset() {
+            return;
+        }
+        tracing::warn!(
+            namespace = self.class_name,
+            object_id = %self.id,
+            reason = %reason,
+            "object reset"
+        );
+        *self.reset_reason.borrow_mut() = Some(reason);
+        self.discard();
+    }
+
+    /// Takes the instance out of service: out of the directory, object dropped, tasks aborted.
+    fn discard(&self) {
+        if let Some(directory) = self.directory.upgrade() {
+            directory.remove(self);
+        }
+        let current = self.current_event.get();
+        let handles: Vec<AbortHandle> = self
+            .tasks
+            .borrow()
+            .iter()
+            .filter(|(seq, _)| Some(**seq) != current)
+            .map(|(_, handle)| handle.clone())
+            .collect();
+        for handle in handles {
+            handle.abort();
+        }
+        // Dropping the user's object may run user code; a panic there must not take the shard
+        // down with it.
+        let object = self.object.borrow_mut().take();
+        if catch_unwind(AssertUnwindSafe(|| drop(object))).is_err() {
+            tracing::error!(namespace = self.class_name, object_id = %self.id, "object's Drop panicked");
+        }
+    }
+
+    pub(crate) fn event_finished(&self, seq: u64) {
+        self.tasks.borrow_mut().remove(&seq);
+        self.inflight.set(self.inflight.get() - 1);
+        self.last_active.set(Instant::now());
+    }
+
+    fn is_idle_since(&self, deadline: Instant) -> bool {
+        self.inflight.get() == 0 && !self.gate.is_closed() && self.last_active.get() <= deadline
+    }
+}
+
+/// The live instances of one shard.
+pub(crate) struct ObjectDirectory {
+    shared: Arc<RuntimeShared>,
+    load: Arc<ShardLoad>,
+    instances: RefCell<HashMap<ObjectKey, Rc<Instance>>>,
+}
+
+impl ObjectDirectory {
+    pub(crate) fn new(shared: Arc<RuntimeShared>, load: Arc<ShardLoad>) -> Self {
+        Self {
+            shared,
+            load,
+            instances: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Starts `event` on its object's instance, building the instance first if needed.
+    pub(crate) fn deliver(self: &Rc<Self>, event: Event) {
+        let existing = self.instances.borrow().get(&event.key).cloned();
+        let instance = match existing {
+            Some(instance) => instance,
+            None => match self.activate(&event) {
+                Ok(instance) => instance,
+                Err(error) => {
+                    event.reply.fail(error);
+                    self.load.release(&event.key);
+                    return;
+                }
+            },
+        };
+        let object = instance
+            .object
+            .borrow()
+            .clone()
+            .expect("an instance in the directory has its object");
+        let seq = instance.order.assign();
+        instance.inflight.set(instance.inflight.get() + 1);
+        let task = EventTask::new(
+            Rc::clone(&instance),
+            seq,
+            object.handle(event.payload),
+            event.reply,
+            Arc::clone(&self.load),
+        );
+        let handle = tokio::task::spawn_local(task);
+        instance
+            .tasks
+            .borrow_mut()
+            .insert(seq, handle.abort_handle());
+    }
+
+    fn activate(self: &Rc<Self>, event: &Event) -> Result<Rc<Instance>, Error> {
+        let ns = &self.shared.namespaces[event.key.ns as usize];
+        let class_name = ns.class.class_name;
+        let instance = Rc::new(Instance {
+            key: event.key,
+            id: event.id.clone(),
+            class_name,
+            object: RefCell::new(None),
+            gate: InputGate::default(),
+            order: StartOrder::default(),
+            tasks: RefCell::new(HashMap::new()),
+            reset_reason: RefCell::new(None),
+            inflight: Cell::new(0),
+            last_active: Cell::new(Instant::now()),
+            current_event: Cell::new(None),
+            directory: Rc::downgrade(self),
+            shared: Arc::clone(&self.shared),
+        });
+        let state = State::new(Rc::downgrade(&instance), event.id.clone());
+        let env = Env::new(Arc::clone(&self.shared));
+        let construct = ns.class.construct;
+        match catch_unwind(AssertUnwindSafe(|| construct(state, env))) {
+            Ok(object) => {
+                *instance.object.borrow_mut() = Some(object);
+                self.instances
+                    .borrow_mut()
+                    .insert(event.key, Rc::clone(&instance));
+                self.shared.active_objects.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(namespace = class_name, object_id = %event.id, "object activated");
+                Ok(instance)
+            }
+            Err(payload) => {
+                let reason = instance
+                    .reset_reason
+                    .borrow()
+                    .clone()
+                    .unwrap_or_else(|| {
+                        Error::reset(format!(
+                            "the constructor of {class_name} panicked: {}; the next call builds the object again",
+                            panic_message(payload.as_ref())
+                        ))
+                    });
+                tracing::warn!(namespace = class_name, object_id = %event.id, reason = %reason, "constructor failed");
+                Err(reason.into_remote())
+            }
+        }
+    }
+
+    /// Removes `instance` from the directory if it is the one registered for its key.
+    fn remove(&self, instance: &Instance) {
+        let mut instances = self.instances.borrow_mut();
+        let registered = instances
+            .get(&instance.key)
+            .is_some_and(|live| std::ptr::eq(Rc::as_ptr(live), instance));
+        if registered {
+            instances.remove(&instance.key);
+            self.shared.active_objects.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Evicts every instance with no event in progress for longer than the idle timeout.
+    pub(crate) fn evict_idle(&self) {
+        let Some(deadline) = Instant::now().checked_sub(self.shared.config.idle_timeout) else {
+            return;
+        };
+        let idle: Vec<Rc<Instance>> = self
+            .instances
+            .borrow()
+            .values()
+            .filter(|instance| instance.is_idle_since(deadline))
+            .cloned()
+            .collect();
+        for instance in idle {
+            tracing::debug!(namespace = instance.class_name, object_id = %instance.id, "object evicted (idle)");
+            instance.discard();
+        }
+    }
+
+    /// Discards every instance; their unfinished events fail with a retryable error.
+    pub(crate) fn shutdown(&self) {
+        let all: Vec<Rc<Instance>> = self.instances.borrow().values().cloned().collect();
+        for instance in all {
+            *instance.reset_reason.borrow_mut() = Some(Error::disconnected(
+                "the runtime shut down before the object replied; retry the call",
+            ));
+            instance.discard();
+        }
+    }
+}

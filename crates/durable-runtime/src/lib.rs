@@ -1,0 +1,42 @@
+//! The object runtime: where objects live, one instance per id, and how events reach them.
+//!
+//! * [`Runtime`] owns the shard threads ([`shard`]) and the data folder; it is built with
+//!   [`RuntimeBuilder`] and hands out the [`Env`].
+//! * Each shard thread runs a current-thread Tokio runtime with a `LocalSet` and an
+//!   [`directory`] of the objects it hosts; objects need not be `Send`.
+//! * Every event (RPC call, fetch) becomes a local task wrapped in a turn driver ([`turn`])
+//!   that enforces the input gate ([`gate`]), start order, and reset on panic or `abort()`.
+//! * [`Env`], [`Namespace`] and [`Stub`] are the caller's side; they are `Send + Sync` and
+//!   carry calls to the shard that owns the object ([`stub`], [`rpc`]).
+//!
+//! Architecture invariant: this crate knows nothing of HTTP servers, config files or SQL; it
+//! defines the seams (`fetch` with an [`http`] request, the turn driver) that storage and the
+//! server plug into. Wall-clock time comes only from a [`durable_core::Clock`].
+
+pub mod clock;
+pub mod directory;
+pub mod env;
+pub mod gate;
+pub mod http;
+pub mod keys;
+pub mod object;
+pub mod rpc;
+pub mod runtime;
+pub mod shard;
+pub mod state;
+pub mod stub;
+pub mod turn;
+
+pub use clock::SystemClock;
+pub use env::{Env, Namespace};
+pub use http::{Body, Request, Response};
+pub use object::{AlarmInfo, DurableObject, ObjectClass, WebSocket, WebSocketMessage};
+pub use rpc::{RpcArgs, RpcCall, RpcClient, RpcInvocation, RpcType, RpcValue};
+pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig, StartError};
+pub use state::State;
+pub use stub::{RawStub, Stub};
+
+pub use durable_core::{Error, ErrorKind, ObjectId, Result};
+
+/// A boxed future that need not be `Send`: what object handlers return.
+pub type LocalBoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'static>>;

@@ -1,0 +1,219 @@
+//! What a user's object is: the [`DurableObject`] trait and the handler shapes.
+//!
+//! A class is a struct with `#[durable_object]` (which implements [`ObjectClass`]) and an
+//! `impl DurableObject`. Methods take `&self`: several events may be in progress on one object
+//! at once (interleaving at awaits), so in-memory state lives in `Cell`/`RefCell` fields, as in
+//! `workers-rs`. The futures handlers return need not be `Send`: an object never leaves its
+//! shard thread.
+//!
+//! The alarm and WebSocket handlers have their final shapes here; the runtime starts
+//! delivering those events when alarms and the WebSocket gateway exist.
+
+use std::fmt;
+use std::rc::Rc;
+
+use durable_core::{Error, ErrorKind, Result};
+
+use crate::LocalBoxFuture;
+use crate::env::Env;
+use crate::http::{Request, Response};
+use crate::rpc::{RpcClient, RpcInvocation, RpcValue};
+use crate::state::State;
+
+/// Details of one run of an object's alarm handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AlarmInfo {
+    /// How many earlier runs of this alarm failed.
+    pub retry_count: u32,
+    /// `retry_count > 0`.
+    pub is_retry: bool,
+    /// When the alarm was scheduled to fire, in milliseconds since the Unix epoch.
+    pub scheduled_time_ms: i64,
+}
+
+/// A message received on a WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WebSocketMessage {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(Vec<u8>),
+}
+
+/// A WebSocket accepted by an object; handed to the WebSocket handlers.
+///
+/// Sockets are created by the WebSocket gateway of the server; the handler shapes that take
+/// them are fixed now so objects written today keep compiling.
+pub struct WebSocket {
+    _private: (),
+}
+
+impl fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebSocket")
+    }
+}
+
+/// The glue `#[durable_object]` generates: the class name, the typed client that
+/// `Stub<Self>` dereferences to, and the RPC dispatcher that `#[rpc]` fills in.
+///
+/// Not implemented by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a durable object class",
+    label = "add `#[durable_object]` to the struct `{Self}`",
+    note = "`#[durable_object]` generates the class glue that `impl DurableObject` and stubs need"
+)]
+pub trait ObjectClass: Sized + 'static {
+    /// The class name: the struct's name, as used in configuration and on disk.
+    const CLASS_NAME: &'static str;
+    /// The typed client: `Stub<Self>` dereferences to it, and `#[rpc]` adds its methods.
+    type Client: RpcClient;
+    /// Runs one RPC call on the instance.
+    fn dispatch_rpc(this: Rc<Self>, call: RpcInvocation) -> LocalBoxFuture<Result<RpcValue>>;
+}
+
+/// A Durable Object class: how instances are built and how they handle events.
+///
+/// Only [`new`](DurableObject::new) is required. Handlers that a class does not implement
+/// answer with an error of kind [`ErrorKind::NotImplemented`].
+///
+/// ```
+/// use durable_objects::prelude::*;
+/// use std::cell::Cell;
+///
+/// #[durable_object]
+/// pub struct Visits {
+///     count: Cell<u64>,
+/// }
+///
+/// impl DurableObject for Visits {
+///     fn new(_state: State, _env: Env) -> Self {
+///         Self { count: Cell::new(0) }
+///     }
+///
+///     async fn fetch(&self, _request: Request) -> Result<Response> {
+///         self.count.set(self.count.get() + 1);
+///         Ok(Response::new(Body::from(self.count.get().to_string())))
+///     }
+/// }
+/// ```
+#[allow(async_fn_in_trait)] // Handlers run on the object's own thread, so `Send` is not wanted.
+pub trait DurableObject: ObjectClass {
+    /// Builds an instance: on the first event for the object, and again after eviction or a
+    /// reset. Keep it fast; storage calls are synchronous and may be used here.
+    fn new(state: State, env: Env) -> Self;
+
+    /// Handles a request sent with `Stub::fetch`.
+    async fn fetch(&self, request: Request) -> Result<Response> {
+        let _ = request;
+        Err(missing_handler::<Self>("fetch"))
+    }
+
+    /// Handles the object's alarm.
+    async fn alarm(&self, info: AlarmInfo) -> Result<()> {
+        let _ = info;
+        Err(missing_handler::<Self>("alarm"))
+    }
+
+    /// Handles a message on a hibernatable WebSocket.
+    async fn web_socket_message(&self, ws: WebSocket, message: WebSocketMessage) -> Result<()> {
+        let _ = (ws, message);
+        Err(missing_handler::<Self>("web_socket_message"))
+    }
+
+    /// Handles the close of a hibernatable WebSocket (code 1006, `was_clean` false, when the
+    /// peer vanished without a close frame).
+    async fn web_socket_close(
+        &self,
+        ws: WebSocket,
+        code: u16,
+        reason: String,
+        was_clean: bool,
+    ) -> Result<()> {
+        let _ = (ws, code, reason, was_clean);
+        Err(missing_handler::<Self>("web_socket_close"))
+    }
+
+    /// Handles an error on a hibernatable WebSocket.
+    async fn web_socket_error(&self, ws: WebSocket, error: Error) -> Result<()> {
+        let _ = (ws, error);
+        Err(missing_handler::<Self>("web_socket_error"))
+    }
+}
+
+fn missing_handler<T: ObjectClass>(handler: &str) -> Error {
+    Error::new(
+        ErrorKind::NotImplemented,
+        format!(
+            "{} does not implement the `{handler}` handler: add it to `impl DurableObject for {}`",
+            T::CLASS_NAME,
+            T::CLASS_NAME
+        ),
+    )
+}
+
+/// An event's input, as the directory hands it to an instance.
+pub(crate) enum Payload {
+    Rpc(RpcInvocation),
+    /// A call still in its envelope; decoded on the object's thread, as a remote call is.
+    RpcEncoded(Vec<u8>),
+    Fetch(Request),
+}
+
+/// An event's result, matched to the payload's kind.
+pub(crate) enum Outcome {
+    Rpc(Result<RpcValue>),
+    Fetch(Result<Response>),
+}
+
+/// An instance with its class erased, so one shard hosts objects of every class.
+pub(crate) trait AnyObject {
+    fn handle(self: Rc<Self>, payload: Payload) -> LocalBoxFuture<Outcome>;
+}
+
+impl<T: DurableObject> AnyObject for T {
+    fn handle(self: Rc<Self>, payload: Payload) -> LocalBoxFuture<Outcome> {
+        match payload {
+            Payload::RpcEncoded(bytes) => match RpcInvocation::from_envelope(&bytes) {
+                Ok(call) => self.handle(Payload::Rpc(call)),
+                Err(err) => Box::pin(async move { Outcome::Rpc(Err(err)) }),
+            },
+            Payload::Rpc(call) => {
+                let call = T::dispatch_rpc(self, call);
+                Box::pin(async move { Outcome::Rpc(call.await.map_err(Error::into_remote)) })
+            }
+            Payload::Fetch(request) => Box::pin(async move {
+                Outcome::Fetch(self.fetch(request).await.map_err(Error::into_remote))
+            }),
+        }
+    }
+}
+
+/// How a shard builds instances of one class without knowing its type.
+#[derive(Clone, Copy)]
+pub(crate) struct ClassVTable {
+    pub(crate) class_name: &'static str,
+    pub(crate) construct: fn(State, Env) -> Rc<dyn AnyObject>,
+}
+
+impl fmt::Debug for ClassVTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClassVTable")
+            .field("class_name", &self.class_name)
+            .finish()
+    }
+}
+
+impl ClassVTable {
+    pub(crate) fn of<T: DurableObject>() -> Self {
+        fn construct<T: DurableObject>(state: State, env: Env) -> Rc<dyn AnyObject> {
+            Rc::new(T::new(state, env))
+        }
+        Self {
+            class_name: T::CLASS_NAME,
+            construct: construct::<T>,
+        }
+    }
+}

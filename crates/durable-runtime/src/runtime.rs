@@ -1,0 +1,364 @@
+//! The [`Runtime`]: shard threads, the data folder and the registered classes, and the
+//! [`RuntimeBuilder`] that configures them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use durable_core::{Clock, Error, NamespaceKey, Result, limits};
+use tokio::sync::mpsc;
+
+use crate::clock::SystemClock;
+use crate::env::Env;
+use crate::keys::DataDir;
+use crate::object::{ClassVTable, DurableObject};
+use crate::shard::{self, Event, ShardHandle, ShardLoad, ShardMsg};
+
+/// Why a runtime could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data folder (or a file in it) could not be created, opened or written.
+    #[error("cannot use data folder {path}: {source}")]
+    DataDir {
+        /// The folder or file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// Another process holds the data folder.
+    #[error(
+        "data folder {path} is in use by another process: stop that process, or give this one another data folder"
+    )]
+    Locked {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// A namespace key file is unreadable.
+    #[error("namespace key file {path}: {reason}")]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Two bindings have the same name.
+    #[error("binding {binding:?} is declared twice: binding names must be unique")]
+    DuplicateBinding {
+        /// The name.
+        binding: String,
+    },
+    /// A setting is out of range.
+    #[error("invalid runtime setting: {reason}")]
+    InvalidSetting {
+        /// Which setting, and why.
+        reason: String,
+    },
+    /// A shard thread or its async runtime could not be started.
+    #[error("cannot start shard thread: {source}")]
+    Thread {
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+}
+
+/// Tunables of a runtime; every field has a default close to Cloudflare's behaviour.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// Shard threads (default: one per core). An object always runs on the shard its id
+    /// hashes to.
+    pub shards: usize,
+    /// How long an object with no event in progress stays in memory (default 70 s).
+    pub idle_timeout: Duration,
+    /// Events that may be queued or running in one object before new ones are refused as
+    /// overloaded (default 32,768).
+    pub max_queued_events: usize,
+    /// How long `block_concurrency_while` may run before the object is reset (default 30 s).
+    pub block_concurrency_timeout: Duration,
+    /// Encode every RPC call and reply in the versioned envelope even in-process, as a call to
+    /// another node would be (default false: in-process calls pass values directly).
+    pub encode_rpc: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            shards: std::thread::available_parallelism().map_or(1, usize::from),
+            idle_timeout: Duration::from_millis(limits::DEFAULT_IDLE_TIMEOUT_MS),
+            max_queued_events: limits::DEFAULT_MAX_QUEUED_EVENTS,
+            block_concurrency_timeout: Duration::from_millis(limits::BLOCK_CONCURRENCY_TIMEOUT_MS),
+            encode_rpc: false,
+        }
+    }
+}
+
+/// One namespace: a class, its index, and its key.
+#[derive(Debug)]
+pub(crate) struct NamespaceShared {
+    pub(crate) index: u32,
+    pub(crate) class: ClassVTable,
+    pub(crate) key: NamespaceKey,
+}
+
+/// What every shard, env and stub of a runtime shares.
+#[derive(Debug)]
+pub(crate) struct RuntimeShared {
+    pub(crate) config: RuntimeConfig,
+    pub(crate) namespaces: Vec<Arc<NamespaceShared>>,
+    pub(crate) bindings: HashMap<String, u32>,
+    pub(crate) vars: BTreeMap<String, String>,
+    pub(crate) shards: Vec<ShardHandle>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) active_objects: AtomicUsize,
+}
+
+impl RuntimeShared {
+    /// Hands an event to the shard that owns its object, or refuses it as overloaded.
+    pub(crate) fn send(&self, event: Event) -> Result<()> {
+        let index = (event.id.routing_hash() % self.shards.len() as u64) as usize;
+        let shard = &self.shards[index];
+        shard.load.admit(event.key, self.config.max_queued_events, || {
+            shard.tx.send(ShardMsg::Event(event)).map_err(|_| {
+                Error::disconnected("the runtime is shut down: the call was not delivered")
+            })
+        })
+    }
+}
+
+/// Builds a [`Runtime`].
+///
+/// ```no_run
+/// # use durable_objects::prelude::*;
+/// # #[durable_object] pub struct Counter;
+/// # impl DurableObject for Counter { fn new(_: State, _: Env) -> Self { Counter } }
+/// use std::time::Duration;
+///
+/// let runtime = Runtime::builder()
+///     .data_dir("./.durable")
+///     .bind::<Counter>("COUNTER")
+///     .var("GREETING", "hello")
+///     .idle_timeout(Duration::from_secs(70))
+///     .build()?;
+/// # Ok::<(), durable_objects::StartError>(())
+/// ```
+#[derive(Debug)]
+pub struct RuntimeBuilder {
+    data_dir: Option<PathBuf>,
+    config: RuntimeConfig,
+    bindings: Vec<(String, ClassVTable)>,
+    vars: BTreeMap<String, String>,
+    clock: Arc<dyn Clock>,
+}
+
+impl RuntimeBuilder {
+    /// The folder that holds the runtime's data (required).
+    pub fn data_dir(mut self, path: impl AsRef<Path>) -> Self {
+        self.data_dir = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Binds class `T` under `binding`, for `env.namespace::<T>(binding)`. Several bindings may
+    /// name one class; they share its namespace.
+    pub fn bind<T: DurableObject>(mut self, binding: impl Into<String>) -> Self {
+        self.bindings.push((binding.into(), ClassVTable::of::<T>()));
+        self
+    }
+
+    /// Adds a variable, readable with `env.var(name)`.
+    pub fn var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// Replaces all settings at once.
+    pub fn config(mut self, config: RuntimeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Number of shard threads.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.config.shards = shards;
+        self
+    }
+
+    /// Idle time before eviction.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.config.idle_timeout = idle;
+        self
+    }
+
+    /// Per-object limit of queued and running events.
+    pub fn max_queued_events(mut self, limit: usize) -> Self {
+        self.config.max_queued_events = limit;
+        self
+    }
+
+    /// Time limit of `block_concurrency_while`.
+    pub fn block_concurrency_timeout(mut self, timeout: Duration) -> Self {
+        self.config.block_concurrency_timeout = timeout;
+        self
+    }
+
+    /// Encode RPC calls in the envelope even in-process.
+    pub fn encode_rpc(mut self, encode: bool) -> Self {
+        self.config.encode_rpc = encode;
+        self
+    }
+
+    /// The wall clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Opens the data folder, loads or creates the namespace keys and starts the shards.
+    pub fn build(self) -> std::result::Result<Runtime, StartError> {
+        let config = self.config;
+        if config.shards == 0 || config.shards > 1024 {
+            return Err(StartError::InvalidSetting {
+                reason: format!("shards is {}; use 1 to 1024", config.shards),
+            });
+        }
+        if config.max_queued_events == 0 {
+            return Err(StartError::InvalidSetting {
+                reason: "max_queued_events is 0; an object could take no calls".to_owned(),
+            });
+        }
+        let data_dir = self.data_dir.ok_or_else(|| StartError::InvalidSetting {
+            reason: "no data folder: call RuntimeBuilder::data_dir".to_owned(),
+        })?;
+        let data = DataDir::open(&data_dir)?;
+
+        let mut namespaces: Vec<Arc<NamespaceShared>> = Vec::new();
+        let mut bindings = HashMap::new();
+        for (binding, class) in self.bindings {
+            let existing = namespaces
+                .iter()
+                .find(|ns| ns.class.class_name == class.class_name)
+                .map(|ns| ns.index);
+            let index = match existing {
+                Some(index) => index,
+                None => {
+                    let index = u32::try_from(namespaces.len()).expect("fewer than 2^32 classes");
+                    namespaces.push(Arc::new(NamespaceShared {
+                        index,
+                        class,
+                        key: data.namespace_key(class.class_name)?,
+                    }));
+                    index
+                }
+            };
+            if bindings.insert(binding.clone(), index).is_some() {
+                return Err(StartError::DuplicateBinding { binding });
+            }
+        }
+
+        let mut receivers = Vec::new();
+        let mut shards = Vec::new();
+        for _ in 0..config.shards {
+            let (tx, rx) = mpsc::unbounded_channel();
+            shards.push(ShardHandle {
+                tx,
+                load: Arc::new(ShardLoad::default()),
+            });
+            receivers.push(rx);
+        }
+        let shared = Arc::new(RuntimeShared {
+            config,
+            namespaces,
+            bindings,
+            vars: self.vars,
+            shards,
+            clock: self.clock,
+            active_objects: AtomicUsize::new(0),
+        });
+        let mut threads = Vec::new();
+        for (index, rx) in receivers.into_iter().enumerate() {
+            match shard::spawn(index, Arc::clone(&shared), rx) {
+                Ok(thread) => threads.push(thread),
+                Err(source) => {
+                    stop_shards(&shared, &mut threads);
+                    return Err(StartError::Thread { source });
+                }
+            }
+        }
+        tracing::info!(
+            data_dir = %data_dir.display(),
+            shards = shared.shards.len(),
+            classes = shared.namespaces.len(),
+            "runtime started"
+        );
+        Ok(Runtime {
+            shared,
+            threads,
+            _data: data,
+        })
+    }
+}
+
+fn stop_shards(shared: &RuntimeShared, threads: &mut Vec<JoinHandle<()>>) {
+    for shard in &shared.shards {
+        // A shard whose thread already ended has dropped its receiver; nothing to stop.
+        let _ = shard.tx.send(ShardMsg::Stop);
+    }
+    for thread in threads.drain(..) {
+        if thread.join().is_err() {
+            tracing::error!("a shard thread panicked while stopping");
+        }
+    }
+}
+
+/// A running set of shards hosting objects; the entry point of the runtime.
+///
+/// Dropping it (or calling [`shutdown`](Runtime::shutdown)) stops the shards: calls still in
+/// progress fail with a retryable error, and later calls through stubs fail the same way.
+#[derive(Debug)]
+pub struct Runtime {
+    shared: Arc<RuntimeShared>,
+    threads: Vec<JoinHandle<()>>,
+    _data: DataDir,
+}
+
+impl Runtime {
+    /// Starts configuring a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            data_dir: None,
+            config: RuntimeConfig::default(),
+            bindings: Vec::new(),
+            vars: BTreeMap::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The environment: namespaces by binding name and variables.
+    pub fn env(&self) -> Env {
+        Env::new(Arc::clone(&self.shared))
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.shared.config
+    }
+
+    /// Objects whose instance is in memory now, over all shards.
+    pub fn active_objects(&self) -> usize {
+        self.shared.active_objects.load(Ordering::Relaxed)
+    }
+
+    /// Stops the shards and waits for their threads to end.
+    pub fn shutdown(mut self) {
+        stop_shards(&self.shared, &mut self.threads);
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        stop_shards(&self.shared, &mut self.threads);
+    }
+}

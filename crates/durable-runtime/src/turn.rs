@@ -1,0 +1,139 @@
+//! The turn driver: the future that runs one event on one instance.
+//!
+//! Every poll of an event's future is a *turn*: the code between two awaits. [`EventTask`]
+//! wraps each event's handler future and, around every turn:
+//!
+//! 1. refuses to run it if the instance was reset (the caller is told why);
+//! 2. holds back an event that may not start yet (an earlier event has not started) or may not
+//!    resume (another event holds the input gate);
+//! 3. records which event is running, for `block_concurrency_while`;
+//! 4. catches a panic (or `abort()`), resets the instance, and fails the call.
+//!
+//! This is also the seam where storage commits a turn's writes as one transaction and where
+//! the output gate holds the reply until those writes are durable.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use durable_core::Error;
+
+use crate::LocalBoxFuture;
+use crate::directory::Instance;
+use crate::object::Outcome;
+use crate::shard::{Reply, ShardLoad};
+
+/// The unwind payload of `State::abort`: the reset reason is already recorded on the instance.
+pub(crate) struct AbortUnwind;
+
+/// Text of a panic payload, for the reset message.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else if payload.is::<AbortUnwind>() {
+        "abort() was called".to_owned()
+    } else {
+        "a panic with a non-text payload".to_owned()
+    }
+}
+
+/// One event running on one instance.
+pub(crate) struct EventTask {
+    instance: Rc<Instance>,
+    seq: u64,
+    started: bool,
+    handler: LocalBoxFuture<Outcome>,
+    reply: Option<Reply>,
+    load: Arc<ShardLoad>,
+}
+
+impl EventTask {
+    pub(crate) fn new(
+        instance: Rc<Instance>,
+        seq: u64,
+        handler: LocalBoxFuture<Outcome>,
+        reply: Reply,
+        load: Arc<ShardLoad>,
+    ) -> Self {
+        Self {
+            instance,
+            seq,
+            started: false,
+            handler,
+            reply: Some(reply),
+            load,
+        }
+    }
+}
+
+impl Future for EventTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let instance = Rc::clone(&this.instance);
+        if instance.is_reset() {
+            // Drop tells the caller why.
+            return Poll::Ready(());
+        }
+        if !this.started {
+            if !instance.order.may_start(this.seq) || instance.gate.blocks(this.seq) {
+                instance.order.park(this.seq, cx.waker());
+                return Poll::Pending;
+            }
+        } else if instance.gate.blocks(this.seq) {
+            instance.gate.park(cx.waker());
+            return Poll::Pending;
+        }
+
+        instance.current_event.set(Some(this.seq));
+        let turn = catch_unwind(AssertUnwindSafe(|| this.handler.as_mut().poll(cx)));
+        instance.current_event.set(None);
+        if !this.started {
+            this.started = true;
+            instance.order.started(this.seq);
+        }
+
+        match turn {
+            Err(payload) => {
+                if !instance.is_reset() {
+                    instance.reset(
+                        Error::reset(format!(
+                            "{} panicked: {}; the object was reset and its next call gets a fresh instance",
+                            instance.class_name,
+                            panic_message(payload.as_ref())
+                        ))
+                        .into_remote(),
+                    );
+                }
+                Poll::Ready(())
+            }
+            // A reset during the turn (abort(), a failed block_concurrency_while) wins over
+            // whatever the handler returned: nothing of a reset instance is reported as done.
+            Ok(_) if instance.is_reset() => Poll::Ready(()),
+            Ok(Poll::Ready(outcome)) => {
+                if let Some(reply) = this.reply.take() {
+                    reply.send(outcome);
+                }
+                Poll::Ready(())
+            }
+            Ok(Poll::Pending) => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for EventTask {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            reply.fail(self.instance.failure());
+        }
+        self.instance.event_finished(self.seq);
+        self.load.release(&self.instance.key);
+    }
+}
