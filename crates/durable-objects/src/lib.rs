@@ -68,7 +68,7 @@ pub use durable_macros::{durable_object, rpc};
 pub use durable_runtime::{
     AlarmInfo, Body, DurableObject, Env, Namespace, Request, Response, RpcCall, Runtime,
     RuntimeBuilder, RuntimeConfig, StartError, State, Stub, SystemClock, WebSocket,
-    WebSocketMessage,
+    WebSocketMessage, http,
 };
 
 /// The names most code needs: `use durable_objects::prelude::*;`.

@@ -16,7 +16,7 @@ use durable_core::{Error, ErrorKind, Result};
 
 use crate::LocalBoxFuture;
 use crate::env::Env;
-use crate::http::{Request, Response};
+use crate::body::{Request, Response};
 use crate::rpc::{RpcClient, RpcInvocation, RpcValue};
 use crate::state::State;
 

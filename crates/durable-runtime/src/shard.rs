@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::LocalSet;
 
 use crate::directory::ObjectDirectory;
-use crate::http::Response;
+use crate::body::Response;
 use crate::object::{Outcome, Payload};
 use crate::rpc::RpcValue;
 use crate::runtime::RuntimeShared;

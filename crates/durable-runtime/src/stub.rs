@@ -14,7 +14,7 @@ use durable_core::envelope::CallEnvelope;
 use durable_core::{Error, ErrorKind, ObjectId, Result};
 use tokio::sync::oneshot;
 
-use crate::http::{Request, Response};
+use crate::body::{Request, Response};
 use crate::object::{ObjectClass, Payload};
 use crate::rpc::{RpcCall, RpcClient, RpcInvocation, RpcType};
 use crate::runtime::RuntimeShared;

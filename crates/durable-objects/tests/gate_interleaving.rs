@@ -1,0 +1,85 @@
+//! Interleaving at awaits and the input gate (`block_concurrency_while`).
+
+mod support;
+
+use durable_objects::prelude::*;
+use support::objects::Probe;
+use support::{TestRuntime, bounded};
+
+fn probe(test: &TestRuntime, name: &str) -> Stub<Probe> {
+    test.env().namespace::<Probe>("PROBE").unwrap().get_by_name(name)
+}
+
+#[tokio::test]
+async fn a_call_awaiting_a_timer_lets_another_call_run() {
+    let test = TestRuntime::start(|b| b);
+    let stub = probe(&test, "interleave");
+    let slow = stub.sleep_then(200, "slow".into());
+    let fast = stub.record("fast".into());
+    bounded(fast).await.unwrap();
+    bounded(slow).await.unwrap();
+    assert_eq!(
+        stub.log().await.unwrap(),
+        ["slow:start", "fast", "slow:end"]
+    );
+}
+
+#[tokio::test]
+async fn inside_block_concurrency_while_no_other_call_starts() {
+    let test = TestRuntime::start(|b| b);
+    let stub = probe(&test, "gated");
+    let slow = stub.blocking_sleep(200, "slow".into());
+    let fast = stub.record("fast".into());
+    bounded(fast).await.unwrap();
+    bounded(slow).await.unwrap();
+    assert_eq!(
+        stub.log().await.unwrap(),
+        ["slow:start", "slow:end", "fast"]
+    );
+}
+
+#[tokio::test]
+async fn a_started_call_does_not_resume_while_another_holds_the_gate() {
+    let test = TestRuntime::start(|b| b);
+    let stub = probe(&test, "held");
+    // `a` waits for a signal that `b` raises from inside its block_concurrency_while: `a` is
+    // woken while the gate is held, and must not run until `b` is done.
+    let a = stub.wait_for("gate-signal-1".into(), "a".into());
+    let b = stub.raise_then_sleep("gate-signal-1".into(), "b".into(), true);
+    bounded(b).await.unwrap();
+    bounded(a).await.unwrap();
+    assert_eq!(
+        stub.log().await.unwrap(),
+        ["a:start", "b:start", "b:end", "a:end"]
+    );
+}
+
+#[tokio::test]
+async fn without_the_gate_a_woken_call_resumes_at_once() {
+    let test = TestRuntime::start(|b| b);
+    let stub = probe(&test, "open");
+    let a = stub.wait_for("gate-signal-2".into(), "a".into());
+    let b = stub.raise_then_sleep("gate-signal-2".into(), "b".into(), false);
+    bounded(b).await.unwrap();
+    bounded(a).await.unwrap();
+    assert_eq!(
+        stub.log().await.unwrap(),
+        ["a:start", "b:start", "a:end", "b:end"]
+    );
+}
+
+#[tokio::test]
+async fn calls_queued_behind_the_gate_start_in_order_afterwards() {
+    let test = TestRuntime::start(|b| b.encode_rpc(true));
+    let stub = probe(&test, "queue");
+    let slow = stub.blocking_sleep(100, "gate".into());
+    let queued: Vec<_> = (0..200).map(|i| stub.push(i)).collect();
+    bounded(slow).await.unwrap();
+    for call in queued {
+        bounded(call).await.unwrap();
+    }
+    let log = stub.log().await.unwrap();
+    let mut expected = vec!["gate:start".to_owned(), "gate:end".to_owned()];
+    expected.extend((0..200).map(|i: u64| i.to_string()));
+    assert_eq!(log, expected);
+}
