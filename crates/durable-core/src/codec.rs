@@ -80,7 +80,11 @@ mod tests {
         let old = encode(&V1 { a: 7 }).unwrap();
         let new: V2 = decode(&old).unwrap();
         assert_eq!(new, V2 { a: 7, b: None });
-        let newer = encode(&V2 { a: 1, b: Some("x".into()) }).unwrap();
+        let newer = encode(&V2 {
+            a: 1,
+            b: Some("x".into()),
+        })
+        .unwrap();
         assert_eq!(decode::<V1>(&newer).unwrap(), V1 { a: 1 });
     }
 

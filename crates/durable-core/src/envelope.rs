@@ -237,7 +237,13 @@ mod tests {
     fn oversized_arguments_are_refused() {
         let big = vec![0u8; MAX_RPC_MESSAGE_BYTES + 1];
         let err = CallEnvelope::encode("m", &(serde_bytes::ByteBuf::from(big),)).unwrap_err();
-        assert!(matches!(err, EnvelopeError::TooLarge { what: "arguments", .. }));
+        assert!(matches!(
+            err,
+            EnvelopeError::TooLarge {
+                what: "arguments",
+                ..
+            }
+        ));
         assert_eq!(Error::from(err).kind(), ErrorKind::InvalidInput);
     }
 

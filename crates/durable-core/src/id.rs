@@ -252,7 +252,10 @@ fn decode_hex32(text: &str) -> Result<[u8; 32], IdError> {
     }
     // Length is 64 characters; check every one is an ASCII hex digit before touching bytes,
     // so that a multi-byte character is reported as a character, not as a length problem.
-    if let Some((position, found)) = text.chars().enumerate().find(|(_, c)| !c.is_ascii_hexdigit())
+    if let Some((position, found)) = text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_hexdigit())
     {
         return Err(IdError::Character { position, found });
     }
@@ -304,17 +307,33 @@ mod tests {
     #[test]
     fn malformed_strings_say_which_rule_they_break() {
         let check = |text: &str, expected: IdError| {
-            assert_eq!(key(1).id_from_string(text).unwrap_err(), expected, "{text:?}");
+            assert_eq!(
+                key(1).id_from_string(text).unwrap_err(),
+                expected,
+                "{text:?}"
+            );
         };
         check("", IdError::Length { len: 0 });
         check("abc", IdError::Length { len: 3 });
         check(&"a".repeat(65), IdError::Length { len: 65 });
         let mut bad = "0".repeat(64);
         bad.replace_range(10..11, "g");
-        check(&bad, IdError::Character { position: 10, found: 'g' });
+        check(
+            &bad,
+            IdError::Character {
+                position: 10,
+                found: 'g',
+            },
+        );
         let mut multibyte = "0".repeat(63);
         multibyte.push('é');
-        check(&multibyte, IdError::Character { position: 63, found: 'é' });
+        check(
+            &multibyte,
+            IdError::Character {
+                position: 63,
+                found: 'é',
+            },
+        );
         let message = key(1).id_from_string("abc").unwrap_err().to_string();
         assert!(message.contains("64 hex digits"), "{message}");
     }
@@ -322,13 +341,22 @@ mod tests {
     #[test]
     fn foreign_and_made_up_ids_are_rejected() {
         let foreign = key(2).id_from_name("x").to_string();
-        assert_eq!(key(1).id_from_string(&foreign).unwrap_err(), IdError::ForeignNamespace);
+        assert_eq!(
+            key(1).id_from_string(&foreign).unwrap_err(),
+            IdError::ForeignNamespace
+        );
         let made_up = "0".repeat(64);
-        assert_eq!(key(1).id_from_string(&made_up).unwrap_err(), IdError::ForeignNamespace);
+        assert_eq!(
+            key(1).id_from_string(&made_up).unwrap_err(),
+            IdError::ForeignNamespace
+        );
         let mut flipped = key(1).id_from_name("x").to_string();
         let last = if flipped.ends_with('0') { "1" } else { "0" };
         flipped.replace_range(63..64, last);
-        assert_eq!(key(1).id_from_string(&flipped).unwrap_err(), IdError::ForeignNamespace);
+        assert_eq!(
+            key(1).id_from_string(&flipped).unwrap_err(),
+            IdError::ForeignNamespace
+        );
     }
 
     #[test]
@@ -342,7 +370,10 @@ mod tests {
     #[test]
     fn key_hex_round_trips_and_debug_hides_it() {
         let k = key(0xab);
-        assert_eq!(NamespaceKey::from_hex(&format!(" {}\n", k.to_hex())).unwrap(), k);
+        assert_eq!(
+            NamespaceKey::from_hex(&format!(" {}\n", k.to_hex())).unwrap(),
+            k
+        );
         assert_eq!(format!("{k:?}"), "NamespaceKey(..)");
     }
 }

@@ -9,6 +9,7 @@
 //! Architecture invariant: this crate does no I/O and reads no clock. Randomness (for
 //! [`ObjectId`]s made by `new_unique_id`) is passed in by the caller, so everything here is
 //! deterministic and unit-testable.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 #![warn(missing_docs)]
 
 pub mod clock;

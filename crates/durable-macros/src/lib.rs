@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate depends on no crate of the workspace, and the code it
 //! generates names only `::durable_objects::__private::…`, so the facade decides what the
 //! generated code may touch.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 #![warn(missing_docs)]
 
 use proc_macro::TokenStream;
@@ -28,10 +29,10 @@ pub fn durable_object(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Makes the `pub async fn` methods of an impl block callable through stubs.
 ///
-/// Every `pub` method becomes an RPC method and must be `async fn name(&self, ...)`, with
+/// Every `pub` (or `pub(crate)`, `pub(super)`) method becomes an RPC method and must be `async fn name(&self, ...)`, with
 /// owned argument and result types that implement serde's `Serialize` and `DeserializeOwned`
 /// and are `Send`. A method returns `Result<T>` (or `Result<T, E>` with `E: Into<Error>`) to
-/// be able to fail, or a plain `T`. Methods that are not `pub` stay ordinary helpers.
+/// be able to fail, or a plain `T`. Methods without a `pub` stay ordinary helpers.
 /// A stub's method has the same name and arguments and returns a future of `Result<T>`.
 #[proc_macro_attribute]
 pub fn rpc(args: TokenStream, item: TokenStream) -> TokenStream {

@@ -11,8 +11,14 @@ use syn::{
 /// Names a stub already uses, or that are handlers of `DurableObject`: an RPC method with one
 /// of these names could never be called through a stub.
 const RESERVED: &[(&str, &str)] = &[
-    ("fetch", "it is the HTTP handler: implement it in `impl DurableObject`"),
-    ("alarm", "it is the alarm handler: implement it in `impl DurableObject`"),
+    (
+        "fetch",
+        "it is the HTTP handler: implement it in `impl DurableObject`",
+    ),
+    (
+        "alarm",
+        "it is the alarm handler: implement it in `impl DurableObject`",
+    ),
     (
         "web_socket_message",
         "it is a WebSocket handler: implement it in `impl DurableObject`",
@@ -25,7 +31,10 @@ const RESERVED: &[(&str, &str)] = &[
         "web_socket_error",
         "it is a WebSocket handler: implement it in `impl DurableObject`",
     ),
-    ("new", "it is the constructor: implement it in `impl DurableObject`"),
+    (
+        "new",
+        "it is the constructor: implement it in `impl DurableObject`",
+    ),
     ("id", "`Stub::id` would hide it"),
     ("name", "`Stub::name` would hide it"),
     ("raw", "`Stub::raw` would hide it"),
@@ -80,7 +89,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let mut errors: Option<syn::Error> = None;
     for item in &block.items {
         if let ImplItem::Fn(function) = item {
-            if !matches!(function.vis, Visibility::Public(_)) {
+            if matches!(function.vis, Visibility::Inherited) {
                 continue;
             }
             match check_method(function) {
@@ -92,9 +101,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             }
         }
     }
-    if let Some(errors) = errors {
-        return Err(errors);
-    }
+    // The methods that are fine are still generated, so one bad method gives one error
+    // instead of a cascade of "no method found" errors at every call site.
+    let errors = errors.map(syn::Error::into_compile_error);
 
     let arms = methods.iter().map(dispatch_arm);
     let client_methods = methods.iter().map(client_method);
@@ -124,6 +133,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         }
 
         #(#assertions)*
+
+        #errors
     })
 }
 
@@ -156,7 +167,9 @@ fn check_method(function: &ImplItemFn) -> syn::Result<Method> {
     if let Some((_, why)) = RESERVED.iter().find(|(reserved, _)| *reserved == name) {
         return Err(syn::Error::new(
             sig.ident.span(),
-            format!("`{name}` cannot be an rpc method: {why}; rename the method or make it private"),
+            format!(
+                "`{name}` cannot be an rpc method: {why}; rename the method or make it private"
+            ),
         ));
     }
     if sig.asyncness.is_none() {
@@ -207,7 +220,7 @@ fn check_method(function: &ImplItemFn) -> syn::Result<Method> {
                     reference.span(),
                     format!(
                         "rpc arguments are sent by value: take an owned type (such as `String` or `Vec<T>`) instead of `{}`",
-                        quote!(#reference)
+                        quote!(#reference).to_string().replace("& ", "&")
                     ),
                 ));
             }

@@ -55,6 +55,7 @@
 //!
 //! The execution model (turns, the input gate, resets, eviction) is described in
 //! `docs/execution-model.md`, included below.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 #![doc = ""]
 #![doc = include_str!("../../../docs/execution-model.md")]
 #![warn(missing_docs)]
@@ -74,8 +75,8 @@ pub use durable_runtime::{
 /// The names most code needs: `use durable_objects::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Body, DurableObject, Env, Error, ErrorKind, Namespace, ObjectId, Request, Response,
-        Result, Runtime, State, Stub, durable_object, rpc,
+        Body, DurableObject, Env, Error, ErrorKind, Namespace, ObjectId, Request, Response, Result,
+        Runtime, State, Stub, durable_object, rpc,
     };
 }
 

@@ -1,4 +1,5 @@
 //! Interleaving at awaits and the input gate (`block_concurrency_while`).
+#![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
 
 mod support;
 
@@ -7,7 +8,10 @@ use support::objects::Probe;
 use support::{TestRuntime, bounded};
 
 fn probe(test: &TestRuntime, name: &str) -> Stub<Probe> {
-    test.env().namespace::<Probe>("PROBE").unwrap().get_by_name(name)
+    test.env()
+        .namespace::<Probe>("PROBE")
+        .unwrap()
+        .get_by_name(name)
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Ids and namespaces through the public API, and the environment: bindings, vars, and the
 //! errors for unknown or mistyped bindings and a busy data folder.
+#![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
 
 mod support;
 
@@ -18,7 +19,10 @@ async fn ids_round_trip_through_their_string_form() {
     assert_eq!(named.name(), Some("alpha"));
     let text = named.to_string();
     assert_eq!(text.len(), 64);
-    assert!(text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert!(
+        text.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
     let parsed = ns.id_from_string(&text).unwrap();
     assert_eq!(parsed, named);
     assert_eq!(parsed.name(), None);
@@ -41,7 +45,10 @@ async fn malformed_and_foreign_ids_are_refused_with_the_rule_broken() {
 
     let short = probes.id_from_string("abc").unwrap_err();
     assert_eq!(short.kind(), ErrorKind::InvalidId);
-    assert!(short.message().contains("64 hex digits, got 3 characters"), "{short}");
+    assert!(
+        short.message().contains("64 hex digits, got 3 characters"),
+        "{short}"
+    );
 
     let mut bad = "0".repeat(64);
     bad.replace_range(5..6, "z");
@@ -51,7 +58,10 @@ async fn malformed_and_foreign_ids_are_refused_with_the_rule_broken() {
     let foreign = callers.id_from_name("alpha").to_string();
     let err = probes.id_from_string(&foreign).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidId);
-    assert!(err.message().contains("not valid for this namespace"), "{err}");
+    assert!(
+        err.message().contains("not valid for this namespace"),
+        "{err}"
+    );
 
     // A stub for another namespace's id fails every call with the same kind of error.
     let stub = probes.get(&callers.id_from_name("alpha"));
@@ -63,8 +73,16 @@ async fn malformed_and_foreign_ids_are_refused_with_the_rule_broken() {
 #[tokio::test]
 async fn name_derived_ids_are_equal_across_restarts() {
     let mut test = TestRuntime::start(|b| b);
-    let before = test.env().namespace::<Probe>("PROBE").unwrap().id_from_name("stable");
-    let unique = test.env().namespace::<Probe>("PROBE").unwrap().new_unique_id();
+    let before = test
+        .env()
+        .namespace::<Probe>("PROBE")
+        .unwrap()
+        .id_from_name("stable");
+    let unique = test
+        .env()
+        .namespace::<Probe>("PROBE")
+        .unwrap()
+        .new_unique_id();
     test.restart(|b| b);
     let ns = test.env().namespace::<Probe>("PROBE").unwrap();
     assert_eq!(ns.id_from_name("stable"), before);
@@ -90,7 +108,11 @@ async fn getting_a_stub_does_not_create_the_object() {
     bounded(stub.value()).await.unwrap();
     assert_eq!(constructions(stub.id()), 1);
     bounded(by_id.value()).await.unwrap();
-    assert_eq!(constructions(stub.id()), 1, "both stubs reach the same instance");
+    assert_eq!(
+        constructions(stub.id()),
+        1,
+        "both stubs reach the same instance"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +120,10 @@ async fn an_object_knows_the_name_it_was_addressed_by() {
     let test = TestRuntime::start(|b| b);
     let ns = test.env().namespace::<Probe>("PROBE").unwrap();
     let named = ns.get_by_name("room-7");
-    assert_eq!(bounded(named.own_name()).await.unwrap().as_deref(), Some("room-7"));
+    assert_eq!(
+        bounded(named.own_name()).await.unwrap().as_deref(),
+        Some("room-7")
+    );
     let unique = ns.get(&ns.new_unique_id());
     assert_eq!(bounded(unique.own_name()).await.unwrap(), None);
 }
@@ -113,11 +138,18 @@ async fn bindings_are_typed_and_unknown_ones_are_named_in_the_error() {
 
     let err = env.namespace::<Probe>("PROBES").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.message().contains("no binding named \"PROBES\""), "{err}");
+    assert!(
+        err.message().contains("no binding named \"PROBES\""),
+        "{err}"
+    );
     assert!(err.message().contains("\"PROBE\""), "{err}");
 
     let err = env.namespace::<Web>("PROBE").unwrap_err();
-    assert!(err.message().contains("binding \"PROBE\" is of class Probe, not Web"), "{err}");
+    assert!(
+        err.message()
+            .contains("binding \"PROBE\" is of class Probe, not Web"),
+        "{err}"
+    );
 
     let ns = env.namespace::<Web>("WEB").unwrap();
     assert_eq!(ns.class_name(), "Web");
@@ -135,7 +167,9 @@ fn two_bindings_to_one_class_share_its_namespace() {
     let env = runtime.env();
     assert_eq!(
         env.namespace::<Probe>("PROBE").unwrap().id_from_name("x"),
-        env.namespace::<Probe>("PROBE_TOO").unwrap().id_from_name("x")
+        env.namespace::<Probe>("PROBE_TOO")
+            .unwrap()
+            .id_from_name("x")
     );
 }
 
@@ -148,9 +182,16 @@ fn bad_runtime_settings_are_start_errors() {
         .bind::<Web>("X")
         .build()
         .unwrap_err();
-    assert!(matches!(duplicate, StartError::DuplicateBinding { .. }), "{duplicate}");
+    assert!(
+        matches!(duplicate, StartError::DuplicateBinding { .. }),
+        "{duplicate}"
+    );
 
-    let no_shards = Runtime::builder().data_dir(dir.path()).shards(0).build().unwrap_err();
+    let no_shards = Runtime::builder()
+        .data_dir(dir.path())
+        .shards(0)
+        .build()
+        .unwrap_err();
     assert!(no_shards.to_string().contains("shards is 0"), "{no_shards}");
 
     let no_queue = Runtime::builder()
@@ -158,7 +199,10 @@ fn bad_runtime_settings_are_start_errors() {
         .max_queued_events(0)
         .build()
         .unwrap_err();
-    assert!(no_queue.to_string().contains("max_queued_events"), "{no_queue}");
+    assert!(
+        no_queue.to_string().contains("max_queued_events"),
+        "{no_queue}"
+    );
 
     let no_dir = Runtime::builder().build().unwrap_err();
     assert!(no_dir.to_string().contains("no data folder"), "{no_dir}");
@@ -170,7 +214,10 @@ fn a_data_folder_serves_one_runtime_at_a_time() {
     let first = Runtime::builder().data_dir(dir.path()).build().unwrap();
     let second = Runtime::builder().data_dir(dir.path()).build().unwrap_err();
     assert!(matches!(second, StartError::Locked { .. }), "{second}");
-    assert!(second.to_string().contains("in use by another process"), "{second}");
+    assert!(
+        second.to_string().contains("in use by another process"),
+        "{second}"
+    );
     first.shutdown();
     Runtime::builder().data_dir(dir.path()).build().unwrap();
 }
@@ -180,7 +227,10 @@ fn a_data_folder_that_cannot_be_created_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
-    let err = Runtime::builder().data_dir(file.join("data")).build().unwrap_err();
+    let err = Runtime::builder()
+        .data_dir(file.join("data"))
+        .build()
+        .unwrap_err();
     assert!(matches!(err, StartError::DataDir { .. }), "{err}");
     assert!(err.to_string().contains("cannot use data folder"), "{err}");
 }

@@ -1,5 +1,6 @@
 //! Object lifecycle: eviction and reactivation, resets (panic, `abort()`, failing or slow
 //! `block_concurrency_while`, a panicking constructor), overload, and shutdown.
+#![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
 
 mod support;
 
@@ -11,7 +12,10 @@ use support::objects::{Fragile, Probe, constructions, raise};
 use support::{TestRuntime, bounded, wait_until};
 
 fn probe(test: &TestRuntime, name: &str) -> Stub<Probe> {
-    test.env().namespace::<Probe>("PROBE").unwrap().get_by_name(name)
+    test.env()
+        .namespace::<Probe>("PROBE")
+        .unwrap()
+        .get_by_name(name)
 }
 
 #[tokio::test]
@@ -30,7 +34,11 @@ async fn idle_objects_are_evicted_and_rebuilt_on_the_next_call() {
     let second = bounded(stub.serial()).await.unwrap();
     assert_ne!(first, second, "the constructor ran again");
     assert_eq!(constructions(stub.id()), 2);
-    assert_eq!(stub.value().await.unwrap(), 0, "in-memory state did not survive");
+    assert_eq!(
+        stub.value().await.unwrap(),
+        0,
+        "in-memory state did not survive"
+    );
     assert_eq!(test.runtime().active_objects(), 1);
 }
 
@@ -52,13 +60,18 @@ async fn a_panic_resets_the_object_and_fails_its_other_calls() {
     let before = stub.serial().await.unwrap();
     let waiting = stub.wait_for("never-raised-1".into(), "w".into());
 
-    let err = bounded(stub.panic_now("handler bug".into())).await.unwrap_err();
+    let err = bounded(stub.panic_now("handler bug".into()))
+        .await
+        .unwrap_err();
     assert!(err.is_reset() && err.is_remote(), "{err:?}");
     assert!(err.message().contains("handler bug"), "{err}");
     assert!(err.message().contains("reset"), "{err}");
 
     let other = bounded(waiting).await.unwrap_err();
-    assert!(other.is_reset(), "a call in progress on the reset instance fails: {other:?}");
+    assert!(
+        other.is_reset(),
+        "a call in progress on the reset instance fails: {other:?}"
+    );
 
     assert_ne!(bounded(stub.serial()).await.unwrap(), before);
     assert_eq!(stub.value().await.unwrap(), 0);
@@ -90,11 +103,17 @@ async fn a_panicking_constructor_fails_the_call_and_is_retried_next_time() {
     let ns = test.env().namespace::<Fragile>("FRAGILE").unwrap();
     let err = bounded(ns.get_by_name("bad-1").ping()).await.unwrap_err();
     assert!(err.is_reset() && err.is_remote(), "{err:?}");
-    assert!(err.message().contains("constructor of Fragile panicked"), "{err}");
+    assert!(
+        err.message().contains("constructor of Fragile panicked"),
+        "{err}"
+    );
     assert!(err.message().contains("refusing to build"), "{err}");
     assert_eq!(test.runtime().active_objects(), 0);
     // Other objects of the class are unaffected, and the bad one fails again, not hangs.
-    assert_eq!(bounded(ns.get_by_name("good").ping()).await.unwrap(), "pong");
+    assert_eq!(
+        bounded(ns.get_by_name("good").ping()).await.unwrap(),
+        "pong"
+    );
     assert!(bounded(ns.get_by_name("bad-1").ping()).await.is_err());
 }
 
@@ -121,7 +140,10 @@ async fn a_block_concurrency_while_past_its_timeout_resets_the_object() {
     let queued = stub.add(1);
     let err = bounded(hang).await.unwrap_err();
     assert!(err.is_reset(), "{err:?}");
-    assert!(err.message().contains("waited for more than 100 ms"), "{err}");
+    assert!(
+        err.message().contains("waited for more than 100 ms"),
+        "{err}"
+    );
     let queued = bounded(queued).await.unwrap_err();
     assert!(queued.is_reset(), "{queued:?}");
     assert_ne!(bounded(stub.serial()).await.unwrap(), before);
@@ -145,7 +167,10 @@ async fn block_concurrency_while_outside_a_handler_is_refused() {
     let test = TestRuntime::start(|b| b);
     let stub = probe(&test, "side-task");
     let outcome = bounded(stub.bcw_from_spawned_task()).await.unwrap();
-    assert!(outcome.contains("must be awaited by a handler"), "{outcome}");
+    assert!(
+        outcome.contains("must be awaited by a handler"),
+        "{outcome}"
+    );
 }
 
 #[tokio::test]

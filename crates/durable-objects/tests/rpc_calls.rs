@@ -1,5 +1,6 @@
 //! Typed RPC through stubs: concurrency, ordering, both encodings, errors, object-to-object
 //! calls and `fetch`.
+#![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
 
 mod support;
 
@@ -117,7 +118,12 @@ async fn observe(encode: bool) -> Vec<String> {
         bare.raw().call::<(u8,), u8>("anything", (1,)).await
     ));
     let reset = probe.panic_now("kaboom".into()).await.unwrap_err();
-    seen.push(format!("{:?} {} {}", reset.kind(), reset.is_reset(), reset.is_remote()));
+    seen.push(format!(
+        "{:?} {} {}",
+        reset.kind(),
+        reset.is_reset(),
+        reset.is_remote()
+    ));
     seen
 }
 
@@ -128,16 +134,34 @@ async fn encoded_and_direct_calls_agree() {
     assert_eq!(direct, encoded);
     // And the scenario really covered values and errors.
     assert_eq!(direct[0], "Ok(5)");
-    assert!(direct[4].contains("boom") && direct[4].contains("remote: true"), "{}", direct[4]);
-    assert!(direct[10].contains("does not implement the rpc method \\\"no_such_method\\\""), "{}", direct[10]);
-    assert!(direct[11].contains("Bare does not implement"), "{}", direct[11]);
+    assert!(
+        direct[4].contains("boom") && direct[4].contains("remote: true"),
+        "{}",
+        direct[4]
+    );
+    assert!(
+        direct[10].contains("does not implement the rpc method \\\"no_such_method\\\""),
+        "{}",
+        direct[10]
+    );
+    assert!(
+        direct[11].contains("Bare does not implement"),
+        "{}",
+        direct[11]
+    );
 }
 
 #[tokio::test]
 async fn user_errors_are_remote_and_not_retryable() {
     let test = TestRuntime::start(|b| b);
-    let probe = test.env().namespace::<Probe>("PROBE").unwrap().get_by_name("e");
-    let err = bounded(probe.fail("room is full".into())).await.unwrap_err();
+    let probe = test
+        .env()
+        .namespace::<Probe>("PROBE")
+        .unwrap()
+        .get_by_name("e");
+    let err = bounded(probe.fail("room is full".into()))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::User);
     assert_eq!(err.message(), "room is full");
     assert!(err.is_remote());
@@ -156,14 +180,23 @@ async fn objects_call_other_objects() {
     let env = test.env();
     let caller = env.namespace::<Caller>("CALLER").unwrap().get_by_name("c");
     for name in ["p1", "p2", "p3", "p4"] {
-        assert_eq!(bounded(caller.add_to_probe(name.into(), 3)).await.unwrap(), 3);
-        assert_eq!(bounded(caller.add_to_probe(name.into(), 4)).await.unwrap(), 7);
+        assert_eq!(
+            bounded(caller.add_to_probe(name.into(), 3)).await.unwrap(),
+            3
+        );
+        assert_eq!(
+            bounded(caller.add_to_probe(name.into(), 4)).await.unwrap(),
+            7
+        );
     }
     let probe = env.namespace::<Probe>("PROBE").unwrap().get_by_name("p1");
     assert_eq!(probe.value().await.unwrap(), 7);
     let (message, remote) = caller.failing_probe("p9".into()).await.unwrap();
     assert_eq!((message.as_str(), remote), ("inner", true));
-    assert_eq!(caller.var("GREETING".into()).await.unwrap().as_deref(), Some("hi"));
+    assert_eq!(
+        caller.var("GREETING".into()).await.unwrap().as_deref(),
+        Some("hi")
+    );
     assert_eq!(caller.var("NOPE".into()).await.unwrap(), None);
 }
 
@@ -178,9 +211,14 @@ async fn fetch_reaches_the_object_handler() {
     assert_eq!(response.status(), http::StatusCode::CREATED);
     assert_eq!(response.body().text().unwrap(), "POST /hello payload #1");
 
-    let failing = http::Request::get("http://object/fail").body(Body::empty()).unwrap();
+    let failing = http::Request::get("http://object/fail")
+        .body(Body::empty())
+        .unwrap();
     let err = bounded(web.fetch(failing)).await.unwrap_err();
-    assert!(err.is_remote() && err.message().contains("on purpose"), "{err:?}");
+    assert!(
+        err.is_remote() && err.message().contains("on purpose"),
+        "{err:?}"
+    );
 
     let relative = http::Request::get("/relative").body(Body::empty()).unwrap();
     let err = bounded(web.fetch(relative)).await.unwrap_err();
@@ -188,7 +226,9 @@ async fn fetch_reaches_the_object_handler() {
     assert!(err.message().contains("absolute URL"), "{err}");
 
     // The object is still fine, and counted only the requests that reached it.
-    let again = http::Request::get("http://object/x").body(Body::empty()).unwrap();
+    let again = http::Request::get("http://object/x")
+        .body(Body::empty())
+        .unwrap();
     let response = bounded(web.fetch(again)).await.unwrap();
     assert_eq!(response.body().text().unwrap(), "GET /x  #3");
 }
@@ -196,17 +236,32 @@ async fn fetch_reaches_the_object_handler() {
 #[tokio::test]
 async fn a_missing_handler_is_a_clear_error() {
     let test = TestRuntime::start(|b| b);
-    let bare = test.env().namespace::<Bare>("BARE").unwrap().get_by_name("b");
-    let request = http::Request::get("http://object/").body(Body::empty()).unwrap();
+    let bare = test
+        .env()
+        .namespace::<Bare>("BARE")
+        .unwrap()
+        .get_by_name("b");
+    let request = http::Request::get("http://object/")
+        .body(Body::empty())
+        .unwrap();
     let err = bounded(bare.fetch(request)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotImplemented);
-    assert!(err.message().contains("Bare does not implement the `fetch` handler"), "{err}");
+    assert!(
+        err.message()
+            .contains("Bare does not implement the `fetch` handler"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stubs_work_from_spawned_tasks_and_threads() {
     let test = TestRuntime::start(|b| b);
-    let stub = Arc::new(test.env().namespace::<Probe>("PROBE").unwrap().get_by_name("t"));
+    let stub = Arc::new(
+        test.env()
+            .namespace::<Probe>("PROBE")
+            .unwrap()
+            .get_by_name("t"),
+    );
     let from_task = {
         let stub = Arc::clone(&stub);
         tokio::spawn(async move { stub.add(1).await })

@@ -125,6 +125,9 @@ mod tests {
         let data = DataDir::open(dir.path()).unwrap();
         fs::write(dir.path().join("namespaces/Counter.key"), "not a key").unwrap();
         let err = data.namespace_key("Counter").unwrap_err().to_string();
-        assert!(err.contains("Counter.key") && err.contains("backup"), "{err}");
+        assert!(
+            err.contains("Counter.key") && err.contains("backup"),
+            "{err}"
+        );
     }
 }

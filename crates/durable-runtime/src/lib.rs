@@ -12,12 +12,13 @@
 //! Architecture invariant: this crate knows nothing of HTTP servers, config files or SQL; it
 //! defines the seams (`fetch` with an `http` request, the turn driver) that storage and the
 //! server plug into. Wall-clock time comes only from a [`durable_core::Clock`].
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod body;
 pub mod clock;
 pub mod directory;
 pub mod env;
 pub mod gate;
-pub mod body;
 pub mod keys;
 pub mod object;
 pub mod rpc;
@@ -27,11 +28,11 @@ pub mod state;
 pub mod stub;
 pub mod turn;
 
-pub use clock::SystemClock;
-pub use env::{Env, Namespace};
-pub use body::{Body, Request, Response};
 /// The `http` crate, for building requests and responses (`http::StatusCode`, `http::Method`).
 pub use ::http;
+pub use body::{Body, Request, Response};
+pub use clock::SystemClock;
+pub use env::{Env, Namespace};
 pub use object::{AlarmInfo, DurableObject, ObjectClass, WebSocket, WebSocketMessage};
 pub use rpc::{RpcArgs, RpcCall, RpcClient, RpcInvocation, RpcType, RpcValue};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig, StartError};

@@ -15,8 +15,8 @@ use std::rc::Rc;
 use durable_core::{Error, ErrorKind, Result};
 
 use crate::LocalBoxFuture;
-use crate::env::Env;
 use crate::body::{Request, Response};
+use crate::env::Env;
 use crate::rpc::{RpcClient, RpcInvocation, RpcValue};
 use crate::state::State;
 

@@ -29,6 +29,11 @@ use crate::object::ObjectClass;
 use crate::stub::RawStub;
 
 /// A type that can be an RPC argument or result: serde both ways, `Send`, owned.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an rpc argument or result",
+    label = "not usable over rpc",
+    note = "rpc arguments and results must implement `serde::Serialize` and `serde::de::DeserializeOwned`, and be `Send + 'static`"
+)]
 pub trait RpcType: Serialize + DeserializeOwned + Send + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> RpcType for T {}
@@ -45,7 +50,9 @@ impl std::fmt::Debug for RpcArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RpcArgs::Local(_) => f.write_str("RpcArgs::Local(..)"),
-            RpcArgs::Encoded(envelope) => f.debug_tuple("RpcArgs::Encoded").field(envelope).finish(),
+            RpcArgs::Encoded(envelope) => {
+                f.debug_tuple("RpcArgs::Encoded").field(envelope).finish()
+            }
         }
     }
 }

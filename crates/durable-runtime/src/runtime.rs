@@ -121,11 +121,13 @@ impl RuntimeShared {
     pub(crate) fn send(&self, event: Event) -> Result<()> {
         let index = (event.id.routing_hash() % self.shards.len() as u64) as usize;
         let shard = &self.shards[index];
-        shard.load.admit(event.key, self.config.max_queued_events, || {
-            shard.tx.send(ShardMsg::Event(event)).map_err(|_| {
-                Error::disconnected("the runtime is shut down: the call was not delivered")
+        shard
+            .load
+            .admit(event.key, self.config.max_queued_events, || {
+                shard.tx.send(ShardMsg::Event(event)).map_err(|_| {
+                    Error::disconnected("the runtime is shut down: the call was not delivered")
+                })
             })
-        })
     }
 }
 

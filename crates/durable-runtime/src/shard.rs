@@ -15,8 +15,8 @@ use durable_core::{Error, ObjectId, Result};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::LocalSet;
 
-use crate::directory::ObjectDirectory;
 use crate::body::Response;
+use crate::directory::ObjectDirectory;
 use crate::object::{Outcome, Payload};
 use crate::rpc::RpcValue;
 use crate::runtime::RuntimeShared;
@@ -73,6 +73,9 @@ pub(crate) struct Event {
     pub(crate) reply: Reply,
 }
 
+// `Stop` is sent once per shard; boxing every event to shrink it would cost an allocation
+// per call.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum ShardMsg {
     Event(Event),
     Stop,

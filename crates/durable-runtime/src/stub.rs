@@ -98,7 +98,10 @@ impl RawStub {
     }
 
     /// Sends an HTTP request to the object's `fetch` handler.
-    pub fn fetch(&self, request: Request) -> impl Future<Output = Result<Response>> + Send + 'static {
+    pub fn fetch(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Response>> + Send + 'static {
         let sent = if request.uri().scheme().is_none() || request.uri().authority().is_none() {
             Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -164,7 +167,10 @@ impl<T: ObjectClass> Stub<T> {
 
     /// Sends an HTTP request to the object's `fetch` handler. The URL must be absolute
     /// (`http://object/path`); its host is not resolved.
-    pub fn fetch(&self, request: Request) -> impl Future<Output = Result<Response>> + Send + 'static {
+    pub fn fetch(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Response>> + Send + 'static {
         self.client.raw().fetch(request)
     }
 

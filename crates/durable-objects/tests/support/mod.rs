@@ -1,6 +1,11 @@
 //! Shared helpers of the facade's integration tests: a runtime in a temporary data folder,
 //! a bounded wait, and the test object classes in [`objects`].
-#![allow(dead_code, missing_debug_implementations, unreachable_pub)]
+#![allow(
+    dead_code,
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::unwrap_used
+)]
 
 pub mod objects;
 
@@ -39,9 +44,11 @@ impl TestRuntime {
     /// Stops the runtime and starts a new one on the same data folder.
     pub fn restart(&mut self, configure: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder) {
         drop(self.runtime.take());
-        let runtime = configure(objects::bind_all(Runtime::builder().data_dir(self.dir.path())))
-            .build()
-            .expect("runtime restarts");
+        let runtime = configure(objects::bind_all(
+            Runtime::builder().data_dir(self.dir.path()),
+        ))
+        .build()
+        .expect("runtime restarts");
         self.runtime = Some(runtime);
     }
 }

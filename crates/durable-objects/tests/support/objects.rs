@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use durable_objects::prelude::*;
 use durable_objects::RuntimeBuilder;
+use durable_objects::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -273,7 +273,11 @@ pub struct Fragile;
 
 impl DurableObject for Fragile {
     fn new(state: State, _env: Env) -> Self {
-        if state.id().name().is_some_and(|name| name.starts_with("bad")) {
+        if state
+            .id()
+            .name()
+            .is_some_and(|name| name.starts_with("bad"))
+        {
             panic!("refusing to build {:?}", state.id().name());
         }
         Fragile

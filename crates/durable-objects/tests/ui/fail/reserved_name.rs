@@ -1,0 +1,19 @@
+use durable_objects::prelude::*;
+
+#[durable_object]
+pub struct Room;
+
+impl DurableObject for Room {
+    fn new(_state: State, _env: Env) -> Self {
+        Room
+    }
+}
+
+#[rpc]
+impl Room {
+    pub async fn fetch(&self, path: String) -> Result<String> {
+        Ok(path)
+    }
+}
+
+fn main() {}
