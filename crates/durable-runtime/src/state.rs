@@ -116,14 +116,16 @@ impl State {
     }
 
     /// Resets the object now: the running handler stops (this function does not return),
-    /// every call in progress fails with `reason`, and the next call gets a fresh instance.
+    /// every call in progress fails with an error that starts with `reason` and says the
+    /// object was reset, and the next call gets a fresh instance.
     /// Stored data is kept.
     ///
     /// Callers see an error for which [`Error::is_reset`] is true.
     pub fn abort(&self, reason: Option<&str>) -> ! {
-        let message = reason
-            .unwrap_or("application called abort() to reset the durable object")
-            .to_owned();
+        let message = format!(
+            "{}; the object was reset and its next call gets a fresh instance",
+            reason.unwrap_or("application called abort() to reset the durable object")
+        );
         if let Ok(instance) = self.instance() {
             instance.reset(Error::reset(message).into_remote());
         }
