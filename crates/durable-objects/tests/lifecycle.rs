@@ -88,7 +88,11 @@ async fn abort_resets_the_object_with_the_given_reason() {
         .await
         .unwrap_err();
     assert!(err.is_reset(), "{err:?}");
-    assert!(err.message().starts_with("schema changed; the object was reset"), "{err}");
+    assert!(
+        err.message()
+            .starts_with("schema changed; the object was reset"),
+        "{err}"
+    );
     let other = bounded(waiting).await.unwrap_err();
     assert_eq!(other.message(), err.message());
 
