@@ -37,6 +37,8 @@ pub enum ErrorKind {
     Disconnected,
     /// A value could not be encoded or decoded.
     Codec,
+    /// Storage failed: the database reported an error, or a write could not be made durable.
+    Storage,
     /// A bug or an unexpected condition inside the runtime.
     Internal,
 }
@@ -54,6 +56,7 @@ impl ErrorKind {
             ErrorKind::Reset => "reset",
             ErrorKind::Disconnected => "disconnected",
             ErrorKind::Codec => "codec",
+            ErrorKind::Storage => "storage",
             ErrorKind::Internal => "internal",
         }
     }
@@ -70,6 +73,7 @@ impl ErrorKind {
             "reset" => ErrorKind::Reset,
             "disconnected" => ErrorKind::Disconnected,
             "codec" => ErrorKind::Codec,
+            "storage" => ErrorKind::Storage,
             _ => ErrorKind::Internal,
         }
     }
@@ -275,6 +279,7 @@ mod tests {
             ErrorKind::Reset,
             ErrorKind::Disconnected,
             ErrorKind::Codec,
+            ErrorKind::Storage,
             ErrorKind::Internal,
         ];
         for kind in kinds {

@@ -20,3 +20,41 @@ pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 70_000;
 /// refused as overloaded. Cloudflare does not publish its number; this one bounds memory per
 /// object to a few megabytes while leaving room for bursts.
 pub const DEFAULT_MAX_QUEUED_EVENTS: usize = 32_768;
+
+/// Keys per batch `get`, `put` or `delete` of the KV API (Cloudflare: 128).
+pub const MAX_KV_BATCH_KEYS: usize = 128;
+
+/// Largest KV key, in UTF-8 bytes (Cloudflare's KV-backed limit, 2,048; kept for the SQLite
+/// backend too, so keys stay small enough to index and to show).
+pub const MAX_KV_KEY_BYTES: usize = 2_048;
+
+/// Largest KV key plus encoded value, in bytes (Cloudflare's SQLite-backed limit, 2 MB).
+pub const MAX_KV_ENTRY_BYTES: usize = 2_000_000;
+
+/// Largest string or BLOB SQLite accepts in one value or row (SQLITE_LIMIT_LENGTH); a little
+/// above [`MAX_KV_ENTRY_BYTES`] so a KV entry at its limit still fits in its row.
+pub const MAX_SQL_VALUE_BYTES: i32 = 2_097_152;
+
+/// Longest SQL statement text, in bytes (Cloudflare: 100 KB).
+pub const MAX_SQL_STATEMENT_BYTES: i32 = 100_000;
+
+/// Most columns per table (Cloudflare: 100).
+pub const MAX_SQL_COLUMNS: i32 = 100;
+
+/// Most bound parameters per statement (Cloudflare: 100).
+pub const MAX_SQL_PARAMETERS: i32 = 100;
+
+/// Longest LIKE or GLOB pattern, in bytes (Cloudflare: 50).
+pub const MAX_SQL_LIKE_PATTERN_BYTES: i32 = 50;
+
+/// Most arguments of an SQL function call (workerd: 127; Cloudflare's docs: 32).
+pub const MAX_SQL_FUNCTION_ARGS: i32 = 32;
+
+/// Most terms of a compound SELECT (workerd: 5).
+pub const MAX_SQL_COMPOUND_SELECT: i32 = 5;
+
+/// Deepest SQL expression tree (workerd: 100).
+pub const MAX_SQL_EXPR_DEPTH: i32 = 100;
+
+/// Deepest trigger recursion (workerd: 10).
+pub const MAX_SQL_TRIGGER_DEPTH: i32 = 10;

@@ -1,0 +1,634 @@
+//! [`ObjectDatabase`]: one object's SQLite database, its write batches and its commits.
+//!
+//! Writes are grouped in *batches*: the first write after a commit opens a transaction
+//! (`BEGIN`), and the runtime commits it between turns, never in the middle of one. A turn's
+//! writes therefore always commit together, possibly with the writes of other turns that ran
+//! before the commit (write coalescing). Each commit gets a sequence number; the durability
+//! worker reports which sequence numbers are on disk, and a reply must wait for the number
+//! its writes belong to ([`ObjectDatabase::required_seq`]).
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use durable_core::limits;
+use rusqlite::config::DbConfig;
+use rusqlite::limits::Limit;
+use rusqlite::{Connection, OpenFlags, params_from_iter};
+
+use crate::authorizer::Guard;
+use crate::cursor::SqlCursor;
+use crate::durability::{DurableCallback, WalFile};
+use crate::error::{CommitError, KvError, OpenError, SqlError};
+use crate::kv::{self, KV_TABLE, ListOptions};
+use crate::split::split_statements;
+use crate::value::SqlValue;
+
+/// How commits become durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DurabilityMode {
+    /// Commits do not fsync; the durability worker fsyncs the WAL once for every commit made
+    /// since its last sync (the default).
+    #[default]
+    GroupCommit,
+    /// Every commit fsyncs the WAL itself, on the object's thread (`synchronous=FULL`). Slow;
+    /// it exists to measure what group commit gains.
+    FsyncEachCommit,
+}
+
+#[derive(Debug, Default)]
+struct Batch {
+    /// A transaction is open.
+    open: bool,
+    /// The open transaction holds writes whose replies must wait for them.
+    confirmed: bool,
+    /// Explicit transactions (savepoints) open inside the batch.
+    savepoints: u32,
+    committed_seq: u64,
+    /// The last committed batch that held confirmed writes.
+    confirmed_seq: u64,
+}
+
+fn sqlite(err: rusqlite::Error) -> SqlError {
+    SqlError::from_sqlite(&err)
+}
+
+/// The storage layer's own statements. Each starts with a comment holding a random token of
+/// this connection: statements are cached by their text, and user SQL must never be handed a
+/// cached statement that was compiled without the authorizer.
+#[derive(Debug)]
+struct InternalSql {
+    token: String,
+    begin: String,
+    commit: String,
+    savepoint: String,
+    rollback_to: String,
+    release: String,
+    kv_exists: String,
+    kv_get: String,
+    kv_put: String,
+    kv_delete: String,
+}
+
+impl InternalSql {
+    fn new() -> Self {
+        let mut nonce = [0u8; 16];
+        // Without randomness, fall back to the address of a stack value: still unknown to
+        // user code, which never sees it.
+        if getrandom::fill(&mut nonce).is_err() {
+            let marker = Box::new(0u8);
+            let address = std::ptr::from_ref::<u8>(&marker) as usize as u64;
+            nonce[..8].copy_from_slice(&address.to_le_bytes());
+        }
+        let token: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let tag = |sql: &str| format!("/*{token}*/ {sql}");
+        Self {
+            begin: tag("BEGIN"),
+            commit: tag("COMMIT"),
+            savepoint: tag("SAVEPOINT _cf_txn"),
+            rollback_to: tag("ROLLBACK TO _cf_txn"),
+            release: tag("RELEASE _cf_txn"),
+            kv_exists: tag("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1"),
+            kv_get: tag(&format!("SELECT value FROM {KV_TABLE} WHERE key = ?1")),
+            kv_put: tag(&format!(
+                "INSERT INTO {KV_TABLE} (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            )),
+            kv_delete: tag(&format!("DELETE FROM {KV_TABLE} WHERE key = ?1")),
+            token,
+        }
+    }
+
+    fn tag(&self, sql: &str) -> String {
+        format!("/*{}*/ {sql}", self.token)
+    }
+}
+
+fn run(conn: &Connection, sql: &str) -> Result<(), SqlError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute([]))
+        .map(drop)
+        .map_err(sqlite)
+}
+
+fn begin_write(
+    conn: &Connection,
+    internal: &InternalSql,
+    batch: &mut Batch,
+    confirmed: bool,
+) -> Result<(), SqlError> {
+    if !batch.open {
+        run(conn, &internal.begin)?;
+        batch.open = true;
+    }
+    batch.confirmed |= confirmed;
+    Ok(())
+}
+
+/// One object's database, open on the object's thread.
+pub struct ObjectDatabase {
+    conn: Connection,
+    guard: Arc<Guard>,
+    internal: InternalSql,
+    path: PathBuf,
+    mode: DurabilityMode,
+    batch: Batch,
+    kv_ready: bool,
+    wal: Arc<WalFile>,
+    broken: Option<String>,
+}
+
+impl std::fmt::Debug for ObjectDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectDatabase")
+            .field("path", &self.path)
+            .field("batch", &self.batch)
+            .finish()
+    }
+}
+
+impl ObjectDatabase {
+    /// Opens (creating if needed) the database at `path` in WAL mode with the platform's
+    /// limits and authorizer. `on_durable` is told whenever commits become durable.
+    pub fn open(
+        path: &Path,
+        mode: DurabilityMode,
+        on_durable: DurableCallback,
+    ) -> Result<Self, OpenError> {
+        let fail = |reason: String| OpenError {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|err| fail(err.to_string()))?;
+        }
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|err| fail(err.to_string()))?;
+        let synchronous = match mode {
+            DurabilityMode::GroupCommit => "NORMAL",
+            DurabilityMode::FsyncEachCommit => "FULL",
+        };
+        let journal: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .map_err(|err| fail(format!("{err}; is it an SQLite database?")))?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(fail(format!("journal mode is {journal}, not wal")));
+        }
+        conn.execute_batch(&format!("PRAGMA synchronous={synchronous}"))
+            .map_err(|err| fail(err.to_string()))?;
+        for (limit, value) in [
+            (Limit::SQLITE_LIMIT_LENGTH, limits::MAX_SQL_VALUE_BYTES),
+            (
+                Limit::SQLITE_LIMIT_SQL_LENGTH,
+                limits::MAX_SQL_STATEMENT_BYTES,
+            ),
+            (Limit::SQLITE_LIMIT_COLUMN, limits::MAX_SQL_COLUMNS),
+            (
+                Limit::SQLITE_LIMIT_VARIABLE_NUMBER,
+                limits::MAX_SQL_PARAMETERS,
+            ),
+            (
+                Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH,
+                limits::MAX_SQL_LIKE_PATTERN_BYTES,
+            ),
+            (
+                Limit::SQLITE_LIMIT_FUNCTION_ARG,
+                limits::MAX_SQL_FUNCTION_ARGS,
+            ),
+            (
+                Limit::SQLITE_LIMIT_COMPOUND_SELECT,
+                limits::MAX_SQL_COMPOUND_SELECT,
+            ),
+            (Limit::SQLITE_LIMIT_EXPR_DEPTH, limits::MAX_SQL_EXPR_DEPTH),
+            (
+                Limit::SQLITE_LIMIT_TRIGGER_DEPTH,
+                limits::MAX_SQL_TRIGGER_DEPTH,
+            ),
+            (Limit::SQLITE_LIMIT_ATTACHED, 0),
+        ] {
+            conn.set_limit(limit, value)
+                .map_err(|err| fail(err.to_string()))?;
+        }
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+            .map_err(|err| fail(err.to_string()))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let guard = Guard::install(&mut conn).map_err(|err| fail(err.to_string()))?;
+        let wal_path = PathBuf::from(format!("{}-wal", path.display()));
+        Ok(Self {
+            conn,
+            guard,
+            internal: InternalSql::new(),
+            path: path.to_path_buf(),
+            mode,
+            batch: Batch::default(),
+            kv_ready: false,
+            wal: Arc::new(WalFile::new(wal_path, on_durable)),
+            broken: None,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The WAL, for the durability worker.
+    pub fn wal(&self) -> &Arc<WalFile> {
+        &self.wal
+    }
+
+    /// The durability mode the database was opened with.
+    pub fn mode(&self) -> DurabilityMode {
+        self.mode
+    }
+
+    fn check_usable(&self) -> Result<(), SqlError> {
+        match &self.broken {
+            Some(reason) => Err(SqlError::Broken(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    // ----- batches and commits -------------------------------------------------------------
+
+    /// True when writes are waiting for a commit.
+    pub fn has_uncommitted(&self) -> bool {
+        self.batch.open
+    }
+
+    /// True when the open batch may be committed now (no explicit transaction spans it).
+    pub fn can_commit(&self) -> bool {
+        self.batch.open && self.batch.savepoints == 0
+    }
+
+    /// The commit sequence number a reply sent now must wait for: that of the open batch if
+    /// it holds confirmed writes, else that of the last batch that did.
+    pub fn required_seq(&self) -> u64 {
+        if self.batch.open && self.batch.confirmed {
+            self.batch.committed_seq + 1
+        } else {
+            self.batch.confirmed_seq
+        }
+    }
+
+    /// The sequence number every write so far belongs to, confirmed or not (for `sync()`).
+    pub fn latest_seq(&self) -> u64 {
+        self.batch.committed_seq + u64::from(self.batch.open)
+    }
+
+    /// Commits the open batch; returns its sequence number, or `None` when there was nothing
+    /// to commit (or an explicit transaction is still open). On failure the database is
+    /// broken: the batch is lost, and the object must be reset.
+    pub fn commit(&mut self) -> Result<Option<u64>, CommitError> {
+        if let Some(reason) = &self.broken {
+            return Err(CommitError {
+                reason: reason.clone(),
+            });
+        }
+        if !self.can_commit() {
+            return Ok(None);
+        }
+        if self.conn.is_autocommit() {
+            // SQLite rolled the transaction back itself after an error (disk full, I/O).
+            return Err(self.break_with(
+                "SQLite rolled back the open transaction after an earlier error".to_owned(),
+            ));
+        }
+        if let Err(err) = run(&self.conn, &self.internal.commit) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(self.break_with(err.to_string()));
+        }
+        self.batch.open = false;
+        self.batch.committed_seq += 1;
+        let seq = self.batch.committed_seq;
+        if self.batch.confirmed {
+            self.batch.confirmed_seq = seq;
+        }
+        self.batch.confirmed = false;
+        self.wal.publish_commit(seq);
+        if self.mode == DurabilityMode::FsyncEachCommit {
+            // synchronous=FULL: the commit fsynced the WAL before returning.
+            self.wal.mark_synced(seq);
+        }
+        Ok(Some(seq))
+    }
+
+    fn break_with(&mut self, reason: String) -> CommitError {
+        tracing::error!(database = %self.path.display(), %reason, "object database broken");
+        self.batch = Batch {
+            committed_seq: self.batch.committed_seq,
+            confirmed_seq: self.batch.confirmed_seq,
+            ..Batch::default()
+        };
+        self.broken = Some(reason.clone());
+        CommitError { reason }
+    }
+
+    /// Discards the open batch (a reset: panic, `abort()`): its writes never happened.
+    pub fn rollback_uncommitted(&mut self) {
+        if self.batch.open {
+            if let Err(err) = self.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(database = %self.path.display(), error = %err, "rollback failed");
+            }
+            self.batch.open = false;
+            self.batch.confirmed = false;
+            self.batch.savepoints = 0;
+            self.kv_ready = false;
+        }
+    }
+
+    /// Closes the database. Call after the last commit; an open batch is rolled back.
+    pub fn close(mut self) {
+        self.rollback_uncommitted();
+        if let Err((_, err)) = self.conn.close() {
+            tracing::warn!(database = %self.path.display(), error = %err, "close failed");
+        }
+    }
+
+    // ----- explicit transactions -----------------------------------------------------------
+
+    /// Starts an explicit transaction (a savepoint inside the batch).
+    pub fn begin_transaction(&mut self) -> Result<(), SqlError> {
+        self.check_usable()?;
+        begin_write(&self.conn, &self.internal, &mut self.batch, true)?;
+        run(&self.conn, &self.internal.savepoint)?;
+        self.batch.savepoints += 1;
+        Ok(())
+    }
+
+    /// Ends the innermost explicit transaction, keeping (`rollback` false) or undoing its
+    /// writes.
+    pub fn end_transaction(&mut self, rollback: bool) -> Result<(), SqlError> {
+        if self.batch.savepoints == 0 {
+            return Ok(());
+        }
+        self.batch.savepoints -= 1;
+        if rollback {
+            run(&self.conn, &self.internal.rollback_to)?;
+            // Tables created inside may be gone again.
+            self.kv_ready = false;
+        }
+        run(&self.conn, &self.internal.release)?;
+        Ok(())
+    }
+
+    // ----- SQL -----------------------------------------------------------------------------
+
+    /// Runs `sql` (one or more `;`-separated statements) with `params` bound to the last
+    /// statement; returns the last statement's rows.
+    pub fn exec(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<SqlCursor, SqlError> {
+        self.check_usable()?;
+        let pieces = split_statements(sql);
+        if pieces.is_empty() {
+            return Err(SqlError::NoStatement);
+        }
+        let last = pieces.len() - 1;
+        let mut rows_read = 0;
+        let mut rows_written = 0;
+        let mut columns = Vec::new();
+        let mut result = VecDeque::new();
+        for (index, piece) in pieces.into_iter().enumerate() {
+            let (prepared, refusal) = self.guard.checked(|| self.conn.prepare_cached(piece));
+            if let Some(refusal) = refusal {
+                return Err(SqlError::Refused(refusal));
+            }
+            let mut stmt = prepared.map_err(sqlite)?;
+            let is_last = index == last;
+            if is_last && stmt.parameter_count() != params.len() {
+                return Err(SqlError::ParameterCount {
+                    given: params.len(),
+                    expected: stmt.parameter_count(),
+                });
+            }
+            if !stmt.readonly() {
+                begin_write(&self.conn, &self.internal, &mut self.batch, true)?;
+            }
+            if is_last {
+                for (position, value) in params.iter().enumerate() {
+                    stmt.raw_bind_parameter(position + 1, value)
+                        .map_err(sqlite)?;
+                }
+                columns = stmt.column_names().into_iter().map(str::to_owned).collect();
+            }
+            let width = stmt.column_count();
+            let changes_before = self.conn.total_changes();
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next().map_err(sqlite)? {
+                rows_read += 1;
+                if is_last {
+                    let values = (0..width)
+                        .map(|i| row.get_ref(i).map(SqlValue::from_ref))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(sqlite)?;
+                    result.push_back(values);
+                }
+            }
+            drop(rows);
+            rows_written += self.conn.total_changes() - changes_before;
+        }
+        Ok(SqlCursor::new(columns, result, rows_read, rows_written))
+    }
+
+    /// Bytes the database uses: pages in use times the page size.
+    pub fn database_size(&self) -> Result<u64, SqlError> {
+        let pragma = |name: &str| -> Result<u64, SqlError> {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
+                .map(|v| u64::try_from(v).unwrap_or(0))
+                .map_err(sqlite)
+        };
+        Ok((pragma("page_count")? - pragma("freelist_count")?) * pragma("page_size")?)
+    }
+
+    /// Deletes everything: every table, index, view and trigger, the KV entries and the
+    /// alarm. Part of the current batch, so it commits atomically with the turn's writes.
+    pub fn delete_all(&mut self) -> Result<(), SqlError> {
+        self.check_usable()?;
+        begin_write(&self.conn, &self.internal, &mut self.batch, true)?;
+        let schema = |conn: &Connection| -> Result<Vec<(String, String, String)>, SqlError> {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT type, name, coalesce(sql, '') FROM sqlite_master \
+                     WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+                )
+                .map_err(sqlite)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .map_err(sqlite)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)
+        };
+        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        // Views and triggers first, then virtual tables (which drop their shadow tables),
+        // then whatever tables remain.
+        for (kind, name, sql) in schema(&self.conn)? {
+            let statement = match kind.as_str() {
+                "view" => format!("DROP VIEW IF EXISTS {}", quote(&name)),
+                "trigger" => format!("DROP TRIGGER IF EXISTS {}", quote(&name)),
+                "table" if sql.to_ascii_uppercase().starts_with("CREATE VIRTUAL TABLE") => {
+                    format!("DROP TABLE IF EXISTS {}", quote(&name))
+                }
+                _ => continue,
+            };
+            self.conn.execute_batch(&statement).map_err(sqlite)?;
+        }
+        for (kind, name, _) in schema(&self.conn)? {
+            if kind == "table" {
+                self.conn
+                    .execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&name)))
+                    .map_err(sqlite)?;
+            }
+        }
+        self.conn.flush_prepared_statement_cache();
+        self.kv_ready = false;
+        Ok(())
+    }
+
+    // ----- KV ------------------------------------------------------------------------------
+
+    fn ensure_kv(&mut self, create: bool) -> Result<bool, SqlError> {
+        if self.kv_ready {
+            return Ok(true);
+        }
+        let exists: bool = self
+            .conn
+            .prepare_cached(&self.internal.kv_exists)
+            .and_then(|mut stmt| stmt.query_row([KV_TABLE], |row| row.get::<_, i64>(0)))
+            .map(|count| count > 0)
+            .map_err(sqlite)?;
+        if !exists {
+            if !create {
+                return Ok(false);
+            }
+            begin_write(&self.conn, &self.internal, &mut self.batch, true)?;
+            self.conn
+                .execute_batch(&format!(
+                    "CREATE TABLE {KV_TABLE} (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID"
+                ))
+                .map_err(sqlite)?;
+        }
+        self.kv_ready = true;
+        Ok(true)
+    }
+
+    /// The stored bytes of `key`.
+    pub fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.check_usable()?;
+        kv::check_key(key)?;
+        if !self.ensure_kv(false)? {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(&self.internal.kv_get)
+            .map_err(sqlite)?;
+        let mut rows = stmt.query([key]).map_err(sqlite)?;
+        match rows.next().map_err(sqlite)? {
+            Some(row) => Ok(Some(row.get::<_, Vec<u8>>(0).map_err(sqlite)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored bytes of each of `keys` that exists, ordered by key.
+    pub fn kv_get_many(&mut self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>, KvError> {
+        kv::check_batch(keys.len())?;
+        let mut found = Vec::new();
+        for key in keys {
+            if let Some(value) = self.kv_get(key)? {
+                found.push(((*key).to_owned(), value));
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.dedup_by(|a, b| a.0 == b.0);
+        Ok(found)
+    }
+
+    /// Stores `value` under `key`. `confirmed` false marks an `allow_unconfirmed` write,
+    /// which replies do not wait for.
+    pub fn kv_put(&mut self, key: &str, value: &[u8], confirmed: bool) -> Result<(), KvError> {
+        self.check_usable()?;
+        kv::check_entry(key, value)?;
+        self.ensure_kv(true)?;
+        begin_write(&self.conn, &self.internal, &mut self.batch, confirmed)?;
+        self.conn
+            .prepare_cached(&self.internal.kv_put)
+            .and_then(|mut stmt| stmt.execute(rusqlite::params![key, value]))
+            .map_err(sqlite)?;
+        Ok(())
+    }
+
+    /// Stores several entries; all or none are checked before any is written.
+    pub fn kv_put_many(
+        &mut self,
+        entries: &[(String, Vec<u8>)],
+        confirmed: bool,
+    ) -> Result<(), KvError> {
+        kv::check_batch(entries.len())?;
+        for (key, value) in entries {
+            kv::check_entry(key, value)?;
+        }
+        for (key, value) in entries {
+            self.kv_put(key, value, confirmed)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `key`; true if it existed.
+    pub fn kv_delete(&mut self, key: &str, confirmed: bool) -> Result<bool, KvError> {
+        self.check_usable()?;
+        kv::check_key(key)?;
+        if !self.ensure_kv(false)? {
+            return Ok(false);
+        }
+        begin_write(&self.conn, &self.internal, &mut self.batch, confirmed)?;
+        let deleted = self
+            .conn
+            .prepare_cached(&self.internal.kv_delete)
+            .and_then(|mut stmt| stmt.execute([key]))
+            .map_err(sqlite)?;
+        Ok(deleted > 0)
+    }
+
+    /// Deletes several keys; returns how many existed.
+    pub fn kv_delete_many(&mut self, keys: &[&str], confirmed: bool) -> Result<usize, KvError> {
+        kv::check_batch(keys.len())?;
+        for key in keys {
+            kv::check_key(key)?;
+        }
+        let mut deleted = 0;
+        for key in keys {
+            deleted += usize::from(self.kv_delete(key, confirmed)?);
+        }
+        Ok(deleted)
+    }
+
+    /// The entries `options` selects, in order.
+    pub fn kv_list(&mut self, options: &ListOptions) -> Result<Vec<(String, Vec<u8>)>, KvError> {
+        self.check_usable()?;
+        let (sql, params) = options.compile()?;
+        if !self.ensure_kv(false)? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(&self.internal.tag(&sql))
+            .map_err(sqlite)?;
+        let rows = stmt
+            .query_map(params_from_iter(params.iter()), |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(sqlite)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)?)
+    }
+}
+
+impl From<rusqlite::Error> for KvError {
+    fn from(err: rusqlite::Error) -> Self {
+        KvError::Sql(sqlite(err))
+    }
+}

@@ -1,0 +1,198 @@
+//! Making commits durable: the per-object [`WalFile`] and the [`DurabilityWorker`] threads
+//! that fsync it.
+//!
+//! Commits run with `synchronous=NORMAL`: SQLite writes the WAL but does not fsync it. Each
+//! commit publishes its sequence number on the object's [`WalFile`]; a worker thread then
+//! `fdatasync`s the WAL and reports the highest sequence number the sync covers. One fsync
+//! covers every commit published before it started (group commit), syncs of different
+//! objects run in parallel on the worker threads, and the object's thread never waits for
+//! the disk. Checkpoints (copying the WAL into the database file) keep SQLite's own fsyncs.
+//!
+//! Why this is safe: SQLite replays, after a crash, exactly the transactions whose WAL frames
+//! reached the disk with valid checksums, and a transaction's frames are written before its
+//! commit returns. So once an fsync that started after commit *n* returned, commits up to *n*
+//! survive a crash, whole.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use crate::error::CommitError;
+
+/// Told when a WAL is durable up to a sequence number, or that syncing it failed.
+pub type DurableCallback = Arc<dyn Fn(Result<u64, CommitError>) + Send + Sync>;
+
+/// The WAL of one open object database, as the durability worker sees it.
+pub struct WalFile {
+    path: PathBuf,
+    file: Mutex<Option<File>>,
+    committed: AtomicU64,
+    synced: AtomicU64,
+    syncing: AtomicBool,
+    notify: DurableCallback,
+}
+
+impl std::fmt::Debug for WalFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalFile")
+            .field("path", &self.path)
+            .field("committed", &self.committed_seq())
+            .field("synced", &self.synced_seq())
+            .finish()
+    }
+}
+
+impl WalFile {
+    pub(crate) fn new(path: PathBuf, notify: DurableCallback) -> Self {
+        Self {
+            path,
+            file: Mutex::new(None),
+            committed: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+            syncing: AtomicBool::new(false),
+            notify,
+        }
+    }
+
+    /// The sequence number of the last commit.
+    pub fn committed_seq(&self) -> u64 {
+        self.committed.load(Ordering::SeqCst)
+    }
+
+    /// The highest commit sequence number known to be on disk.
+    pub fn synced_seq(&self) -> u64 {
+        self.synced.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn publish_commit(&self, seq: u64) {
+        self.committed.store(seq, Ordering::SeqCst);
+    }
+
+    /// Records that commits up to `seq` are durable without a worker (they were fsynced by
+    /// the commit itself).
+    pub(crate) fn mark_synced(&self, seq: u64) {
+        self.synced.fetch_max(seq, Ordering::SeqCst);
+        (self.notify)(Ok(seq));
+    }
+
+    fn sync_once(&self) -> io::Result<u64> {
+        let target = self.committed_seq();
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if file.is_none() {
+            *file = Some(File::open(&self.path)?);
+        }
+        file.as_ref().expect("opened above").sync_data()?;
+        Ok(target)
+    }
+}
+
+struct Queue {
+    jobs: Mutex<(VecDeque<Arc<WalFile>>, bool)>,
+    ready: Condvar,
+}
+
+/// Threads that fsync object WALs on request.
+pub struct DurabilityWorker {
+    queue: Arc<Queue>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DurabilityWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurabilityWorker")
+            .field("threads", &self.threads.len())
+            .finish()
+    }
+}
+
+impl DurabilityWorker {
+    /// Starts `threads` worker threads.
+    pub fn start(threads: usize) -> io::Result<Self> {
+        let queue = Arc::new(Queue {
+            jobs: Mutex::new((VecDeque::new(), false)),
+            ready: Condvar::new(),
+        });
+        let mut handles = Vec::new();
+        for index in 0..threads.max(1) {
+            let queue = Arc::clone(&queue);
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("durable-fsync-{index}"))
+                    .spawn(move || run(&queue))?,
+            );
+        }
+        Ok(Self {
+            queue,
+            threads: handles,
+        })
+    }
+
+    /// Asks for `wal` to be synced up to its latest published commit. Cheap when a sync of
+    /// it is already under way: that sync loops until it has covered every commit.
+    pub fn request_sync(&self, wal: &Arc<WalFile>) {
+        if wal.syncing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut jobs = self.queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.0.push_back(Arc::clone(wal));
+        self.queue.ready.notify_one();
+    }
+}
+
+impl Drop for DurabilityWorker {
+    fn drop(&mut self) {
+        self.queue.jobs.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.queue.ready.notify_all();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(queue: &Queue) {
+    loop {
+        let wal = {
+            let mut jobs = queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(wal) = jobs.0.pop_front() {
+                    break wal;
+                }
+                if jobs.1 {
+                    return;
+                }
+                jobs = queue.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        sync_until_caught_up(&wal);
+    }
+}
+
+/// Syncs `wal` until no commit is left unsynced, then releases it.
+fn sync_until_caught_up(wal: &WalFile) {
+    loop {
+        match wal.sync_once() {
+            Ok(seq) => {
+                wal.synced.fetch_max(seq, Ordering::SeqCst);
+                (wal.notify)(Ok(seq));
+            }
+            Err(err) => {
+                tracing::error!(wal = %wal.path.display(), error = %err, "fsync of object WAL failed");
+                wal.syncing.store(false, Ordering::SeqCst);
+                (wal.notify)(Err(CommitError {
+                    reason: format!("fsync {}: {err}", wal.path.display()),
+                }));
+                return;
+            }
+        }
+        wal.syncing.store(false, Ordering::SeqCst);
+        // A commit published while we synced needs another round, unless a new request
+        // already took the job.
+        if wal.committed_seq() <= wal.synced_seq() || wal.syncing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! SQL values and how Rust types map to them.
+//!
+//! | Rust                                   | SQLite              | read back as                 |
+//! |----------------------------------------|---------------------|------------------------------|
+//! | `i64`, `i32`, `i16`, `i8`, `u32`, `u16`, `u8` | INTEGER       | the same type (range-checked) |
+//! | `bool`                                 | INTEGER 1 / 0       | `bool` (0 is false)          |
+//! | `f64`, `f32`                           | REAL                | `f64`                        |
+//! | `String`, `&str`                       | TEXT                | `String`                     |
+//! | `Vec<u8>`, `&[u8]`                     | BLOB                | `Vec<u8>`                    |
+//! | `Option<T>` (`None`)                   | NULL                | `Option<T>`                  |
+//!
+//! Unlike Cloudflare's JavaScript API, integers stay 64-bit integers (no loss of precision
+//! above 2^53) and booleans are bound as 1 and 0 (JavaScript binds them as the text
+//! `'true'` / `'false'`).
+
+use rusqlite::ToSql;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+
+/// One SQLite value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    /// NULL.
+    Null,
+    /// A 64-bit signed integer.
+    Integer(i64),
+    /// A 64-bit float.
+    Real(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+impl SqlValue {
+    pub(crate) fn from_ref(value: ValueRef<'_>) -> Self {
+        match value {
+            ValueRef::Null => SqlValue::Null,
+            ValueRef::Integer(i) => SqlValue::Integer(i),
+            ValueRef::Real(f) => SqlValue::Real(f),
+            ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+        }
+    }
+
+    /// The SQLite type name of the value.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SqlValue::Null => "NULL",
+            SqlValue::Integer(_) => "INTEGER",
+            SqlValue::Real(_) => "REAL",
+            SqlValue::Text(_) => "TEXT",
+            SqlValue::Blob(_) => "BLOB",
+        }
+    }
+
+    pub(crate) fn to_rmpv(&self) -> rmpv::Value {
+        match self {
+            SqlValue::Null => rmpv::Value::Nil,
+            SqlValue::Integer(i) => rmpv::Value::from(*i),
+            SqlValue::Real(f) => rmpv::Value::F64(*f),
+            SqlValue::Text(t) => rmpv::Value::from(t.as_str()),
+            SqlValue::Blob(b) => rmpv::Value::Binary(b.clone()),
+        }
+    }
+}
+
+impl ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            SqlValue::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            SqlValue::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            SqlValue::Real(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
+            SqlValue::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            SqlValue::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+macro_rules! from_integer {
+    ($($t:ty),*) => {$(
+        impl From<$t> for SqlValue {
+            fn from(value: $t) -> Self {
+                SqlValue::Integer(i64::from(value))
+            }
+        }
+    )*};
+}
+from_integer!(i64, i32, i16, i8, u32, u16, u8, bool);
+
+impl From<f64> for SqlValue {
+    fn from(value: f64) -> Self {
+        SqlValue::Real(value)
+    }
+}
+
+impl From<f32> for SqlValue {
+    fn from(value: f32) -> Self {
+        SqlValue::Real(f64::from(value))
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(value: String) -> Self {
+        SqlValue::Text(value)
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(value: &str) -> Self {
+        SqlValue::Text(value.to_owned())
+    }
+}
+
+impl From<&String> for SqlValue {
+    fn from(value: &String) -> Self {
+        SqlValue::Text(value.clone())
+    }
+}
+
+impl From<Vec<u8>> for SqlValue {
+    fn from(value: Vec<u8>) -> Self {
+        SqlValue::Blob(value)
+    }
+}
+
+impl From<&[u8]> for SqlValue {
+    fn from(value: &[u8]) -> Self {
+        SqlValue::Blob(value.to_vec())
+    }
+}
+
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(SqlValue::Null, Into::into)
+    }
+}
+
+/// A Rust type a column value converts into (see the module table).
+pub trait FromSqlValue: Sized {
+    /// Converts `value`, or says why it cannot.
+    fn from_sql_value(value: &SqlValue) -> Result<Self, String>;
+}
+
+fn mismatch<T>(value: &SqlValue, wanted: &str) -> Result<T, String> {
+    Err(format!("cannot read {} as {wanted}", value.type_name()))
+}
+
+macro_rules! into_integer {
+    ($($t:ty),*) => {$(
+        impl FromSqlValue for $t {
+            fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+                match value {
+                    SqlValue::Integer(i) => <$t>::try_from(*i)
+                        .map_err(|_| format!("{i} does not fit in {}", stringify!($t))),
+                    other => mismatch(other, stringify!($t)),
+                }
+            }
+        }
+    )*};
+}
+into_integer!(i64, i32, i16, i8, u64, u32, u16, u8, usize);
+
+impl FromSqlValue for bool {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+        match value {
+            SqlValue::Integer(i) => Ok(*i != 0),
+            other => mismatch(other, "bool"),
+        }
+    }
+}
+
+impl FromSqlValue for f64 {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+        match value {
+            SqlValue::Real(f) => Ok(*f),
+            // SQLite stores integral REAL values of INTEGER-affinity columns as integers.
+            SqlValue::Integer(i) => Ok(*i as f64),
+            other => mismatch(other, "f64"),
+        }
+    }
+}
+
+impl FromSqlValue for String {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+        match value {
+            SqlValue::Text(t) => Ok(t.clone()),
+            other => mismatch(other, "String"),
+        }
+    }
+}
+
+impl FromSqlValue for Vec<u8> {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+        match value {
+            SqlValue::Blob(b) => Ok(b.clone()),
+            other => mismatch(other, "Vec<u8>"),
+        }
+    }
+}
+
+impl FromSqlValue for SqlValue {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+        Ok(value.clone())
+    }
+}
+
+impl<T: FromSqlValue> FromSqlValue for Option<T> {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+        match value {
+            SqlValue::Null => Ok(None),
+            other => T::from_sql_value(other).map(Some),
+        }
+    }
+}
+
+/// The parameters of a query: `()`, a tuple of values, or a `Vec`/slice of [`SqlValue`]s.
+pub trait SqlParams {
+    /// The parameters in order.
+    fn into_values(self) -> Vec<SqlValue>;
+}
+
+impl SqlParams for () {
+    fn into_values(self) -> Vec<SqlValue> {
+        Vec::new()
+    }
+}
+
+impl SqlParams for Vec<SqlValue> {
+    fn into_values(self) -> Vec<SqlValue> {
+        self
+    }
+}
+
+impl SqlParams for &[SqlValue] {
+    fn into_values(self) -> Vec<SqlValue> {
+        self.to_vec()
+    }
+}
+
+impl<const N: usize> SqlParams for [SqlValue; N] {
+    fn into_values(self) -> Vec<SqlValue> {
+        self.into()
+    }
+}
+
+macro_rules! tuple_params {
+    ($($name:ident),+) => {
+        impl<$($name: Into<SqlValue>),+> SqlParams for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn into_values(self) -> Vec<SqlValue> {
+                let ($($name,)+) = self;
+                vec![$($name.into()),+]
+            }
+        }
+    };
+}
+tuple_params!(A);
+tuple_params!(A, B);
+tuple_params!(A, B, C);
+tuple_params!(A, B, C, D);
+tuple_params!(A, B, C, D, E);
+tuple_params!(A, B, C, D, E, F);
+tuple_params!(A, B, C, D, E, F, G);
+tuple_params!(A, B, C, D, E, F, G, H);
+tuple_params!(A, B, C, D, E, F, G, H, I);
+tuple_params!(A, B, C, D, E, F, G, H, I, J);
+tuple_params!(A, B, C, D, E, F, G, H, I, J, K);
+tuple_params!(A, B, C, D, E, F, G, H, I, J, K, L);
