@@ -58,3 +58,6 @@ pub const MAX_SQL_EXPR_DEPTH: i32 = 100;
 
 /// Deepest trigger recursion (workerd: 10).
 pub const MAX_SQL_TRIGGER_DEPTH: i32 = 10;
+
+/// Largest database of one object, in bytes (Cloudflare, paid plan: 10 GB).
+pub const DEFAULT_MAX_DATABASE_BYTES: u64 = 10_000_000_000;

@@ -71,6 +71,10 @@ pub use durable_runtime::{
     RuntimeBuilder, RuntimeConfig, StartError, State, Stub, SystemClock, WebSocket,
     WebSocketMessage, http,
 };
+pub use durable_runtime::{
+    DurabilityMode, FromSqlValue, ListOptions, PutOptions, Sql, SqlCursor, SqlParams, SqlRow,
+    SqlValue, Storage, SyncKv,
+};
 
 /// The names most code needs: `use durable_objects::prelude::*;`.
 pub mod prelude {

@@ -20,9 +20,11 @@ use tokio::time::Instant;
 use crate::env::Env;
 use crate::gate::{InputGate, StartOrder};
 use crate::object::AnyObject;
+use crate::output::OutputQueue;
 use crate::runtime::RuntimeShared;
 use crate::shard::{Event, ObjectKey, ShardLoad};
 use crate::state::State;
+use crate::storage::ObjectStorage;
 use crate::turn::{EventTask, panic_message};
 
 /// One live instance of one object.
@@ -42,6 +44,12 @@ pub(crate) struct Instance {
     pub(crate) current_event: Cell<Option<u64>>,
     directory: Weak<ObjectDirectory>,
     pub(crate) shared: Arc<RuntimeShared>,
+    /// The database, opened on first use.
+    pub(crate) storage: RefCell<Option<ObjectStorage>>,
+    /// Outputs held until the writes before them are durable.
+    pub(crate) outputs: OutputQueue,
+    /// A commit task is queued.
+    pub(crate) commit_scheduled: Cell<bool>,
 }
 
 impl Instance {
@@ -68,7 +76,9 @@ impl Instance {
             reason = %reason,
             "object reset"
         );
-        *self.reset_reason.borrow_mut() = Some(reason);
+        *self.reset_reason.borrow_mut() = Some(reason.clone());
+        // The uncommitted batch dies with the instance; held outputs learn why.
+        self.close_storage(&reason, false);
         self.discard();
     }
 
@@ -103,7 +113,10 @@ impl Instance {
     }
 
     fn is_idle_since(&self, deadline: Instant) -> bool {
-        self.inflight.get() == 0 && !self.gate.is_closed() && self.last_active.get() <= deadline
+        self.inflight.get() == 0
+            && !self.gate.is_closed()
+            && !self.has_pending_durability()
+            && self.last_active.get() <= deadline
     }
 }
 
@@ -175,6 +188,9 @@ impl ObjectDirectory {
             current_event: Cell::new(None),
             directory: Rc::downgrade(self),
             shared: Arc::clone(&self.shared),
+            storage: RefCell::new(None),
+            outputs: OutputQueue::default(),
+            commit_scheduled: Cell::new(false),
         });
         let state = State::new(Rc::downgrade(&instance), event.id.clone());
         let env = Env::new(Arc::clone(&self.shared));
@@ -232,6 +248,7 @@ impl ObjectDirectory {
             .collect();
         for instance in idle {
             tracing::debug!(namespace = instance.class_name, object_id = %instance.id, "object evicted (idle)");
+            instance.close_storage(&Error::disconnected("the object was evicted"), true);
             instance.discard();
         }
     }
@@ -240,9 +257,13 @@ impl ObjectDirectory {
     pub(crate) fn shutdown(&self) {
         let all: Vec<Rc<Instance>> = self.instances.borrow().values().cloned().collect();
         for instance in all {
-            *instance.reset_reason.borrow_mut() = Some(Error::disconnected(
+            let reason = Error::disconnected(
                 "the runtime shut down before the object replied; retry the call",
-            ));
+            );
+            *instance.reset_reason.borrow_mut() = Some(reason.clone());
+            // Commit what is pending so no write is lost needlessly; its callers still hear
+            // of the shutdown, since the commit was not confirmed to them.
+            instance.close_storage(&reason, true);
             instance.discard();
         }
     }

@@ -21,10 +21,12 @@ pub mod env;
 pub mod gate;
 pub mod keys;
 pub mod object;
+pub mod output;
 pub mod rpc;
 pub mod runtime;
 pub mod shard;
 pub mod state;
+pub mod storage;
 pub mod stub;
 pub mod turn;
 
@@ -32,11 +34,15 @@ pub mod turn;
 pub use ::http;
 pub use body::{Body, Request, Response};
 pub use clock::SystemClock;
+pub use durable_storage::{
+    DurabilityMode, FromSqlValue, ListOptions, SqlCursor, SqlParams, SqlRow, SqlValue,
+};
 pub use env::{Env, Namespace};
 pub use object::{AlarmInfo, DurableObject, ObjectClass, WebSocket, WebSocketMessage};
 pub use rpc::{RpcArgs, RpcCall, RpcClient, RpcInvocation, RpcType, RpcValue};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig, StartError};
 pub use state::State;
+pub use storage::{PutOptions, Sql, Storage, SyncKv};
 pub use stub::{RawStub, Stub};
 
 pub use durable_core::{Error, ErrorKind, ObjectId, Result};

@@ -8,14 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use durable_core::{Clock, Error, NamespaceKey, Result, limits};
+use durable_core::{Clock, NamespaceKey, limits};
+use durable_storage::{DurabilityMode, DurabilityWorker};
 use tokio::sync::mpsc;
 
 use crate::clock::SystemClock;
 use crate::env::Env;
 use crate::keys::DataDir;
 use crate::object::{ClassVTable, DurableObject};
-use crate::shard::{self, Event, ShardHandle, ShardLoad, ShardMsg};
+use crate::shard::{self, ShardHandle, ShardLoad, ShardMsg};
 
 /// Why a runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,14 @@ pub struct RuntimeConfig {
     /// Encode every RPC call and reply in the versioned envelope even in-process, as a call to
     /// another node would be (default false: in-process calls pass values directly).
     pub encode_rpc: bool,
+    /// How commits become durable (default: group commit by the durability worker).
+    pub durability: DurabilityMode,
+    /// Threads that fsync object WALs (default 4): syncs of different objects run in
+    /// parallel, and one sync covers every commit of its object made before it started.
+    pub fsync_threads: usize,
+    /// Largest database of one object (default 10 GB); past it writes fail with
+    /// `SQLITE_FULL` while reads and deletes keep working.
+    pub max_database_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -92,6 +101,9 @@ impl Default for RuntimeConfig {
             max_queued_events: limits::DEFAULT_MAX_QUEUED_EVENTS,
             block_concurrency_timeout: Duration::from_millis(limits::BLOCK_CONCURRENCY_TIMEOUT_MS),
             encode_rpc: false,
+            durability: DurabilityMode::GroupCommit,
+            fsync_threads: 4,
+            max_database_bytes: limits::DEFAULT_MAX_DATABASE_BYTES,
         }
     }
 }
@@ -114,20 +126,19 @@ pub(crate) struct RuntimeShared {
     pub(crate) shards: Vec<ShardHandle>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) active_objects: AtomicUsize,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) durability: DurabilityWorker,
 }
 
 impl RuntimeShared {
-    /// Hands an event to the shard that owns its object, or refuses it as overloaded.
-    pub(crate) fn send(&self, event: Event) -> Result<()> {
+    /// Hands an event to the shard that owns its object; if it cannot be delivered
+    /// (overloaded, shut down) its caller gets the error.
+    pub(crate) fn send_or_fail(&self, event: crate::shard::Event) {
         let index = (event.id.routing_hash() % self.shards.len() as u64) as usize;
         let shard = &self.shards[index];
         shard
             .load
-            .admit(event.key, self.config.max_queued_events, || {
-                shard.tx.send(ShardMsg::Event(event)).map_err(|_| {
-                    Error::disconnected("the runtime is shut down: the call was not delivered")
-                })
-            })
+            .admit(event, self.config.max_queued_events, &shard.tx);
     }
 }
 
@@ -212,6 +223,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How commits become durable.
+    pub fn durability(mut self, mode: DurabilityMode) -> Self {
+        self.config.durability = mode;
+        self
+    }
+
+    /// Largest database of one object.
+    pub fn max_database_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_database_bytes = bytes;
+        self
+    }
+
     /// The wall clock (default: the system clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -270,7 +293,11 @@ impl RuntimeBuilder {
             });
             receivers.push(rx);
         }
+        let durability = DurabilityWorker::start(config.fsync_threads)
+            .map_err(|source| StartError::Thread { source })?;
         let shared = Arc::new(RuntimeShared {
+            data_dir: data_dir.clone(),
+            durability,
             config,
             namespaces,
             bindings,
@@ -351,6 +378,12 @@ impl Runtime {
     /// Objects whose instance is in memory now, over all shards.
     pub fn active_objects(&self) -> usize {
         self.shared.active_objects.load(Ordering::Relaxed)
+    }
+
+    /// Makes the next `count` WAL syncs fail, to test the failure path of durability.
+    #[doc(hidden)]
+    pub fn inject_sync_failures(&self, count: u64) {
+        self.shared.durability.inject_sync_failures(count);
     }
 
     /// Stops the shards and waits for their threads to end.

@@ -88,25 +88,37 @@ pub(crate) struct ShardLoad {
 }
 
 impl ShardLoad {
-    /// Counts one more event for `key` and runs `enqueue`, unless `limit` events are already
-    /// pending for it. Counting and enqueueing happen under one lock, so the count never
-    /// lags the queue.
-    pub(crate) fn admit(
-        &self,
-        key: ObjectKey,
-        limit: usize,
-        enqueue: impl FnOnce() -> Result<()>,
-    ) -> Result<()> {
+    /// Counts one more event for its object and queues it on `tx`, unless `limit` events
+    /// are already pending for the object; a refused event's caller gets the error.
+    /// Counting and queueing happen under one lock, so the count never lags the queue.
+    pub(crate) fn admit(&self, event: Event, limit: usize, tx: &mpsc::UnboundedSender<ShardMsg>) {
+        let key = event.key;
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let count = pending.entry(key).or_insert(0);
         if *count >= limit {
-            return Err(Error::overloaded(format!(
+            if *count == 0 {
+                pending.remove(&key);
+            }
+            drop(pending);
+            event.reply.fail(Error::overloaded(format!(
                 "object is overloaded: {limit} events are already queued for it; back off before retrying, or spread the load over more objects"
             )));
+            return;
         }
-        enqueue()?;
-        *count += 1;
-        Ok(())
+        match tx.send(ShardMsg::Event(event)) {
+            Ok(()) => *count += 1,
+            Err(mpsc::error::SendError(msg)) => {
+                if *count == 0 {
+                    pending.remove(&key);
+                }
+                drop(pending);
+                if let ShardMsg::Event(event) = msg {
+                    event.reply.fail(Error::disconnected(
+                        "the runtime is shut down: the call was not delivered",
+                    ));
+                }
+            }
+        }
     }
 
     /// Forgets one finished event of `key`.

@@ -7,6 +7,7 @@ use std::rc::{Rc, Weak};
 use durable_core::{Error, ErrorKind, ObjectId, Result, limits};
 
 use crate::directory::Instance;
+use crate::storage::Storage;
 use crate::turn::AbortUnwind;
 
 /// The instance's handle on the runtime: its id, the input gate, and `abort()`.
@@ -34,6 +35,11 @@ impl State {
     /// addressed by name.
     pub fn id(&self) -> &ObjectId {
         &self.id
+    }
+
+    /// The object's storage: SQL, KV, transactions. The database opens on first use.
+    pub fn storage(&self) -> Storage {
+        Storage::new(Weak::clone(&self.instance))
     }
 
     fn instance(&self) -> Result<Rc<Instance>> {
@@ -73,25 +79,7 @@ impl State {
         F: Future<Output = Result<T>>,
     {
         let instance = self.instance()?;
-        let Some(event) = instance.current_event.get() else {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "block_concurrency_while must be awaited by a handler of this object, not by a spawned task or the constructor",
-            ));
-        };
-        if instance.gate.depth() >= limits::MAX_BLOCK_CONCURRENCY_DEPTH {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "block_concurrency_while calls are nested too deeply: the limit is {}",
-                    limits::MAX_BLOCK_CONCURRENCY_DEPTH
-                ),
-            ));
-        }
-        instance.gate.close(event);
-        let _open_on_exit = GateGuard {
-            instance: Rc::clone(&instance),
-        };
+        let _open_on_exit = hold_gate(&instance)?;
         let timeout = instance.shared.config.block_concurrency_timeout;
         match tokio::time::timeout(timeout, future).await {
             Ok(Ok(value)) => Ok(value),
@@ -134,8 +122,31 @@ impl State {
     }
 }
 
+/// Closes the input gate for the event whose turn is running, until the guard drops.
+pub(crate) fn hold_gate(instance: &Rc<Instance>) -> Result<GateGuard> {
+    let Some(event) = instance.current_event.get() else {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "block_concurrency_while and transaction must be awaited by a handler of this object, not by a spawned task or the constructor",
+        ));
+    };
+    if instance.gate.depth() >= limits::MAX_BLOCK_CONCURRENCY_DEPTH {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "block_concurrency_while calls are nested too deeply: the limit is {}",
+                limits::MAX_BLOCK_CONCURRENCY_DEPTH
+            ),
+        ));
+    }
+    instance.gate.close(event);
+    Ok(GateGuard {
+        instance: Rc::clone(instance),
+    })
+}
+
 /// Opens one level of the gate when `block_concurrency_while` ends, however it ends.
-struct GateGuard {
+pub(crate) struct GateGuard {
     instance: Rc<Instance>,
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::body::{Request, Response};
 use crate::object::{ObjectClass, Payload};
+use crate::output::Held;
 use crate::rpc::{RpcCall, RpcClient, RpcInvocation, RpcType};
 use crate::runtime::RuntimeShared;
 use crate::shard::{Event, ObjectKey, Reply};
@@ -59,15 +60,26 @@ impl RawStub {
         &self.id
     }
 
-    fn send(&self, payload: Payload, reply: Reply) -> Result<()> {
+    /// Sends an event; failures reach the caller through `reply`. Inside an object's turn
+    /// the event passes that object's output gate first.
+    fn send(&self, payload: Payload, reply: Reply) {
         match &self.target {
-            Target::Broken(error) => Err(error.clone()),
-            Target::Live { shared, ns } => shared.send(Event {
-                key: ObjectKey::new(*ns, &self.id),
-                id: self.id.clone(),
-                payload,
-                reply,
-            }),
+            Target::Broken(error) => reply.fail(error.clone()),
+            Target::Live { shared, ns } => {
+                let event = Event {
+                    key: ObjectKey::new(*ns, &self.id),
+                    id: self.id.clone(),
+                    payload,
+                    reply,
+                };
+                match crate::turn::current_instance() {
+                    Some(instance) => instance.submit_output(Held::Send {
+                        event,
+                        shared: Arc::clone(shared),
+                    }),
+                    None => shared.send_or_fail(event),
+                }
+            }
         }
     }
 
@@ -91,10 +103,8 @@ impl RawStub {
             Payload::Rpc(RpcInvocation::local(method, Box::new(args)))
         };
         let (tx, rx) = oneshot::channel();
-        match self.send(payload, Reply::Rpc(tx)) {
-            Ok(()) => RpcCall::waiting(rx),
-            Err(err) => RpcCall::failed(err),
-        }
+        self.send(payload, Reply::Rpc(tx));
+        RpcCall::waiting(rx)
     }
 
     /// Sends an HTTP request to the object's `fetch` handler.
@@ -112,8 +122,8 @@ impl RawStub {
             ))
         } else {
             let (tx, rx) = oneshot::channel();
-            self.send(Payload::Fetch(request), Reply::Fetch(tx))
-                .map(|()| rx)
+            self.send(Payload::Fetch(request), Reply::Fetch(tx));
+            Ok(rx)
         };
         async move {
             match sent {

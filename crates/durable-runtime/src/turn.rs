@@ -21,11 +21,24 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use durable_core::Error;
+use durable_storage::DurabilityMode;
 
 use crate::LocalBoxFuture;
 use crate::directory::Instance;
 use crate::object::Outcome;
+use crate::output::Held;
 use crate::shard::{Reply, ShardLoad};
+
+thread_local! {
+    /// The instance whose turn this shard thread is running, if any.
+    static CURRENT: std::cell::RefCell<Option<Rc<Instance>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The instance whose turn is running on this thread: outgoing calls made now pass its
+/// output gate.
+pub(crate) fn current_instance() -> Option<Rc<Instance>> {
+    CURRENT.with(|current| current.borrow().clone())
+}
 
 /// The unwind payload of `State::abort`: the reset reason is already recorded on the instance.
 pub(crate) struct AbortUnwind;
@@ -93,8 +106,17 @@ impl Future for EventTask {
         }
 
         instance.current_event.set(Some(this.seq));
+        let outer = CURRENT.with(|current| current.replace(Some(Rc::clone(&instance))));
         let turn = catch_unwind(AssertUnwindSafe(|| this.handler.as_mut().poll(cx)));
+        CURRENT.with(|current| *current.borrow_mut() = outer);
         instance.current_event.set(None);
+        if instance.shared.config.durability == DurabilityMode::FsyncEachCommit
+            && !instance.is_reset()
+            && turn.is_ok()
+        {
+            // One fsync per turn, on this thread: the mode that shows what group commit gains.
+            instance.commit_now();
+        }
         if !this.started {
             this.started = true;
             instance.order.started(this.seq);
@@ -119,7 +141,7 @@ impl Future for EventTask {
             Ok(_) if instance.is_reset() => Poll::Ready(()),
             Ok(Poll::Ready(outcome)) => {
                 if let Some(reply) = this.reply.take() {
-                    reply.send(outcome);
+                    instance.submit_output(Held::Reply { reply, outcome });
                 }
                 Poll::Ready(())
             }

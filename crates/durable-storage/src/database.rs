@@ -154,6 +154,7 @@ impl ObjectDatabase {
     pub fn open(
         path: &Path,
         mode: DurabilityMode,
+        max_bytes: u64,
         on_durable: DurableCallback,
     ) -> Result<Self, OpenError> {
         let fail = |reason: String| OpenError {
@@ -180,8 +181,17 @@ impl ObjectDatabase {
         if !journal.eq_ignore_ascii_case("wal") {
             return Err(fail(format!("journal mode is {journal}, not wal")));
         }
-        conn.execute_batch(&format!("PRAGMA synchronous={synchronous}"))
+        // The page limit makes a full object answer SQLITE_FULL to writes while reads and
+        // deletes keep working, as on Cloudflare at its 10 GB limit.
+        let page_size: u64 = conn
+            .query_row("PRAGMA page_size", [], |row| row.get::<_, i64>(0))
+            .map(|size| u64::try_from(size).unwrap_or(4096))
             .map_err(|err| fail(err.to_string()))?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous={synchronous}; PRAGMA max_page_count={}",
+            (max_bytes / page_size).max(2)
+        ))
+        .map_err(|err| fail(err.to_string()))?;
         for (limit, value) in [
             (Limit::SQLITE_LIMIT_LENGTH, limits::MAX_SQL_VALUE_BYTES),
             (
@@ -328,6 +338,18 @@ impl ObjectDatabase {
         };
         self.broken = Some(reason.clone());
         CommitError { reason }
+    }
+
+    /// After a failed statement: true if SQLite rolled the whole open batch back itself (it
+    /// may, on SQLITE_FULL or an I/O error). The batch's writes are gone, so the database is
+    /// marked broken and the object must be reset.
+    pub fn lost_batch(&mut self) -> bool {
+        if self.batch.open && self.conn.is_autocommit() {
+            self.break_with("SQLite rolled back the open transaction after an error".to_owned());
+            true
+        } else {
+            false
+        }
     }
 
     /// Discards the open batch (a reset: panic, `abort()`): its writes never happened.

@@ -93,6 +93,8 @@ impl WalFile {
 struct Queue {
     jobs: Mutex<(VecDeque<Arc<WalFile>>, bool)>,
     ready: Condvar,
+    /// Syncs still to fail on purpose (tests of the failure path).
+    fail_next: AtomicU64,
 }
 
 /// Threads that fsync object WALs on request.
@@ -115,6 +117,7 @@ impl DurabilityWorker {
         let queue = Arc::new(Queue {
             jobs: Mutex::new((VecDeque::new(), false)),
             ready: Condvar::new(),
+            fail_next: AtomicU64::new(0),
         });
         let mut handles = Vec::new();
         for index in 0..threads.max(1) {
@@ -129,6 +132,13 @@ impl DurabilityWorker {
             queue,
             threads: handles,
         })
+    }
+
+    /// Makes the next `count` syncs fail as if the disk had reported an I/O error, to test
+    /// what callers see when a write cannot be made durable.
+    #[doc(hidden)]
+    pub fn inject_sync_failures(&self, count: u64) {
+        self.queue.fail_next.store(count, Ordering::SeqCst);
     }
 
     /// Asks for `wal` to be synced up to its latest published commit. Cheap when a sync of
@@ -167,14 +177,22 @@ fn run(queue: &Queue) {
                 jobs = queue.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
             }
         };
-        sync_until_caught_up(&wal);
+        sync_until_caught_up(&wal, &queue.fail_next);
     }
 }
 
 /// Syncs `wal` until no commit is left unsynced, then releases it.
-fn sync_until_caught_up(wal: &WalFile) {
+fn sync_until_caught_up(wal: &WalFile, fail_next: &AtomicU64) {
     loop {
-        match wal.sync_once() {
+        let injected = fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let synced = if injected {
+            Err(io::Error::other("injected fsync failure"))
+        } else {
+            wal.sync_once()
+        };
+        match synced {
             Ok(seq) => {
                 wal.synced.fetch_max(seq, Ordering::SeqCst);
                 (wal.notify)(Ok(seq));

@@ -12,6 +12,7 @@ fn open() -> (tempfile::TempDir, ObjectDatabase) {
     let db = ObjectDatabase::open(
         &dir.path().join("o.sqlite"),
         DurabilityMode::GroupCommit,
+        10_000_000_000,
         Arc::new(|_| {}),
     )
     .unwrap();

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use durable_objects::RuntimeBuilder;
 use durable_objects::prelude::*;
+use durable_objects::{RuntimeBuilder, SqlValue};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -19,6 +19,7 @@ pub fn bind_all(builder: RuntimeBuilder) -> RuntimeBuilder {
         .bind::<Fragile>("FRAGILE")
         .bind::<Web>("WEB")
         .bind::<Bare>("BARE")
+        .bind::<Store>("STORE")
 }
 
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -327,5 +328,246 @@ pub struct Bare;
 impl DurableObject for Bare {
     fn new(_state: State, _env: Env) -> Self {
         Bare
+    }
+}
+
+/// `list` options as a serde type, to send over RPC.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListSpec {
+    pub start: Option<String>,
+    pub start_after: Option<String>,
+    pub end: Option<String>,
+    pub prefix: Option<String>,
+    pub reverse: bool,
+    pub limit: Option<usize>,
+}
+
+impl ListSpec {
+    fn options(&self) -> durable_objects::ListOptions {
+        let mut options = durable_objects::ListOptions::new().reverse(self.reverse);
+        if let Some(v) = &self.start {
+            options = options.start(v.clone());
+        }
+        if let Some(v) = &self.start_after {
+            options = options.start_after(v.clone());
+        }
+        if let Some(v) = &self.end {
+            options = options.end(v.clone());
+        }
+        if let Some(v) = &self.prefix {
+            options = options.prefix(v.clone());
+        }
+        if let Some(v) = self.limit {
+            options = options.limit(v);
+        }
+        options
+    }
+}
+
+/// What an `exec` returned, as a serde type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SqlResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<SqlValue>>,
+    pub rows_read: u64,
+    pub rows_written: u64,
+}
+
+/// An object that exercises storage.
+#[durable_object]
+pub struct Store {
+    state: State,
+}
+
+impl DurableObject for Store {
+    fn new(state: State, _env: Env) -> Self {
+        state
+            .storage()
+            .sql()
+            .exec(
+                "CREATE TABLE IF NOT EXISTS ledger (n INTEGER PRIMARY KEY, note TEXT)",
+                (),
+            )
+            .expect("schema");
+        Self { state }
+    }
+}
+
+#[rpc]
+impl Store {
+    pub async fn put(&self, key: String, value: String) -> Result<()> {
+        self.state.storage().put(&key, &value).await
+    }
+
+    pub async fn put_number(&self, key: String, value: u64) -> Result<()> {
+        self.state.storage().put(&key, &value).await
+    }
+
+    pub async fn put_bytes(&self, key: String, size: usize) -> Result<()> {
+        self.state
+            .storage()
+            .put(&key, &serde_bytes::ByteBuf::from(vec![7u8; size]))
+            .await
+    }
+
+    pub async fn get(&self, key: String) -> Result<Option<String>> {
+        self.state.storage().get(&key).await
+    }
+
+    pub async fn get_number(&self, key: String) -> Result<Option<u64>> {
+        self.state.storage().get(&key).await
+    }
+
+    pub async fn get_sync(&self, key: String) -> Result<Option<String>> {
+        self.state.storage().kv().get(&key)
+    }
+
+    pub async fn put_many(&self, entries: Vec<(String, String)>) -> Result<()> {
+        let entries: Vec<(&str, String)> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        self.state.storage().put_multiple(&entries).await
+    }
+
+    pub async fn get_many(&self, keys: Vec<String>) -> Result<Vec<(String, String)>> {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let found: std::collections::BTreeMap<String, String> =
+            self.state.storage().get_multiple(&keys).await?;
+        Ok(found.into_iter().collect())
+    }
+
+    pub async fn delete(&self, key: String) -> Result<bool> {
+        self.state.storage().delete(&key).await
+    }
+
+    pub async fn delete_many(&self, keys: Vec<String>) -> Result<usize> {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.state.storage().delete_multiple(&keys).await
+    }
+
+    pub async fn list(&self, spec: ListSpec) -> Result<Vec<(String, String)>> {
+        self.state.storage().list(spec.options()).await
+    }
+
+    pub async fn list_sync(&self, spec: ListSpec) -> Result<Vec<String>> {
+        let entries: Vec<(String, serde::de::IgnoredAny)> =
+            self.state.storage().kv().list(spec.options())?;
+        Ok(entries.into_iter().map(|(k, _)| k).collect())
+    }
+
+    pub async fn sql(&self, query: String, params: Vec<SqlValue>) -> Result<SqlResult> {
+        let cursor = self.state.storage().sql().exec(&query, params)?;
+        let columns = cursor.column_names().to_vec();
+        let (rows_read, rows_written) = (cursor.rows_read(), cursor.rows_written());
+        Ok(SqlResult {
+            columns,
+            rows: cursor.raw().collect(),
+            rows_read,
+            rows_written,
+        })
+    }
+
+    pub async fn database_size(&self) -> Result<u64> {
+        self.state.storage().sql().database_size()
+    }
+
+    /// Writes ledger row `n` and KV entry `n` in one turn.
+    pub async fn record(&self, n: i64) -> Result<()> {
+        self.state
+            .storage()
+            .sql()
+            .exec("INSERT INTO ledger (n, note) VALUES (?1, 'ok')", (n,))?;
+        self.state.storage().kv().put(&format!("n{n:08}"), &n)
+    }
+
+    /// Both writes, then an error: the writes stay.
+    pub async fn record_then_fail(&self, n: i64) -> Result<()> {
+        self.record(n).await?;
+        Err(Error::user("failed after writing"))
+    }
+
+    /// Both writes, then a panic in the same turn: the writes are rolled back.
+    pub async fn record_then_panic(&self, n: i64) {
+        let _ = self.record(n).await;
+        panic!("panic after writing");
+    }
+
+    /// Writes `first` in one turn, awaits, writes `second` and panics: the first turn was
+    /// committed, the second is rolled back.
+    pub async fn record_await_panic(&self, first: i64, second: i64) {
+        let _ = self.record(first).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = self.record(second).await;
+        panic!("panic in the second turn");
+    }
+
+    /// Writes, then aborts.
+    pub async fn record_then_abort(&self, n: i64) {
+        let _ = self.record(n).await;
+        self.state.abort(Some("abort after writing"));
+    }
+
+    pub async fn ledger(&self) -> Result<Vec<i64>> {
+        let cursor = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT n FROM ledger ORDER BY n", ())?;
+        cursor.map(|row| Ok(row.get::<i64>("n")?)).collect()
+    }
+
+    pub async fn kv_numbers(&self) -> Result<Vec<i64>> {
+        let entries: Vec<(String, i64)> = self
+            .state
+            .storage()
+            .kv()
+            .list(durable_objects::ListOptions::new().prefix("n"))?;
+        Ok(entries.into_iter().map(|(_, n)| n).collect())
+    }
+
+    pub async fn txn_sync(&self, n: i64, fail: bool) -> Result<()> {
+        let storage = self.state.storage();
+        storage.transaction_sync(|| {
+            storage
+                .sql()
+                .exec("INSERT INTO ledger (n, note) VALUES (?1, 'txn')", (n,))?;
+            storage.kv().put(&format!("n{n:08}"), &n)?;
+            if fail {
+                Err(Error::user("transaction refused"))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    pub async fn txn_async(&self, n: i64, fail: bool) -> Result<()> {
+        let storage = self.state.storage();
+        storage
+            .transaction(|| async {
+                storage
+                    .sql()
+                    .exec("INSERT INTO ledger (n, note) VALUES (?1, 'txn')", (n,))?;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                storage.kv().put(&format!("n{n:08}"), &n)?;
+                if fail {
+                    Err(Error::user("async transaction refused"))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    pub async fn delete_all(&self) -> Result<()> {
+        self.state.storage().delete_all().await
+    }
+
+    pub async fn unconfirmed_then_sync(&self, key: String) -> Result<()> {
+        let storage = self.state.storage();
+        storage
+            .put_with(&key, &"x", durable_objects::PutOptions::unconfirmed())
+            .await?;
+        storage.sync().await
     }
 }
