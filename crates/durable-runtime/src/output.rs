@@ -20,6 +20,8 @@ use crate::runtime::RuntimeShared;
 use crate::shard::{Event, Reply};
 
 /// An output waiting for durability.
+// Boxing the event would cost an allocation per outgoing call; held outputs are few.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Held {
     /// The result of an event, for its caller.
     Reply { reply: Reply, outcome: Outcome },

@@ -85,8 +85,9 @@ pub struct RuntimeConfig {
     pub encode_rpc: bool,
     /// How commits become durable (default: group commit by the durability worker).
     pub durability: DurabilityMode,
-    /// Threads that fsync object WALs (default 4): syncs of different objects run in
-    /// parallel, and one sync covers every commit of its object made before it started.
+    /// Threads that fsync object WALs (default 2). One sync covers every commit of its
+    /// object made before it started, and a thread that finds several objects waiting syncs
+    /// them all with one `syncfs`.
     pub fsync_threads: usize,
     /// Largest database of one object (default 10 GB); past it writes fail with
     /// `SQLITE_FULL` while reads and deletes keep working.
@@ -102,7 +103,7 @@ impl Default for RuntimeConfig {
             block_concurrency_timeout: Duration::from_millis(limits::BLOCK_CONCURRENCY_TIMEOUT_MS),
             encode_rpc: false,
             durability: DurabilityMode::GroupCommit,
-            fsync_threads: 4,
+            fsync_threads: 2,
             max_database_bytes: limits::DEFAULT_MAX_DATABASE_BYTES,
         }
     }
@@ -226,6 +227,12 @@ impl RuntimeBuilder {
     /// How commits become durable.
     pub fn durability(mut self, mode: DurabilityMode) -> Self {
         self.config.durability = mode;
+        self
+    }
+
+    /// Threads that fsync object WALs.
+    pub fn fsync_threads(mut self, threads: usize) -> Self {
+        self.config.fsync_threads = threads;
         self
     }
 

@@ -251,18 +251,18 @@ impl Storage {
     ) -> Result<T> {
         let instance = self.instance()?;
         let out = instance.with_db(f)?.map_err(Into::into);
-        if let Err(err) = &out {
-            if instance.with_db(ObjectDatabase::lost_batch)? {
-                let reason = Error::new(
-                    ErrorKind::Storage,
-                    format!(
-                        "{err}; SQLite rolled back the open transaction, so the object was reset and its writes not yet committed were discarded"
-                    ),
-                )
-                .into_remote();
-                instance.reset(reason.clone());
-                return Err(reason);
-            }
+        if let Err(err) = &out
+            && instance.with_db(ObjectDatabase::lost_batch)?
+        {
+            let reason = Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "{err}; SQLite rolled back the open transaction, so the object was reset and its writes not yet committed were discarded"
+                ),
+            )
+            .into_remote();
+            instance.reset(reason.clone());
+            return Err(reason);
         }
         if writes {
             let pending = instance.with_db(|db| db.has_uncommitted())?;

@@ -436,7 +436,7 @@ impl ObjectDatabase {
                     stmt.raw_bind_parameter(position + 1, value)
                         .map_err(sqlite)?;
                 }
-                columns = stmt.column_names().into_iter().map(str::to_owned).collect();
+                columns = stmt.column_names().map(str::to_owned).collect();
             }
             let width = stmt.column_count();
             let changes_before = self.conn.total_changes();

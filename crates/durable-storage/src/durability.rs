@@ -4,9 +4,12 @@
 //! Commits run with `synchronous=NORMAL`: SQLite writes the WAL but does not fsync it. Each
 //! commit publishes its sequence number on the object's [`WalFile`]; a worker thread then
 //! `fdatasync`s the WAL and reports the highest sequence number the sync covers. One fsync
-//! covers every commit published before it started (group commit), syncs of different
-//! objects run in parallel on the worker threads, and the object's thread never waits for
-//! the disk. Checkpoints (copying the WAL into the database file) keep SQLite's own fsyncs.
+//! covers every commit published before it started (group commit inside an object), and the
+//! object's thread never waits for the disk. When several objects wait at once, a worker
+//! takes all of them and makes one `syncfs` of the data folder's filesystem instead of one
+//! fsync each (group commit across objects: on a journaling filesystem each fsync of a
+//! growing file costs a journal commit, and those are serialised). Checkpoints (copying the
+//! WAL into the database file) keep SQLite's own fsyncs.
 //!
 //! Why this is safe: SQLite replays, after a crash, exactly the transactions whose WAL frames
 //! reached the disk with valid checksums, and a transaction's frames are written before its
@@ -79,14 +82,12 @@ impl WalFile {
         (self.notify)(Ok(seq));
     }
 
-    fn sync_once(&self) -> io::Result<u64> {
-        let target = self.committed_seq();
+    fn with_file<T>(&self, f: impl FnOnce(&File) -> io::Result<T>) -> io::Result<T> {
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if file.is_none() {
             *file = Some(File::open(&self.path)?);
         }
-        file.as_ref().expect("opened above").sync_data()?;
-        Ok(target)
+        f(file.as_ref().expect("opened above"))
     }
 }
 
@@ -163,13 +164,17 @@ impl Drop for DurabilityWorker {
     }
 }
 
+/// Most WALs one worker takes for one `syncfs`.
+const MAX_BATCH: usize = 256;
+
 fn run(queue: &Queue) {
     loop {
-        let wal = {
+        let batch: Vec<Arc<WalFile>> = {
             let mut jobs = queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                if let Some(wal) = jobs.0.pop_front() {
-                    break wal;
+                if !jobs.0.is_empty() {
+                    let take = jobs.0.len().min(MAX_BATCH);
+                    break jobs.0.drain(..take).collect();
                 }
                 if jobs.1 {
                     return;
@@ -177,40 +182,44 @@ fn run(queue: &Queue) {
                 jobs = queue.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
             }
         };
-        sync_until_caught_up(&wal, &queue.fail_next);
-    }
-}
-
-/// Syncs `wal` until no commit is left unsynced, then releases it.
-fn sync_until_caught_up(wal: &WalFile, fail_next: &AtomicU64) {
-    loop {
-        let injected = fail_next
+        let injected = queue
+            .fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
+        // Capture each WAL's target before syncing: only commits published before the sync
+        // started are covered by it.
+        let targets: Vec<u64> = batch.iter().map(|wal| wal.committed_seq()).collect();
         let synced = if injected {
             Err(io::Error::other("injected fsync failure"))
+        } else if batch.len() == 1 {
+            batch[0].with_file(File::sync_data)
         } else {
-            wal.sync_once()
+            batch[0].with_file(|file| rustix::fs::syncfs(file).map_err(io::Error::from))
         };
-        match synced {
-            Ok(seq) => {
-                wal.synced.fetch_max(seq, Ordering::SeqCst);
-                (wal.notify)(Ok(seq));
+        for (wal, target) in batch.iter().zip(targets) {
+            match &synced {
+                Ok(()) => {
+                    wal.synced.fetch_max(target, Ordering::SeqCst);
+                    (wal.notify)(Ok(target));
+                }
+                Err(err) => {
+                    tracing::error!(wal = %wal.path.display(), error = %err, "fsync of object WAL failed");
+                    (wal.notify)(Err(CommitError {
+                        reason: format!("fsync {}: {err}", wal.path.display()),
+                    }));
+                }
             }
-            Err(err) => {
-                tracing::error!(wal = %wal.path.display(), error = %err, "fsync of object WAL failed");
-                wal.syncing.store(false, Ordering::SeqCst);
-                (wal.notify)(Err(CommitError {
-                    reason: format!("fsync {}: {err}", wal.path.display()),
-                }));
-                return;
+            wal.syncing.store(false, Ordering::SeqCst);
+            // A commit published while we synced needs another round, unless a new request
+            // already queued the WAL.
+            if synced.is_ok()
+                && wal.committed_seq() > wal.synced_seq()
+                && !wal.syncing.swap(true, Ordering::SeqCst)
+            {
+                let mut jobs = queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                jobs.0.push_back(Arc::clone(wal));
+                queue.ready.notify_one();
             }
-        }
-        wal.syncing.store(false, Ordering::SeqCst);
-        // A commit published while we synced needs another round, unless a new request
-        // already took the job.
-        if wal.committed_seq() <= wal.synced_seq() || wal.syncing.swap(true, Ordering::SeqCst) {
-            return;
         }
     }
 }

@@ -133,9 +133,8 @@ impl ListOptions {
         }
         if let Some(prefix) = &self.prefix {
             bound(">=", prefix);
-            match successor(prefix) {
-                Some(upper) => bound("<", &upper),
-                None => {}
+            if let Some(upper) = successor(prefix) {
+                bound("<", &upper);
             }
         }
         let mut sql = format!("SELECT key, value FROM {KV_TABLE}");
