@@ -1,33 +1,36 @@
 //! Counters and a tally: typed RPC to named objects, from many callers at once, and from one
-//! object to others.
+//! object to others, with each counter's value in its own SQLite database.
 //!
 //! ```text
-//! cargo run --release                       # data in ./.durable
+//! cargo run --release                       # data in ./.durable; run it twice: values persist
 //! cargo run --release -- --data /tmp/demo --callers 16
 //! ```
 //!
-//! Counters keep their value in memory here; storage (per-object SQLite) makes it durable.
+//! Every increment is a durable write: its reply leaves only once the write is on disk.
 
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use durable_objects::prelude::*;
 
-/// One counter; the in-memory value lives as long as the instance.
+/// One counter, kept in a one-row SQL table of the object's own database.
 #[durable_object]
 struct Counter {
     state: State,
-    value: Cell<i64>,
 }
 
 impl DurableObject for Counter {
     fn new(state: State, _env: Env) -> Self {
-        Self {
-            state,
-            value: Cell::new(0),
-        }
+        state
+            .storage()
+            .sql()
+            .exec(
+                "CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
+                (),
+            )
+            .expect("create the counter table");
+        Self { state }
     }
 }
 
@@ -40,13 +43,40 @@ impl Counter {
                 "increment by {by}: counters only go up"
             )));
         }
-        self.value.set(self.value.get() + by);
-        Ok(self.value.get())
+        let row = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "INSERT INTO counter (id, value) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET value = value + ?1 RETURNING value",
+                (by,),
+            )?
+            .one()?;
+        Ok(row.get("value")?)
     }
 
-    /// The current value.
-    pub(crate) async fn value(&self) -> i64 {
-        self.value.get()
+    /// The current value (0 for a new counter).
+    pub(crate) async fn value(&self) -> Result<i64> {
+        let mut rows = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT value FROM counter", ())?;
+        match rows.next() {
+            Some(row) => Ok(row.get("value")?),
+            None => Ok(0),
+        }
+    }
+
+    /// Remembers who visited last, in the KV API.
+    pub(crate) async fn set_last_visitor(&self, who: String) -> Result<()> {
+        self.state.storage().put("last_visitor", &who).await
+    }
+
+    /// Who visited last.
+    pub(crate) async fn last_visitor(&self) -> Result<Option<String>> {
+        self.state.storage().get("last_visitor").await
     }
 
     /// The name this counter was addressed by.
@@ -138,11 +168,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let total = options.callers * calls_per_caller;
     println!(
-        "visits = {} after {total} increments from {} callers in {:.1?}",
+        "visits = {} after {total} more durable increments from {} callers in {:.1?}",
         visits.value().await?,
         options.callers,
         started.elapsed()
     );
+    let previous = visits.last_visitor().await?;
+    visits.set_last_visitor("counter example".into()).await?;
+    println!("last visitor before this run: {previous:?}");
 
     // Ids: derived from names, stable for this data folder, and checked when parsed.
     println!(

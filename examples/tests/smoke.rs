@@ -16,7 +16,11 @@ fn counter_example_runs() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("visits = 4000 after 4000 increments"),
+        stdout.contains("visits = 4000 after 4000 more durable increments"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("last visitor before this run: None"),
         "{stdout}"
     );
     assert!(stdout.contains("(name Some(\"visits\"))"), "{stdout}");
@@ -34,6 +38,23 @@ fn counter_example_runs() {
     );
     assert!(stdout.contains("tally of a, b, c = 6"), "{stdout}");
     assert!(data.path().join("namespaces/Counter.key").exists());
+
+    // A second run on the same data folder continues from the stored values.
+    let again = Command::new(env!("CARGO_BIN_EXE_counter"))
+        .args(["--data", data.path().to_str().unwrap(), "--callers", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "second run failed: {stdout}");
+    assert!(
+        stdout.contains("visits = 6000 after 2000 more durable increments"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("last visitor before this run: Some(\"counter example\")"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tally of a, b, c = 12"), "{stdout}");
 }
 
 #[test]
