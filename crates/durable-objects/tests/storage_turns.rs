@@ -203,6 +203,27 @@ async fn a_failed_fsync_fails_the_call_and_resets_the_object() {
 }
 
 #[tokio::test]
+async fn only_unconfirmed_writes_do_not_hold_the_reply() {
+    let test = TestRuntime::start(|b| b);
+    let s = store(&test, "unconfirmed");
+    s.record(1).await.unwrap();
+    // The next sync fails. An unconfirmed write's reply does not wait for it, so it succeeds
+    // (and the object is reset once the sync fails); a confirmed write's reply waits for it
+    // and fails with it.
+    test.runtime().inject_sync_failures(1);
+    bounded(s.put_unconfirmed("u".into(), "v".into()))
+        .await
+        .unwrap();
+    support::wait_until("the failing sync ran", || {
+        test.runtime().injected_sync_failures_left() == 0
+    })
+    .await;
+    test.runtime().inject_sync_failures(1);
+    let err = bounded(s.put("c".into(), "v".into())).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage, "{err:?}");
+}
+
+#[tokio::test]
 async fn fsync_each_commit_mode_gives_the_same_results() {
     let test = TestRuntime::start(|b| b.durability(DurabilityMode::FsyncEachCommit));
     let s = store(&test, "slow");

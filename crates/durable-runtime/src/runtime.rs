@@ -393,6 +393,12 @@ impl Runtime {
         self.shared.durability.inject_sync_failures(count);
     }
 
+    /// Injected sync failures not yet used.
+    #[doc(hidden)]
+    pub fn injected_sync_failures_left(&self) -> u64 {
+        self.shared.durability.injected_sync_failures_left()
+    }
+
     /// Stops the shards and waits for their threads to end.
     pub fn shutdown(mut self) {
         stop_shards(&self.shared, &mut self.threads);

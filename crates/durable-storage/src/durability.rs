@@ -139,7 +139,13 @@ impl DurabilityWorker {
     /// what callers see when a write cannot be made durable.
     #[doc(hidden)]
     pub fn inject_sync_failures(&self, count: u64) {
-        self.queue.fail_next.store(count, Ordering::SeqCst);
+        self.queue.fail_next.fetch_add(count, Ordering::SeqCst);
+    }
+
+    /// Injected failures not yet used.
+    #[doc(hidden)]
+    pub fn injected_sync_failures_left(&self) -> u64 {
+        self.queue.fail_next.load(Ordering::SeqCst)
     }
 
     /// Asks for `wal` to be synced up to its latest published commit. Cheap when a sync of

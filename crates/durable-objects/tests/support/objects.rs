@@ -563,6 +563,13 @@ impl Store {
         self.state.storage().delete_all().await
     }
 
+    pub async fn put_unconfirmed(&self, key: String, value: String) -> Result<()> {
+        self.state
+            .storage()
+            .put_with(&key, &value, durable_objects::PutOptions::unconfirmed())
+            .await
+    }
+
     pub async fn unconfirmed_then_sync(&self, key: String) -> Result<()> {
         let storage = self.state.storage();
         storage
