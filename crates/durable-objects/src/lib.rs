@@ -49,7 +49,8 @@
 //! - [`DurableObject`], [`macro@durable_object`] and [`macro@rpc`] define a class;
 //! - [`Runtime`] hosts objects on shard threads over a data folder and gives the [`Env`];
 //! - [`Env::namespace`] gives a [`Namespace`], which makes [`ObjectId`]s and [`Stub`]s;
-//! - [`State`] is the instance's own handle: its id, `block_concurrency_while`, `abort`;
+//! - [`State`] is the instance's own handle: its id, [`Storage`], `block_concurrency_while`,
+//!   `abort`;
 //! - [`Error`] is the one error type, with Cloudflare's `is_retryable`, `is_overloaded`,
 //!   `is_remote` and `is_reset` predicates.
 //!
