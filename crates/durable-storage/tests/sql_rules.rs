@@ -312,3 +312,59 @@ fn delete_all_leaves_an_empty_database() {
     db.kv_put("k", b"again", true).unwrap();
     db.commit().unwrap();
 }
+
+#[test]
+fn rows_deserialize_into_serde_types() {
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Item {
+        id: i64,
+        name: String,
+        score: Option<f64>,
+    }
+    let (_dir, mut db) = open();
+    db.exec(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL); \
+         INSERT INTO items VALUES (1, 'one', 1.5), (2, 'two', NULL)",
+        vec![],
+    )
+    .unwrap();
+    let items: Vec<Item> = db
+        .exec("SELECT id, name, score FROM items ORDER BY id", vec![])
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_eq!(
+        items,
+        [
+            Item {
+                id: 1,
+                name: "one".into(),
+                score: Some(1.5)
+            },
+            Item {
+                id: 2,
+                name: "two".into(),
+                score: None
+            },
+        ]
+    );
+    let one: Item = db
+        .exec(
+            "SELECT id, name, score FROM items WHERE id = ?1",
+            vec![2.into()],
+        )
+        .unwrap()
+        .one_as()
+        .unwrap();
+    assert_eq!(one.name, "two");
+    let wrong = db
+        .exec(
+            "SELECT name AS id, name, score FROM items WHERE id = 1",
+            vec![],
+        )
+        .unwrap()
+        .one_as::<Item>()
+        .unwrap_err();
+    assert!(wrong.to_string().contains("row as"), "{wrong}");
+    db.commit().unwrap();
+}
