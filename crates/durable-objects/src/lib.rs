@@ -69,7 +69,7 @@ pub use durable_core::{Clock, Error, ErrorKind, IdError, ManualClock, ObjectId, 
 pub use durable_macros::{durable_object, rpc};
 pub use durable_runtime::{
     AlarmInfo, Body, DurableObject, Env, Namespace, Request, Response, RpcCall, Runtime,
-    RuntimeBuilder, RuntimeConfig, StartError, State, Stub, SystemClock, WebSocket,
+    RuntimeBuilder, RuntimeConfig, ScheduledAlarm, StartError, State, Stub, SystemClock, WebSocket,
     WebSocketMessage, http,
 };
 pub use durable_runtime::{

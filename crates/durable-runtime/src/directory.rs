@@ -17,9 +17,10 @@ use durable_core::{Error, ObjectId};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::alarm::run_alarm;
 use crate::env::Env;
 use crate::gate::{InputGate, StartOrder};
-use crate::object::AnyObject;
+use crate::object::{AnyObject, Payload};
 use crate::output::OutputQueue;
 use crate::runtime::RuntimeShared;
 use crate::shard::{Event, ObjectKey, ShardLoad};
@@ -50,6 +51,10 @@ pub(crate) struct Instance {
     pub(crate) outputs: OutputQueue,
     /// A commit task is queued.
     pub(crate) commit_scheduled: Cell<bool>,
+    /// The alarm time whose handler is running: `get_alarm()` hides it meanwhile.
+    pub(crate) alarm_running: Cell<Option<i64>>,
+    /// The open batch changed the stored alarm.
+    pub(crate) alarm_dirty: Cell<bool>,
 }
 
 impl Instance {
@@ -157,10 +162,14 @@ impl ObjectDirectory {
             .expect("an instance in the directory has its object");
         let seq = instance.order.assign();
         instance.inflight.set(instance.inflight.get() + 1);
+        let handler = match event.payload {
+            Payload::Alarm(call) => run_alarm(Rc::clone(&instance), object, call),
+            payload => object.handle(payload),
+        };
         let task = EventTask::new(
             Rc::clone(&instance),
             seq,
-            object.handle(event.payload),
+            handler,
             event.reply,
             Arc::clone(&self.load),
         );
@@ -191,6 +200,8 @@ impl ObjectDirectory {
             storage: RefCell::new(None),
             outputs: OutputQueue::default(),
             commit_scheduled: Cell::new(false),
+            alarm_running: Cell::new(None),
+            alarm_dirty: Cell::new(false),
         });
         let state = State::new(Rc::downgrade(&instance), event.id.clone());
         let env = Env::new(Arc::clone(&self.shared));

@@ -14,6 +14,7 @@
 //! server plug into. Wall-clock time comes only from a [`durable_core::Clock`].
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod alarm;
 pub mod body;
 pub mod clock;
 pub mod directory;
@@ -32,6 +33,7 @@ pub mod turn;
 
 /// The `http` crate, for building requests and responses (`http::StatusCode`, `http::Method`).
 pub use ::http;
+pub use alarm::ScheduledAlarm;
 pub use body::{Body, Request, Response};
 pub use clock::SystemClock;
 pub use durable_storage::{

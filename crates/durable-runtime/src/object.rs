@@ -15,6 +15,7 @@ use std::rc::Rc;
 use durable_core::{Error, ErrorKind, Result};
 
 use crate::LocalBoxFuture;
+use crate::alarm::{AlarmCall, AlarmOutcome};
 use crate::body::{Request, Response};
 use crate::env::Env;
 use crate::rpc::{RpcClient, RpcInvocation, RpcValue};
@@ -160,17 +161,20 @@ pub(crate) enum Payload {
     /// A call still in its envelope; decoded on the object's thread, as a remote call is.
     RpcEncoded(Vec<u8>),
     Fetch(Request),
+    Alarm(AlarmCall),
 }
 
 /// An event's result, matched to the payload's kind.
 pub(crate) enum Outcome {
     Rpc(Result<RpcValue>),
     Fetch(Result<Response>),
+    Alarm(Result<AlarmOutcome>),
 }
 
 /// An instance with its class erased, so one shard hosts objects of every class.
 pub(crate) trait AnyObject {
     fn handle(self: Rc<Self>, payload: Payload) -> LocalBoxFuture<Outcome>;
+    fn alarm(self: Rc<Self>, info: AlarmInfo) -> LocalBoxFuture<Result<()>>;
 }
 
 impl<T: DurableObject> AnyObject for T {
@@ -187,7 +191,18 @@ impl<T: DurableObject> AnyObject for T {
             Payload::Fetch(request) => Box::pin(async move {
                 Outcome::Fetch(self.fetch(request).await.map_err(Error::into_remote))
             }),
+            // Alarms are run by `alarm::run_alarm`, which calls `AnyObject::alarm`.
+            Payload::Alarm(_) => Box::pin(async {
+                Outcome::Alarm(Err(Error::new(
+                    ErrorKind::Internal,
+                    "alarm delivered without its wrapper",
+                )))
+            }),
         }
+    }
+
+    fn alarm(self: Rc<Self>, info: AlarmInfo) -> LocalBoxFuture<Result<()>> {
+        Box::pin(async move { DurableObject::alarm(&*self, info).await })
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) enum Held {
     },
     /// A `sync()` call.
     Waiter(oneshot::Sender<Result<()>>),
+    /// Work to do once a commit is durable (bringing the alarm index up to date).
+    Then(Box<dyn FnOnce()>),
 }
 
 impl Held {
@@ -40,6 +42,7 @@ impl Held {
             Held::Reply { reply, outcome } => reply.send(outcome),
             Held::Send { event, shared } => shared.send_or_fail(event),
             Held::Waiter(tx) => drop(tx.send(Ok(()))),
+            Held::Then(work) => work(),
         }
     }
 
@@ -48,6 +51,8 @@ impl Held {
             Held::Reply { reply, .. } => reply.fail(error),
             Held::Send { event, .. } => event.reply.fail(error),
             Held::Waiter(tx) => drop(tx.send(Err(error))),
+            // The commit it waited for may not be durable: skip the work.
+            Held::Then(_) => {}
         }
     }
 }

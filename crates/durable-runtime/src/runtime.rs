@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use durable_core::{Clock, NamespaceKey, limits};
-use durable_storage::{DurabilityMode, DurabilityWorker};
+use durable_core::{Clock, NamespaceKey, ObjectId, limits};
+use durable_storage::{AlarmIndex, DurabilityMode, DurabilityWorker};
 use tokio::sync::mpsc;
 
+use crate::alarm::{self, AlarmScheduler, ScheduledAlarm};
 use crate::clock::SystemClock;
 use crate::env::Env;
 use crate::keys::DataDir;
@@ -92,6 +93,18 @@ pub struct RuntimeConfig {
     /// Largest database of one object (default 10 GB); past it writes fail with
     /// `SQLITE_FULL` while reads and deletes keep working.
     pub max_database_bytes: u64,
+    /// Wall-time limit of one run of an alarm handler (default 15 minutes); past it the run
+    /// counts as failed.
+    pub alarm_timeout: Duration,
+    /// Delay before the first retry of a failed alarm (default 2 s); it doubles each retry.
+    pub alarm_retry_base: Duration,
+    /// Random extra delay of a retry, as a fraction of it (default 0.25).
+    pub alarm_retry_jitter: f64,
+    /// Retries of a failing alarm before it is given up (default 6).
+    pub alarm_max_retries: u32,
+    /// Longest the alarm scheduler sleeps before looking at the clock again (default 1 s).
+    /// It matters for clocks that jump, such as a test's manual clock.
+    pub alarm_max_wait: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -105,6 +118,11 @@ impl Default for RuntimeConfig {
             durability: DurabilityMode::GroupCommit,
             fsync_threads: 2,
             max_database_bytes: limits::DEFAULT_MAX_DATABASE_BYTES,
+            alarm_timeout: Duration::from_secs(15 * 60),
+            alarm_retry_base: Duration::from_secs(2),
+            alarm_retry_jitter: 0.25,
+            alarm_max_retries: 6,
+            alarm_max_wait: Duration::from_secs(1),
         }
     }
 }
@@ -129,6 +147,7 @@ pub(crate) struct RuntimeShared {
     pub(crate) active_objects: AtomicUsize,
     pub(crate) data_dir: PathBuf,
     pub(crate) durability: DurabilityWorker,
+    pub(crate) alarms: AlarmScheduler,
 }
 
 impl RuntimeShared {
@@ -230,6 +249,24 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Wall-time limit of an alarm handler.
+    pub fn alarm_timeout(mut self, timeout: Duration) -> Self {
+        self.config.alarm_timeout = timeout;
+        self
+    }
+
+    /// Random extra delay of alarm retries, as a fraction (0 makes them exact).
+    pub fn alarm_retry_jitter(mut self, jitter: f64) -> Self {
+        self.config.alarm_retry_jitter = jitter;
+        self
+    }
+
+    /// Longest the alarm scheduler sleeps between looks at the clock.
+    pub fn alarm_max_wait(mut self, wait: Duration) -> Self {
+        self.config.alarm_max_wait = wait;
+        self
+    }
+
     /// Threads that fsync object WALs.
     pub fn fsync_threads(mut self, threads: usize) -> Self {
         self.config.fsync_threads = threads;
@@ -302,9 +339,15 @@ impl RuntimeBuilder {
         }
         let durability = DurabilityWorker::start(config.fsync_threads)
             .map_err(|source| StartError::Thread { source })?;
+        let index_path = data_dir.join("alarms.sqlite");
+        let index = AlarmIndex::open(&index_path).map_err(|err| StartError::KeyFile {
+            path: index_path.clone(),
+            reason: err.reason,
+        })?;
         let shared = Arc::new(RuntimeShared {
             data_dir: data_dir.clone(),
             durability,
+            alarms: AlarmScheduler::new(index),
             config,
             namespaces,
             bindings,
@@ -313,6 +356,13 @@ impl RuntimeBuilder {
             clock: self.clock,
             active_objects: AtomicUsize::new(0),
         });
+        let alarms_pending = shared
+            .alarms
+            .load(&shared)
+            .map_err(|reason| StartError::KeyFile {
+                path: index_path.clone(),
+                reason,
+            })?;
         let mut threads = Vec::new();
         for (index, rx) in receivers.into_iter().enumerate() {
             match shard::spawn(index, Arc::clone(&shared), rx) {
@@ -323,15 +373,24 @@ impl RuntimeBuilder {
                 }
             }
         }
+        let alarm_thread = match alarm::spawn(Arc::clone(&shared)) {
+            Ok(thread) => thread,
+            Err(source) => {
+                stop_shards(&shared, &mut threads);
+                return Err(StartError::Thread { source });
+            }
+        };
         tracing::info!(
             data_dir = %data_dir.display(),
             shards = shared.shards.len(),
             classes = shared.namespaces.len(),
+            alarms_pending,
             "runtime started"
         );
         Ok(Runtime {
             shared,
             threads,
+            alarm_thread: Some(alarm_thread),
             _data: data,
         })
     }
@@ -357,6 +416,7 @@ fn stop_shards(shared: &RuntimeShared, threads: &mut Vec<JoinHandle<()>>) {
 pub struct Runtime {
     shared: Arc<RuntimeShared>,
     threads: Vec<JoinHandle<()>>,
+    alarm_thread: Option<JoinHandle<()>>,
     _data: DataDir,
 }
 
@@ -399,14 +459,42 @@ impl Runtime {
         self.shared.durability.injected_sync_failures_left()
     }
 
+    /// The scheduler's plan for the alarm of object `id` of class `T`, if it has one.
+    pub fn scheduled_alarm<T: DurableObject>(&self, id: &ObjectId) -> Option<ScheduledAlarm> {
+        let ns = self
+            .shared
+            .namespaces
+            .iter()
+            .find(|ns| ns.class.class_name == T::CLASS_NAME)?;
+        self.shared
+            .alarms
+            .scheduled(&crate::shard::ObjectKey::new(ns.index, id))
+    }
+
+    /// Alarms the scheduler holds (set and not yet run), over all objects.
+    pub fn pending_alarms(&self) -> usize {
+        self.shared.alarms.len()
+    }
+
     /// Stops the shards and waits for their threads to end.
     pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        // No new alarm deliveries first, then the shards.
+        self.shared.alarms.stop();
+        if let Some(thread) = self.alarm_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the alarm scheduler thread panicked");
+        }
         stop_shards(&self.shared, &mut self.threads);
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        stop_shards(&self.shared, &mut self.threads);
+        self.stop();
     }
 }

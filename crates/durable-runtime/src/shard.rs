@@ -15,6 +15,7 @@ use durable_core::{Error, ObjectId, Result};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::LocalSet;
 
+use crate::alarm::AlarmOutcome;
 use crate::body::Response;
 use crate::directory::ObjectDirectory;
 use crate::object::{Outcome, Payload};
@@ -22,7 +23,7 @@ use crate::rpc::RpcValue;
 use crate::runtime::RuntimeShared;
 
 /// An object's address inside a runtime: namespace index plus id bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ObjectKey {
     pub(crate) ns: u32,
     pub(crate) id: [u8; 32],
@@ -41,6 +42,7 @@ impl ObjectKey {
 pub(crate) enum Reply {
     Rpc(oneshot::Sender<Result<RpcValue>>),
     Fetch(oneshot::Sender<Result<Response>>),
+    Alarm(oneshot::Sender<Result<AlarmOutcome>>),
 }
 
 impl Reply {
@@ -49,6 +51,7 @@ impl Reply {
         match (self, outcome) {
             (Reply::Rpc(tx), Outcome::Rpc(result)) => drop(tx.send(result)),
             (Reply::Fetch(tx), Outcome::Fetch(result)) => drop(tx.send(result)),
+            (Reply::Alarm(tx), Outcome::Alarm(result)) => drop(tx.send(result)),
             (reply, _) => reply.fail(Error::new(
                 durable_core::ErrorKind::Internal,
                 "an event produced a result of another kind than its request",
@@ -61,6 +64,7 @@ impl Reply {
         match self {
             Reply::Rpc(tx) => drop(tx.send(Err(error))),
             Reply::Fetch(tx) => drop(tx.send(Err(error))),
+            Reply::Alarm(tx) => drop(tx.send(Err(error))),
         }
     }
 }

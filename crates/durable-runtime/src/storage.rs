@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use durable_core::{Error, ErrorKind, Result, codec};
 use durable_storage::{
-    CommitError, DurabilityMode, ListOptions, ObjectDatabase, SqlCursor, SqlParams, layout,
+    CommitError, DurabilityMode, ListOptions, ObjectDatabase, SqlCursor, SqlParams, WalFile, layout,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -173,28 +173,62 @@ impl Instance {
     }
 
     /// Commits the open batch now and asks for it to be made durable.
+    ///
+    /// If the batch changed the stored alarm, the alarm index learns of the new time before
+    /// the commit (so the index is never behind storage) and the scheduler takes it over once
+    /// the commit is durable.
     pub(crate) fn commit_now(self: &Rc<Self>) {
         self.commit_scheduled.set(false);
-        let committed = {
+        let alarm_dirty = self.alarm_dirty.replace(false);
+        let committed: Result<Option<(u64, Arc<WalFile>, Option<Option<i64>>)>> = (|| {
             let mut storage = self.storage.borrow_mut();
             let Some(storage) = storage.as_mut() else {
-                return;
+                return Ok(None);
             };
-            storage
-                .db
-                .commit()
-                .map(|seq| seq.map(|_| Arc::clone(storage.db.wal())))
-        };
+            if !storage.db.can_commit() {
+                // An explicit transaction is still open; it is committed later.
+                self.alarm_dirty.set(alarm_dirty || self.alarm_dirty.get());
+                return Ok(None);
+            }
+            let alarm = if alarm_dirty {
+                Some(storage.db.alarm()?)
+            } else {
+                None
+            };
+            if let Some(Some(time)) = alarm {
+                self.shared
+                    .alarms
+                    .before_commit(self.key, &self.id, self.class_name, time)
+                    .map_err(|reason| {
+                        Error::new(
+                            ErrorKind::Storage,
+                            format!("write the alarm index: {reason}"),
+                        )
+                    })?;
+            }
+            let seq = storage.db.commit()?;
+            Ok(seq.map(|seq| (seq, Arc::clone(storage.db.wal()), alarm)))
+        })();
         match committed {
-            Ok(Some(wal)) => {
+            Ok(Some((seq, wal, alarm))) => {
                 if self.shared.config.durability == DurabilityMode::GroupCommit {
                     self.shared.durability.request_sync(&wal);
+                }
+                if let Some(alarm) = alarm {
+                    let shared = Arc::clone(&self.shared);
+                    let (key, id, class) = (self.key, self.id.clone(), self.class_name);
+                    self.outputs.submit(
+                        seq,
+                        self.durable_seq(),
+                        Held::Then(Box::new(move || {
+                            shared.alarms.after_durable(key, &id, class, alarm);
+                        })),
+                    );
                 }
             }
             Ok(None) => {}
             Err(err) => self.reset(
-                Error::from(err)
-                    .context("the object was reset because its writes could not be committed"),
+                err.context("the object was reset because its writes could not be committed"),
             ),
         }
     }
@@ -212,6 +246,8 @@ impl Instance {
             }
             storage.close();
         }
+        self.alarm_dirty.set(false);
+        self.alarm_running.set(None);
         self.outputs.fail_all(error);
     }
 }
@@ -352,7 +388,67 @@ impl Storage {
     /// Deletes all of the object's data: SQL tables, KV entries and the alarm. It commits
     /// atomically with the other writes of the turn.
     pub async fn delete_all(&self) -> Result<()> {
-        self.run(true, ObjectDatabase::delete_all)
+        self.run(true, ObjectDatabase::delete_all)?;
+        self.instance()?.alarm_dirty.set(true);
+        Ok(())
+    }
+
+    /// The stored alarm, as it is on disk (the alarm wrapper's view).
+    pub(crate) fn stored_alarm(&self) -> Result<Option<i64>> {
+        self.run(false, ObjectDatabase::alarm)
+    }
+
+    /// Stores or deletes the alarm as part of the open batch.
+    pub(crate) fn write_alarm(&self, time_ms: Option<i64>) -> Result<()> {
+        self.write_alarm_with(time_ms, PutOptions::default())
+    }
+
+    fn write_alarm_with(&self, time_ms: Option<i64>, options: PutOptions) -> Result<()> {
+        self.run(true, |db| db.set_alarm(time_ms, !options.allow_unconfirmed))?;
+        self.instance()?.alarm_dirty.set(true);
+        Ok(())
+    }
+
+    /// The time of the object's alarm, in milliseconds since the Unix epoch; `None` if there
+    /// is none, and while the handler of the alarm runs.
+    pub async fn get_alarm(&self) -> Result<Option<i64>> {
+        let stored = self.stored_alarm()?;
+        let running = self.instance()?.alarm_running.get();
+        Ok(stored.filter(|time| Some(*time) != running))
+    }
+
+    /// Sets the object's one alarm to `time_ms` (milliseconds since the Unix epoch),
+    /// replacing any other. A time at or before now fires as soon as possible. The write is
+    /// part of the turn's transaction.
+    ///
+    /// Fails for a time at or before the epoch (`time_ms <= 0`).
+    pub async fn set_alarm(&self, time_ms: i64) -> Result<()> {
+        self.set_alarm_with(time_ms, PutOptions::default()).await
+    }
+
+    /// [`set_alarm`](Storage::set_alarm) with write options.
+    pub async fn set_alarm_with(&self, time_ms: i64, options: PutOptions) -> Result<()> {
+        if time_ms <= 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "set_alarm() cannot be called with an alarm time <= 0 (got {time_ms}); pass milliseconds since the Unix epoch"
+                ),
+            ));
+        }
+        self.write_alarm_with(Some(time_ms), options)
+    }
+
+    /// Sets the alarm `delay` from now, by the runtime's clock.
+    pub async fn set_alarm_in(&self, delay: std::time::Duration) -> Result<()> {
+        let now = self.instance()?.shared.clock.now_ms();
+        let delay = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+        self.set_alarm(now.saturating_add(delay).max(1)).await
+    }
+
+    /// Deletes the object's alarm. A running handler is not cancelled.
+    pub async fn delete_alarm(&self) -> Result<()> {
+        self.write_alarm(None)
     }
 
     /// Runs `f` as one transaction: if it returns `Err`, its writes are rolled back and the

@@ -21,6 +21,9 @@ use crate::cursor::SqlCursor;
 use crate::durability::{DurableCallback, WalFile};
 use crate::error::{CommitError, KvError, OpenError, SqlError};
 use crate::kv::{self, KV_TABLE, ListOptions};
+
+/// The reserved table of per-object metadata; the alarm is its row `alarm`.
+const META_TABLE: &str = "_cf_METADATA";
 use crate::split::split_statements;
 use crate::value::SqlValue;
 
@@ -66,6 +69,10 @@ struct InternalSql {
     rollback_to: String,
     release: String,
     kv_exists: String,
+    meta_create: String,
+    alarm_get: String,
+    alarm_set: String,
+    alarm_delete: String,
     kv_get: String,
     kv_put: String,
     kv_delete: String,
@@ -96,6 +103,17 @@ impl InternalSql {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value"
             )),
             kv_delete: tag(&format!("DELETE FROM {KV_TABLE} WHERE key = ?1")),
+            meta_create: tag(&format!(
+                "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value) WITHOUT ROWID"
+            )),
+            alarm_get: tag(&format!(
+                "SELECT value FROM {META_TABLE} WHERE key = 'alarm'"
+            )),
+            alarm_set: tag(&format!(
+                "INSERT INTO {META_TABLE} (key, value) VALUES ('alarm', ?1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            )),
+            alarm_delete: tag(&format!("DELETE FROM {META_TABLE} WHERE key = 'alarm'")),
             token,
         }
     }
@@ -135,6 +153,7 @@ pub struct ObjectDatabase {
     mode: DurabilityMode,
     batch: Batch,
     kv_ready: bool,
+    meta_ready: bool,
     wal: Arc<WalFile>,
     broken: Option<String>,
 }
@@ -238,6 +257,7 @@ impl ObjectDatabase {
             mode,
             batch: Batch::default(),
             kv_ready: false,
+            meta_ready: false,
             wal: Arc::new(WalFile::new(wal_path, on_durable)),
             broken: None,
         })
@@ -362,6 +382,7 @@ impl ObjectDatabase {
             self.batch.confirmed = false;
             self.batch.savepoints = 0;
             self.kv_ready = false;
+            self.meta_ready = false;
         }
     }
 
@@ -395,6 +416,7 @@ impl ObjectDatabase {
             run(&self.conn, &self.internal.rollback_to)?;
             // Tables created inside may be gone again.
             self.kv_ready = false;
+            self.meta_ready = false;
         }
         run(&self.conn, &self.internal.release)?;
         Ok(())
@@ -508,7 +530,63 @@ impl ObjectDatabase {
         }
         self.conn.flush_prepared_statement_cache();
         self.kv_ready = false;
+        self.meta_ready = false;
         Ok(())
+    }
+
+    // ----- alarm ---------------------------------------------------------------------------
+
+    fn meta_exists(&mut self) -> Result<bool, SqlError> {
+        if self.meta_ready {
+            return Ok(true);
+        }
+        let exists = self
+            .conn
+            .prepare_cached(&self.internal.kv_exists)
+            .and_then(|mut stmt| stmt.query_row([META_TABLE], |row| row.get::<_, i64>(0)))
+            .map(|count| count > 0)
+            .map_err(sqlite)?;
+        self.meta_ready = exists;
+        Ok(exists)
+    }
+
+    /// The stored alarm time, in milliseconds since the Unix epoch.
+    pub fn alarm(&mut self) -> Result<Option<i64>, SqlError> {
+        self.check_usable()?;
+        if !self.meta_exists()? {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(&self.internal.alarm_get)
+            .map_err(sqlite)?;
+        let mut rows = stmt.query([]).map_err(sqlite)?;
+        match rows.next().map_err(sqlite)? {
+            Some(row) => Ok(row.get::<_, Option<i64>>(0).map_err(sqlite)?),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores the alarm time (`None` deletes it), as part of the open batch.
+    pub fn set_alarm(&mut self, time_ms: Option<i64>, confirmed: bool) -> Result<(), SqlError> {
+        self.check_usable()?;
+        begin_write(&self.conn, &self.internal, &mut self.batch, confirmed)?;
+        if !self.meta_exists()? {
+            if time_ms.is_none() {
+                return Ok(());
+            }
+            run(&self.conn, &self.internal.meta_create)?;
+            self.meta_ready = true;
+        }
+        match time_ms {
+            Some(time) => self
+                .conn
+                .prepare_cached(&self.internal.alarm_set)
+                .and_then(|mut stmt| stmt.execute([time]))
+                .map(drop)
+                .map_err(sqlite),
+            None => run(&self.conn, &self.internal.alarm_delete),
+        }
     }
 
     // ----- KV ------------------------------------------------------------------------------

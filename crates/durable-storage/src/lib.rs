@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod alarm_index;
 pub mod authorizer;
 pub mod cursor;
 pub mod database;
@@ -25,6 +26,7 @@ pub mod layout;
 mod split;
 pub mod value;
 
+pub use alarm_index::{AlarmEntry, AlarmIndex};
 pub use cursor::{SqlCursor, SqlRow};
 pub use database::{DurabilityMode, ObjectDatabase};
 pub use durability::{DurabilityWorker, DurableCallback, WalFile};

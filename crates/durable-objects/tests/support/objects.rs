@@ -20,6 +20,7 @@ pub fn bind_all(builder: RuntimeBuilder) -> RuntimeBuilder {
         .bind::<Web>("WEB")
         .bind::<Bare>("BARE")
         .bind::<Store>("STORE")
+        .bind::<Clockwork>("CLOCKWORK")
 }
 
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -576,5 +577,155 @@ impl Store {
             .put_with(&key, &"x", durable_objects::PutOptions::unconfirmed())
             .await?;
         storage.sync().await
+    }
+}
+
+/// One run of a `Clockwork` alarm, as the handler saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmRun {
+    pub retry_count: u32,
+    pub is_retry: bool,
+    pub scheduled: i64,
+    /// The clock when the handler ran.
+    pub now: i64,
+    /// What `get_alarm()` returned inside the handler.
+    pub seen_alarm: Option<i64>,
+}
+
+/// What a `Clockwork` alarm handler does on one run.
+#[derive(Debug, Clone, Copy)]
+pub enum AlarmPlan {
+    Succeed,
+    Fail,
+    Panic,
+    /// Runs past the wall-time limit.
+    Hang,
+    /// Sets the next alarm to this time, then succeeds.
+    SetNext(i64),
+    /// Sets the next alarm to this time, then fails.
+    SetNextThenFail(i64),
+}
+
+static ALARM_RUNS: LazyLock<Mutex<HashMap<String, Vec<AlarmRun>>>> =
+    LazyLock::new(Default::default);
+static ALARM_PLANS: LazyLock<Mutex<HashMap<String, std::collections::VecDeque<AlarmPlan>>>> =
+    LazyLock::new(Default::default);
+
+/// The alarm runs of object `id` so far.
+pub fn alarm_runs(id: &ObjectId) -> Vec<AlarmRun> {
+    ALARM_RUNS
+        .lock()
+        .unwrap()
+        .get(&id.to_string())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// What the next alarm runs of object `id` do (then: succeed).
+pub fn plan_alarms(id: &ObjectId, plans: &[AlarmPlan]) {
+    ALARM_PLANS
+        .lock()
+        .unwrap()
+        .insert(id.to_string(), plans.iter().copied().collect());
+}
+
+/// An object with an alarm whose behaviour tests script.
+#[durable_object]
+pub struct Clockwork {
+    state: State,
+    env: Env,
+}
+
+impl DurableObject for Clockwork {
+    fn new(state: State, env: Env) -> Self {
+        *CONSTRUCTIONS
+            .lock()
+            .unwrap()
+            .entry(state.id().to_string())
+            .or_default() += 1;
+        Self { state, env }
+    }
+
+    async fn alarm(&self, info: durable_objects::AlarmInfo) -> Result<()> {
+        let id = self.state.id().to_string();
+        let run = AlarmRun {
+            retry_count: info.retry_count,
+            is_retry: info.is_retry,
+            scheduled: info.scheduled_time_ms,
+            now: self.env.clock().now_ms(),
+            seen_alarm: self.state.storage().get_alarm().await?,
+        };
+        ALARM_RUNS
+            .lock()
+            .unwrap()
+            .entry(id.clone())
+            .or_default()
+            .push(run);
+        let plan = ALARM_PLANS
+            .lock()
+            .unwrap()
+            .get_mut(&id)
+            .and_then(std::collections::VecDeque::pop_front)
+            .unwrap_or(AlarmPlan::Succeed);
+        // Every run also leaves a durable trace, to check writes of failed runs are kept.
+        self.state
+            .storage()
+            .kv()
+            .put("last_run", &info.retry_count)?;
+        match plan {
+            AlarmPlan::Succeed => Ok(()),
+            AlarmPlan::Fail => Err(Error::user("alarm failed on purpose")),
+            AlarmPlan::Panic => panic!("alarm panicked on purpose"),
+            AlarmPlan::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            }
+            AlarmPlan::SetNext(time) => self.state.storage().set_alarm(time).await,
+            AlarmPlan::SetNextThenFail(time) => {
+                self.state.storage().set_alarm(time).await?;
+                Err(Error::user("failed after setting the next alarm"))
+            }
+        }
+    }
+}
+
+#[rpc]
+impl Clockwork {
+    pub async fn set_alarm(&self, time: i64) -> Result<()> {
+        self.state.storage().set_alarm(time).await
+    }
+
+    pub async fn get_alarm(&self) -> Result<Option<i64>> {
+        self.state.storage().get_alarm().await
+    }
+
+    pub async fn delete_alarm(&self) -> Result<()> {
+        self.state.storage().delete_alarm().await
+    }
+
+    pub async fn delete_all(&self) -> Result<()> {
+        self.state.storage().delete_all().await
+    }
+
+    /// Sets the alarm and a KV entry, then fails: both are kept.
+    pub async fn set_alarm_then_fail(&self, time: i64) -> Result<()> {
+        self.state.storage().set_alarm(time).await?;
+        self.state.storage().kv().put("with_alarm", &time)?;
+        Err(Error::user("failed after setting the alarm"))
+    }
+
+    /// Sets the alarm and a KV entry, then panics: neither survives.
+    pub async fn set_alarm_then_panic(&self, time: i64) {
+        let _ = self.state.storage().set_alarm(time).await;
+        let _ = self.state.storage().kv().put("with_alarm", &time);
+        panic!("panic after setting the alarm");
+    }
+
+    pub async fn with_alarm(&self) -> Result<Option<i64>> {
+        self.state.storage().kv().get("with_alarm")
+    }
+
+    pub async fn last_run(&self) -> Result<Option<u32>> {
+        self.state.storage().kv().get("last_run")
     }
 }
