@@ -21,6 +21,7 @@ pub fn bind_all(builder: RuntimeBuilder) -> RuntimeBuilder {
         .bind::<Bare>("BARE")
         .bind::<Store>("STORE")
         .bind::<Clockwork>("CLOCKWORK")
+        .bind::<Reminder>("REMINDER")
 }
 
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -727,5 +728,41 @@ impl Clockwork {
 
     pub async fn last_run(&self) -> Result<Option<u32>> {
         self.state.storage().kv().get("last_run")
+    }
+}
+
+/// Records every alarm run durably: the crash tests' object.
+#[durable_object]
+pub struct Reminder {
+    state: State,
+}
+
+impl DurableObject for Reminder {
+    fn new(state: State, _env: Env) -> Self {
+        Self { state }
+    }
+
+    async fn alarm(&self, info: durable_objects::AlarmInfo) -> Result<()> {
+        let time = info.scheduled_time_ms;
+        self.state
+            .storage()
+            .kv()
+            .put(&format!("fired:{time:020}"), &time)
+    }
+}
+
+#[rpc]
+impl Reminder {
+    pub async fn remind_at(&self, time: i64) -> Result<()> {
+        self.state.storage().set_alarm(time).await
+    }
+
+    pub async fn fired(&self) -> Result<Vec<i64>> {
+        let entries: Vec<(String, i64)> = self
+            .state
+            .storage()
+            .kv()
+            .list(durable_objects::ListOptions::new().prefix("fired:"))?;
+        Ok(entries.into_iter().map(|(_, time)| time).collect())
     }
 }
