@@ -177,3 +177,54 @@ where
     }
     started.elapsed()
 }
+
+/// When each `BenchAlarmSetter` alarm ran (process-wide, for the alarm benchmark).
+pub static ALARM_RUNS: std::sync::Mutex<Vec<Instant>> = std::sync::Mutex::new(Vec::new());
+
+/// An object that only has an alarm; its handler notes when it ran.
+#[durable_object]
+pub struct BenchAlarmSetter {
+    state: State,
+}
+
+impl std::fmt::Debug for BenchAlarmSetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BenchAlarmSetter")
+    }
+}
+
+impl DurableObject for BenchAlarmSetter {
+    fn new(state: State, _env: Env) -> Self {
+        Self { state }
+    }
+
+    async fn alarm(&self, _info: durable_objects::AlarmInfo) -> Result<()> {
+        ALARM_RUNS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Instant::now());
+        Ok(())
+    }
+}
+
+#[rpc]
+impl BenchAlarmSetter {
+    /// Sets the object's alarm.
+    pub async fn set_alarm(&self, time: i64) -> Result<()> {
+        self.state.storage().set_alarm(time).await
+    }
+}
+
+/// Resident memory of this process, in bytes (Linux).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}

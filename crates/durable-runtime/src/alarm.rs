@@ -19,12 +19,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use durable_core::{Error, ErrorKind, ObjectId, Result};
-use durable_storage::AlarmIndex;
+use durable_storage::{AlarmIndex, IndexChange};
 use tokio::sync::{Notify, oneshot};
 
 use crate::LocalBoxFuture;
@@ -111,23 +111,102 @@ impl Timetable {
     }
 }
 
+type IndexAck = oneshot::Sender<std::result::Result<(), String>>;
+
+#[derive(Debug, Default)]
+struct IndexQueue {
+    changes: Vec<(IndexChange, Option<IndexAck>)>,
+    stop: bool,
+}
+
+/// The thread that writes the alarm index: it takes every change waiting and applies them in
+/// one transaction, so one fsync serves many objects' alarms.
+#[derive(Debug)]
+struct IndexWriter {
+    queue: Arc<(Mutex<IndexQueue>, Condvar)>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl IndexWriter {
+    fn start(index: Arc<AlarmIndex>) -> std::io::Result<Self> {
+        let queue: Arc<(Mutex<IndexQueue>, Condvar)> = Arc::default();
+        let worker = Arc::clone(&queue);
+        let thread = std::thread::Builder::new()
+            .name("durable-alarm-index".to_owned())
+            .spawn(move || {
+                let (lock, ready) = &*worker;
+                loop {
+                    let batch = {
+                        let mut queue = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        while queue.changes.is_empty() && !queue.stop {
+                            queue = ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+                        }
+                        if queue.changes.is_empty() {
+                            return;
+                        }
+                        std::mem::take(&mut queue.changes)
+                    };
+                    let changes: Vec<IndexChange> =
+                        batch.iter().map(|(change, _)| change.clone()).collect();
+                    let result = index.apply(&changes);
+                    if let Err(err) = &result {
+                        tracing::error!(error = %err, changes = changes.len(), "alarm index write failed");
+                    }
+                    for (_, ack) in batch {
+                        if let Some(ack) = ack {
+                            let _ = ack.send(result.clone());
+                        }
+                    }
+                }
+            })?;
+        Ok(Self {
+            queue,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn push(&self, change: IndexChange, ack: Option<IndexAck>) {
+        let (lock, ready) = &*self.queue;
+        lock.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .changes
+            .push((change, ack));
+        ready.notify_one();
+    }
+
+    fn stop(&self) {
+        let (lock, ready) = &*self.queue;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        ready.notify_one();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!("the alarm index writer panicked");
+        }
+    }
+}
+
 /// The node's alarm scheduler.
 #[derive(Debug)]
 pub(crate) struct AlarmScheduler {
-    index: AlarmIndex,
+    index: Arc<AlarmIndex>,
+    writer: IndexWriter,
     table: Mutex<Timetable>,
     wake: Notify,
     stop: AtomicBool,
 }
 
 impl AlarmScheduler {
-    pub(crate) fn new(index: AlarmIndex) -> Self {
-        Self {
+    pub(crate) fn new(index: AlarmIndex) -> std::io::Result<Self> {
+        let index = Arc::new(index);
+        Ok(Self {
+            writer: IndexWriter::start(Arc::clone(&index))?,
             index,
             table: Mutex::new(Timetable::default()),
             wake: Notify::new(),
             stop: AtomicBool::new(false),
-        }
+        })
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Timetable> {
@@ -165,7 +244,7 @@ impl AlarmScheduler {
             };
             let Ok(id) = ns.key.id_from_string(&id_hex) else {
                 tracing::warn!(%class, object_id = %id_hex, "alarm index entry with an invalid id; removed");
-                let _ = self.index.remove(&class, &id_hex);
+                self.writer.push(IndexChange::Remove(class, id_hex), None);
                 continue;
             };
             let key = ObjectKey::new(ns.index, &id);
@@ -185,26 +264,45 @@ impl AlarmScheduler {
         Ok(table.pending.len())
     }
 
-    /// Before an object commits `time` as its alarm: makes sure the index holds that time or
-    /// an earlier one, durably.
-    pub(crate) fn before_commit(
+    /// True if the index must learn of `time` before an object commits it as its alarm
+    /// (the index holds no time for the object, or a later one).
+    pub(crate) fn needs_index(&self, key: &ObjectKey, time: i64) -> bool {
+        self.table()
+            .pending
+            .get(key)
+            .and_then(|p| p.indexed)
+            .is_none_or(|at| at > time)
+    }
+
+    /// Writes `time` for the object to the index; the receiver hears when it is durable.
+    pub(crate) fn index_now(
+        &self,
+        id: &ObjectId,
+        class: &'static str,
+        time: i64,
+    ) -> oneshot::Receiver<std::result::Result<(), String>> {
+        let (tx, rx) = oneshot::channel();
+        self.writer.push(
+            IndexChange::Upsert(class.to_owned(), id.to_string(), time),
+            Some(tx),
+        );
+        rx
+    }
+
+    /// Records that the index durably holds `time` for the object.
+    pub(crate) fn mark_indexed(
         &self,
         key: ObjectKey,
         id: &ObjectId,
         class: &'static str,
         time: i64,
-    ) -> std::result::Result<(), String> {
-        let indexed = self.table().pending.get(&key).and_then(|p| p.indexed);
-        if indexed.is_some_and(|at| at <= time) {
-            return Ok(());
-        }
-        self.index.upsert(class, &id.to_string(), time)?;
+    ) {
         let mut table = self.table();
         table.generations += 1;
         let generation = table.generations;
         match table.pending.get_mut(&key) {
             Some(pending) => {
-                pending.indexed = Some(time);
+                pending.indexed = Some(pending.indexed.map_or(time, |at| at.min(time)));
                 // A delivery in flight must not undo this.
                 pending.generation = generation;
             }
@@ -223,6 +321,23 @@ impl AlarmScheduler {
         }
         drop(table);
         self.wake.notify_one();
+    }
+
+    /// [`index_now`](Self::index_now) and [`mark_indexed`](Self::mark_indexed), blocking
+    /// this thread until the index is durable (for commits that cannot wait asynchronously).
+    pub(crate) fn before_commit(
+        &self,
+        key: ObjectKey,
+        id: &ObjectId,
+        class: &'static str,
+        time: i64,
+    ) -> std::result::Result<(), String> {
+        if !self.needs_index(&key, time) {
+            return Ok(());
+        }
+        self.index
+            .apply(&[IndexChange::Upsert(class.to_owned(), id.to_string(), time)])?;
+        self.mark_indexed(key, id, class, time);
         Ok(())
     }
 
@@ -250,16 +365,14 @@ impl AlarmScheduler {
                     }
                 }
                 let indexed = self.table().pending.get(&key).and_then(|p| p.indexed);
+                // Moving the entry later may lag: an earlier entry only means a spurious
+                // wake-up. So it goes through the writer without waiting.
                 let indexed = if indexed == Some(time) {
                     indexed
                 } else {
-                    match self.index.upsert(class, &id_hex, time) {
-                        Ok(()) => Some(time),
-                        Err(err) => {
-                            tracing::error!(namespace = class, object_id = %id_hex, error = %err, "alarm index update failed");
-                            indexed
-                        }
-                    }
+                    self.writer
+                        .push(IndexChange::Upsert(class.to_owned(), id_hex, time), None);
+                    Some(time)
                 };
                 self.table().set(
                     key,
@@ -275,10 +388,9 @@ impl AlarmScheduler {
                 );
             }
             None => {
-                if self.table().remove(&key).is_some()
-                    && let Err(err) = self.index.remove(class, &id_hex)
-                {
-                    tracing::error!(namespace = class, object_id = %id_hex, error = %err, "alarm index update failed");
+                if self.table().remove(&key).is_some() {
+                    self.writer
+                        .push(IndexChange::Remove(class.to_owned(), id_hex), None);
                 }
             }
         }
@@ -288,6 +400,11 @@ impl AlarmScheduler {
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         self.wake.notify_one();
+    }
+
+    /// Stops the index writer after it has written what it holds.
+    pub(crate) fn stop_writer(&self) {
+        self.writer.stop();
     }
 }
 
@@ -413,9 +530,9 @@ fn settle(
             let id = pending.id.to_string();
             table.remove(&key);
             drop(table);
-            if let Err(err) = scheduler.index.remove(class, &id) {
-                tracing::error!(namespace = class, object_id = %id, error = %err, "alarm index update failed");
-            }
+            scheduler
+                .writer
+                .push(IndexChange::Remove(class.to_owned(), id), None);
         }
         Err(error) => {
             let class = pending.class;

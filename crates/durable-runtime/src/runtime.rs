@@ -347,7 +347,7 @@ impl RuntimeBuilder {
         let shared = Arc::new(RuntimeShared {
             data_dir: data_dir.clone(),
             durability,
-            alarms: AlarmScheduler::new(index),
+            alarms: AlarmScheduler::new(index).map_err(|source| StartError::Thread { source })?,
             config,
             namespaces,
             bindings,
@@ -490,6 +490,8 @@ impl Runtime {
             tracing::error!("the alarm scheduler thread panicked");
         }
         stop_shards(&self.shared, &mut self.threads);
+        // Last: index changes made by the shards' final commits.
+        self.shared.alarms.stop_writer();
     }
 }
 

@@ -167,9 +167,52 @@ impl Instance {
         let instance = Rc::downgrade(self);
         tokio::task::spawn_local(async move {
             if let Some(instance) = instance.upgrade() {
-                instance.commit_now();
+                instance.commit_task().await;
             }
         });
+    }
+
+    /// The commit task: if the batch sets an alarm the index does not cover yet, has the
+    /// index writer make it durable first (the object keeps running meanwhile, and the turns
+    /// that run join the batch), then commits.
+    async fn commit_task(self: &Rc<Self>) {
+        loop {
+            if !self.alarm_dirty.get() || self.is_reset() {
+                break;
+            }
+            let stored = self.with_db(ObjectDatabase::alarm);
+            let time = match stored {
+                Ok(Ok(Some(time))) => time,
+                // No alarm to index, or an error commit_now reports.
+                _ => break,
+            };
+            if !self.shared.alarms.needs_index(&self.key, time) {
+                break;
+            }
+            let indexed = self
+                .shared
+                .alarms
+                .index_now(&self.id, self.class_name, time)
+                .await;
+            match indexed {
+                Ok(Ok(())) => {
+                    self.shared
+                        .alarms
+                        .mark_indexed(self.key, &self.id, self.class_name, time);
+                }
+                Ok(Err(reason)) => {
+                    self.reset(Error::new(
+                        ErrorKind::Storage,
+                        format!(
+                            "the object was reset because its alarm could not be indexed: {reason}"
+                        ),
+                    ));
+                    return;
+                }
+                Err(_) => return, // The runtime is stopping.
+            }
+        }
+        self.commit_now();
     }
 
     /// Commits the open batch now and asks for it to be made durable.

@@ -23,6 +23,15 @@ pub struct AlarmIndex {
 /// One entry: class name, object id (64 hex digits), alarm time in epoch milliseconds.
 pub type AlarmEntry = (String, String, i64);
 
+/// A change to the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexChange {
+    /// Set the entry of (class, id) to a time.
+    Upsert(String, String, i64),
+    /// Remove the entry of (class, id).
+    Remove(String, String),
+}
+
 impl AlarmIndex {
     /// Opens (creating if needed) the index at `path`.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
@@ -54,6 +63,40 @@ impl AlarmIndex {
             let mut stmt = conn.prepare("SELECT class, id, time FROM alarms")?;
             let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
             rows.collect()
+        })
+    }
+
+    /// Applies `changes` in order, in one transaction: one fsync for all of them. Durable when
+    /// this returns.
+    pub fn apply(&self, changes: &[IndexChange]) -> Result<(), String> {
+        self.with(|conn| {
+            conn.execute_batch("BEGIN")?;
+            let applied = (|| {
+                let mut upsert = conn.prepare_cached(
+                    "INSERT INTO alarms (class, id, time) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (class, id) DO UPDATE SET time = excluded.time",
+                )?;
+                let mut remove =
+                    conn.prepare_cached("DELETE FROM alarms WHERE class = ?1 AND id = ?2")?;
+                for change in changes {
+                    match change {
+                        IndexChange::Upsert(class, id, time) => {
+                            upsert.execute(rusqlite::params![class, id, time])?;
+                        }
+                        IndexChange::Remove(class, id) => {
+                            remove.execute([class, id])?;
+                        }
+                    }
+                }
+                Ok(())
+            })();
+            match applied {
+                Ok(()) => conn.execute_batch("COMMIT"),
+                Err(err) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(err)
+                }
+            }
         })
     }
 

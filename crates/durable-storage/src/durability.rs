@@ -92,6 +92,7 @@ impl WalFile {
 }
 
 struct Queue {
+    /// WALs to sync, and whether the worker is stopping.
     jobs: Mutex<(VecDeque<Arc<WalFile>>, bool)>,
     ready: Condvar,
     /// Syncs still to fail on purpose (tests of the failure path).

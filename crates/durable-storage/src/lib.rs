@@ -26,7 +26,7 @@ pub mod layout;
 mod split;
 pub mod value;
 
-pub use alarm_index::{AlarmEntry, AlarmIndex};
+pub use alarm_index::{AlarmEntry, AlarmIndex, IndexChange};
 pub use cursor::{SqlCursor, SqlRow};
 pub use database::{DurabilityMode, ObjectDatabase};
 pub use durability::{DurabilityWorker, DurableCallback, WalFile};
