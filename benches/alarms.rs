@@ -122,6 +122,7 @@ fn main() {
         .map(|ran| ran.saturating_duration_since(due_at))
         .collect();
     lateness.sort();
+    println!("open databases at the end: {}", rt.open_databases());
     println!(
         "lateness of {objects} alarms due together: p50 {:.1?}, p99 {:.1?}, max {:.1?} ({:.0} alarms/s)",
         percentile(&lateness, 0.50),

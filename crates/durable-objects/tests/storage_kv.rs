@@ -242,3 +242,26 @@ async fn kv_survives_eviction_and_restart() {
     let file = test.dir.path().join("objects/Store");
     assert!(file.is_dir(), "databases live under objects/<Class>/");
 }
+
+#[tokio::test]
+async fn open_databases_stay_under_the_limit() {
+    let test = TestRuntime::start(|b| b.shards(1).max_open_databases(4));
+    let ns = test.env().namespace::<Store>("STORE").unwrap();
+    for i in 0..20 {
+        let s = ns.get_by_name(&format!("many-{i}"));
+        bounded(s.put("k".into(), i.to_string())).await.unwrap();
+        assert!(
+            test.runtime().open_databases() <= 5,
+            "{}",
+            test.runtime().open_databases()
+        );
+    }
+    for i in 0..20 {
+        let s = ns.get_by_name(&format!("many-{i}"));
+        assert_eq!(
+            bounded(s.get("k".into())).await.unwrap(),
+            Some(i.to_string())
+        );
+    }
+    assert!(test.runtime().open_databases() <= 5);
+}

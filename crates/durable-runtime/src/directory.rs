@@ -111,6 +111,10 @@ impl Instance {
         }
     }
 
+    pub(crate) fn directory(&self) -> Option<Rc<ObjectDirectory>> {
+        self.directory.upgrade()
+    }
+
     pub(crate) fn event_finished(&self, seq: u64) {
         self.tasks.borrow_mut().remove(&seq);
         self.inflight.set(self.inflight.get() - 1);
@@ -242,6 +246,28 @@ impl ObjectDirectory {
         if registered {
             instances.remove(&instance.key);
             self.shared.active_objects.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Evicts idle instances with an open database, least recently active first, until the
+    /// node is below `limit` open databases or this shard has none idle left.
+    pub(crate) fn close_idle_databases(&self, limit: usize) {
+        let now = Instant::now();
+        let mut idle: Vec<Rc<Instance>> = self
+            .instances
+            .borrow()
+            .values()
+            .filter(|instance| instance.storage.borrow().is_some() && instance.is_idle_since(now))
+            .cloned()
+            .collect();
+        idle.sort_by_key(|instance| instance.last_active.get());
+        for instance in idle {
+            if self.shared.open_databases.load(Ordering::Relaxed) < limit {
+                break;
+            }
+            tracing::debug!(namespace = instance.class_name, object_id = %instance.id, "object evicted (too many open databases)");
+            instance.close_storage(&Error::disconnected("the object was evicted"), true);
+            instance.discard();
         }
     }
 

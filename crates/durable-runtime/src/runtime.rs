@@ -90,6 +90,10 @@ pub struct RuntimeConfig {
     /// object made before it started, and a thread that finds several objects waiting syncs
     /// them all with one `syncfs`.
     pub fsync_threads: usize,
+    /// Object databases open at once over the node (default 2,048). Each open database holds
+    /// four file descriptors; past the limit, opening one first closes the databases of idle
+    /// objects (least recently used first).
+    pub max_open_databases: usize,
     /// Largest database of one object (default 10 GB); past it writes fail with
     /// `SQLITE_FULL` while reads and deletes keep working.
     pub max_database_bytes: u64,
@@ -117,6 +121,7 @@ impl Default for RuntimeConfig {
             encode_rpc: false,
             durability: DurabilityMode::GroupCommit,
             fsync_threads: 2,
+            max_open_databases: 2_048,
             max_database_bytes: limits::DEFAULT_MAX_DATABASE_BYTES,
             alarm_timeout: Duration::from_secs(15 * 60),
             alarm_retry_base: Duration::from_secs(2),
@@ -148,6 +153,7 @@ pub(crate) struct RuntimeShared {
     pub(crate) data_dir: PathBuf,
     pub(crate) durability: DurabilityWorker,
     pub(crate) alarms: AlarmScheduler,
+    pub(crate) open_databases: AtomicUsize,
 }
 
 impl RuntimeShared {
@@ -273,6 +279,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Object databases open at once over the node.
+    pub fn max_open_databases(mut self, limit: usize) -> Self {
+        self.config.max_open_databases = limit;
+        self
+    }
+
     /// Largest database of one object.
     pub fn max_database_bytes(mut self, bytes: u64) -> Self {
         self.config.max_database_bytes = bytes;
@@ -348,6 +360,7 @@ impl RuntimeBuilder {
             data_dir: data_dir.clone(),
             durability,
             alarms: AlarmScheduler::new(index).map_err(|source| StartError::Thread { source })?,
+            open_databases: AtomicUsize::new(0),
             config,
             namespaces,
             bindings,
@@ -469,6 +482,11 @@ impl Runtime {
         self.shared
             .alarms
             .scheduled(&crate::shard::ObjectKey::new(ns.index, id))
+    }
+
+    /// Object databases open now, over all shards.
+    pub fn open_databases(&self) -> usize {
+        self.shared.open_databases.load(Ordering::Relaxed)
     }
 
     /// Alarms the scheduler holds (set and not yet run), over all objects.

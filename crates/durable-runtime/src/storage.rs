@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use durable_core::{Error, ErrorKind, Result, codec};
@@ -55,6 +56,14 @@ pub(crate) struct DurableSignal {
     failure: Mutex<Option<CommitError>>,
 }
 
+/// What a commit produced: its sequence number, the WAL to sync, and the stored alarm if the
+/// batch changed it.
+struct Committed {
+    seq: u64,
+    wal: Arc<WalFile>,
+    alarm: Option<Option<i64>>,
+}
+
 /// An instance's open database and what tracks its durability.
 pub(crate) struct ObjectStorage {
     pub(crate) db: ObjectDatabase,
@@ -87,6 +96,11 @@ impl Instance {
 
     fn open_storage(self: &Rc<Self>) -> Result<ObjectStorage> {
         let shared = &self.shared;
+        if shared.open_databases.load(Ordering::Relaxed) >= shared.config.max_open_databases
+            && let Some(directory) = self.directory()
+        {
+            directory.close_idle_databases(shared.config.max_open_databases);
+        }
         let path = layout::object_db_path(&shared.data_dir, self.class_name, &self.id.to_string());
         let signal = Arc::new(DurableSignal::default());
         let notify = Arc::clone(&signal);
@@ -123,6 +137,7 @@ impl Instance {
                 }
             })
             .abort_handle();
+        shared.open_databases.fetch_add(1, Ordering::Relaxed);
         Ok(ObjectStorage { db, pump })
     }
 
@@ -181,10 +196,9 @@ impl Instance {
                 break;
             }
             let stored = self.with_db(ObjectDatabase::alarm);
-            let time = match stored {
-                Ok(Ok(Some(time))) => time,
-                // No alarm to index, or an error commit_now reports.
-                _ => break,
+            // No alarm to index, or an error that commit_now reports.
+            let Ok(Ok(Some(time))) = stored else {
+                break;
             };
             if !self.shared.alarms.needs_index(&self.key, time) {
                 break;
@@ -223,7 +237,7 @@ impl Instance {
     pub(crate) fn commit_now(self: &Rc<Self>) {
         self.commit_scheduled.set(false);
         let alarm_dirty = self.alarm_dirty.replace(false);
-        let committed: Result<Option<(u64, Arc<WalFile>, Option<Option<i64>>)>> = (|| {
+        let committed: Result<Option<Committed>> = (|| {
             let mut storage = self.storage.borrow_mut();
             let Some(storage) = storage.as_mut() else {
                 return Ok(None);
@@ -250,10 +264,14 @@ impl Instance {
                     })?;
             }
             let seq = storage.db.commit()?;
-            Ok(seq.map(|seq| (seq, Arc::clone(storage.db.wal()), alarm)))
+            Ok(seq.map(|seq| Committed {
+                seq,
+                wal: Arc::clone(storage.db.wal()),
+                alarm,
+            }))
         })();
         match committed {
-            Ok(Some((seq, wal, alarm))) => {
+            Ok(Some(Committed { seq, wal, alarm })) => {
                 if self.shared.config.durability == DurabilityMode::GroupCommit {
                     self.shared.durability.request_sync(&wal);
                 }
@@ -288,6 +306,7 @@ impl Instance {
                 storage.db.rollback_uncommitted();
             }
             storage.close();
+            self.shared.open_databases.fetch_sub(1, Ordering::Relaxed);
         }
         self.alarm_dirty.set(false);
         self.alarm_running.set(None);
