@@ -264,4 +264,25 @@ async fn open_databases_stay_under_the_limit() {
         );
     }
     assert!(test.runtime().open_databases() <= 5);
+    // Objects that first touch storage inside a handler, not in their constructor.
+    let clocks = test
+        .env()
+        .namespace::<support::objects::Clockwork>("CLOCKWORK")
+        .unwrap();
+    for i in 0..20 {
+        let c = clocks.get_by_name(&format!("late-{i}"));
+        bounded(c.set_alarm(4_000_000_000_000 + i)).await.unwrap();
+        assert!(
+            test.runtime().open_databases() <= 5,
+            "{}",
+            test.runtime().open_databases()
+        );
+    }
+    for i in 0..20 {
+        let c = clocks.get_by_name(&format!("late-{i}"));
+        assert_eq!(
+            bounded(c.get_alarm()).await.unwrap(),
+            Some(4_000_000_000_000 + i)
+        );
+    }
 }

@@ -257,7 +257,13 @@ impl ObjectDirectory {
             .instances
             .borrow()
             .values()
-            .filter(|instance| instance.storage.borrow().is_some() && instance.is_idle_since(now))
+            .filter(|instance| {
+                instance
+                    .storage
+                    .try_borrow()
+                    .is_ok_and(|storage| storage.is_some())
+                    && instance.is_idle_since(now)
+            })
             .cloned()
             .collect();
         idle.sort_by_key(|instance| instance.last_active.get());

@@ -86,10 +86,12 @@ impl Instance {
         if self.is_reset() {
             return Err(self.failure());
         }
-        let mut storage = self.storage.borrow_mut();
-        if storage.is_none() {
-            *storage = Some(self.open_storage()?);
+        if self.storage.borrow().is_none() {
+            // Opening may close other objects' databases, so no borrow is held meanwhile.
+            let opened = self.open_storage()?;
+            *self.storage.borrow_mut() = Some(opened);
         }
+        let mut storage = self.storage.borrow_mut();
         let db = &mut storage.as_mut().expect("opened above").db;
         Ok(f(db))
     }
