@@ -23,6 +23,12 @@ fn runtime(dir: &Path, clock: &Arc<ManualClock>) -> Runtime {
         .data_dir(dir)
         .clock(Arc::clone(clock) as Arc<dyn durable_objects::Clock>)
         .idle_timeout(Duration::from_millis(200))
+        .max_open_databases(
+            std::env::var("ALARM_BENCH_MAX_OPEN")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2_048),
+        )
         .alarm_max_wait(Duration::from_millis(5))
         .bind::<BenchAlarmSetter>("ALARMS")
         .build()

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use durable_core::{Error, ErrorKind, ObjectId, Result};
 use durable_storage::{AlarmIndex, IndexChange};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::LocalBoxFuture;
 use crate::directory::Instance;
@@ -422,6 +422,9 @@ pub(crate) fn spawn(shared: Arc<RuntimeShared>) -> std::io::Result<JoinHandle<()
 
 async fn run(shared: Arc<RuntimeShared>) {
     let scheduler = &shared.alarms;
+    // Deliveries under way at once are bounded: a burst of due alarms must not open every
+    // object's database at the same moment.
+    let permits = Arc::new(Semaphore::new(shared.config.max_concurrent_alarms.max(1)));
     loop {
         if scheduler.stop.load(Ordering::SeqCst) {
             return;
@@ -434,16 +437,25 @@ async fn run(shared: Arc<RuntimeShared>) {
                 if time > now {
                     break;
                 }
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    break;
+                };
                 table.due.pop_first();
                 if let Some(pending) = table.pending.get_mut(&key) {
                     pending.in_flight = true;
-                    fire.push((key, pending.id.clone(), pending.retry, pending.generation));
+                    fire.push((
+                        key,
+                        pending.id.clone(),
+                        pending.retry,
+                        pending.generation,
+                        permit,
+                    ));
                 }
             }
             table.due.first().map(|(time, _)| *time)
         };
-        for (key, id, retry, generation) in fire {
-            deliver(&shared, key, id, retry, generation, false);
+        for (key, id, retry, generation, permit) in fire {
+            deliver(&shared, key, id, retry, generation, false, Some(permit));
         }
         let max_wait = shared.config.alarm_max_wait;
         let wait = next.map_or(max_wait, |time| {
@@ -464,6 +476,7 @@ fn deliver(
     retry_count: u32,
     generation: u64,
     give_up: bool,
+    permit: Option<OwnedSemaphorePermit>,
 ) {
     let (tx, rx) = oneshot::channel();
     shared.send_or_fail(Event {
@@ -483,6 +496,8 @@ fn deliver(
             ))
         });
         settle(&shared, key, generation, give_up, outcome);
+        drop(permit);
+        shared.alarms.wake.notify_one();
     });
 }
 
@@ -556,7 +571,7 @@ fn settle(
                 let generation = pending.generation;
                 let retry = pending.retry;
                 drop(table);
-                deliver(shared, key, id, retry, generation, true);
+                deliver(shared, key, id, retry, generation, true, None);
                 return;
             }
             pending.retry += 1;

@@ -106,6 +106,9 @@ pub struct RuntimeConfig {
     pub alarm_retry_jitter: f64,
     /// Retries of a failing alarm before it is given up (default 6).
     pub alarm_max_retries: u32,
+    /// Alarm deliveries under way at once over the node (default 256); more due alarms wait
+    /// their turn, so a burst does not open every object's database at once.
+    pub max_concurrent_alarms: usize,
     /// Longest the alarm scheduler sleeps before looking at the clock again (default 1 s).
     /// It matters for clocks that jump, such as a test's manual clock.
     pub alarm_max_wait: Duration,
@@ -127,6 +130,7 @@ impl Default for RuntimeConfig {
             alarm_retry_base: Duration::from_secs(2),
             alarm_retry_jitter: 0.25,
             alarm_max_retries: 6,
+            max_concurrent_alarms: 256,
             alarm_max_wait: Duration::from_secs(1),
         }
     }
