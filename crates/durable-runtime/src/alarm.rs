@@ -83,6 +83,21 @@ struct Pending {
     indexed: Option<i64>,
 }
 
+impl Pending {
+    /// A fresh schedule: no retry yet, nothing in flight.
+    fn new(id: ObjectId, class: &'static str, time: i64, indexed: Option<i64>) -> Self {
+        Self {
+            id,
+            class,
+            time,
+            retry: 0,
+            generation: 0,
+            in_flight: false,
+            indexed,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Timetable {
     due: BTreeSet<(i64, ObjectKey)>,
@@ -248,18 +263,7 @@ impl AlarmScheduler {
                 continue;
             };
             let key = ObjectKey::new(ns.index, &id);
-            table.set(
-                key,
-                Pending {
-                    id,
-                    class: ns.class.class_name,
-                    time,
-                    retry: 0,
-                    generation: 0,
-                    in_flight: false,
-                    indexed: Some(time),
-                },
-            );
+            table.set(key, Pending::new(id, ns.class.class_name, time, Some(time)));
         }
         Ok(table.pending.len())
     }
@@ -306,18 +310,7 @@ impl AlarmScheduler {
                 // A delivery in flight must not undo this.
                 pending.generation = generation;
             }
-            None => table.set(
-                key,
-                Pending {
-                    id: id.clone(),
-                    class,
-                    time,
-                    retry: 0,
-                    generation: 0,
-                    in_flight: false,
-                    indexed: Some(time),
-                },
-            ),
+            None => table.set(key, Pending::new(id.clone(), class, time, Some(time))),
         }
         drop(table);
         self.wake.notify_one();
@@ -374,18 +367,8 @@ impl AlarmScheduler {
                         .push(IndexChange::Upsert(class.to_owned(), id_hex, time), None);
                     Some(time)
                 };
-                self.table().set(
-                    key,
-                    Pending {
-                        id: id.clone(),
-                        class,
-                        time,
-                        retry: 0,
-                        generation: 0,
-                        in_flight: false,
-                        indexed,
-                    },
-                );
+                self.table()
+                    .set(key, Pending::new(id.clone(), class, time, indexed));
             }
             None => {
                 if self.table().remove(&key).is_some() {
