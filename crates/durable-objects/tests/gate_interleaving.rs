@@ -3,16 +3,7 @@
 
 mod support;
 
-use durable_objects::prelude::*;
-use support::objects::Probe;
-use support::{TestRuntime, bounded};
-
-fn probe(test: &TestRuntime, name: &str) -> Stub<Probe> {
-    test.env()
-        .namespace::<Probe>("PROBE")
-        .unwrap()
-        .get_by_name(name)
-}
+use support::{TestRuntime, bounded, probe};
 
 #[tokio::test]
 async fn a_call_awaiting_a_timer_lets_another_call_run() {

@@ -6,17 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use durable_objects::prelude::*;
 use durable_objects::{ErrorKind, RpcCall};
-use support::objects::{Fragile, Probe, constructions, raise};
-use support::{TestRuntime, bounded, wait_until};
-
-fn probe(test: &TestRuntime, name: &str) -> Stub<Probe> {
-    test.env()
-        .namespace::<Probe>("PROBE")
-        .unwrap()
-        .get_by_name(name)
-}
+use support::objects::{Fragile, constructions, raise};
+use support::{TestRuntime, bounded, probe, wait_until};
 
 #[tokio::test]
 async fn idle_objects_are_evicted_and_rebuilt_on_the_next_call() {

@@ -53,6 +53,14 @@ impl TestRuntime {
     }
 }
 
+/// A stub for the `Probe` object called `name`.
+pub fn probe(test: &TestRuntime, name: &str) -> durable_objects::Stub<objects::Probe> {
+    test.env()
+        .namespace::<objects::Probe>("PROBE")
+        .unwrap()
+        .get_by_name(name)
+}
+
 /// Awaits `future`, failing the test instead of hanging if it takes longer than 20 s.
 pub async fn bounded<T>(future: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), future)
