@@ -472,12 +472,20 @@ fn deliver(
         reply: Reply::Alarm(tx),
     });
     let shared = Arc::clone(shared);
+    // The handler's own limit, plus room for queueing and the commit: a delivery whose
+    // outcome never arrives must not hold its permit (and its object's alarm) forever.
+    let patience = shared.config.alarm_timeout + Duration::from_secs(60);
     tokio::spawn(async move {
-        let outcome = rx.await.unwrap_or_else(|_| {
-            Err(Error::disconnected(
+        let outcome = match tokio::time::timeout(patience, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(Error::disconnected(
                 "the object's shard stopped during its alarm",
-            ))
-        });
+            )),
+            Err(_) => Err(Error::new(
+                ErrorKind::Internal,
+                "no outcome of the alarm delivery arrived in time",
+            )),
+        };
         settle(&shared, key, generation, give_up, outcome);
         drop(permit);
         shared.alarms.wake.notify_one();
