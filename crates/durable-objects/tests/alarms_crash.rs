@@ -7,19 +7,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, RandomState};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use durable_objects::prelude::*;
 use durable_objects::{Clock, SystemClock};
+use support::crash::{random_below, run_child_and_kill};
 use support::objects::{Reminder, bind_all};
-
-fn random_below(limit: u64) -> u64 {
-    RandomState::new().hash_one(Instant::now()) % limit
-}
 
 /// The child: sets alarms forever, printing `ack <object> <time>` after each.
 #[test]
@@ -53,50 +48,26 @@ fn acknowledged_alarms_fire_after_sigkill_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let acked: Arc<Mutex<BTreeMap<String, i64>>> = Arc::default();
     for cycle in 0..5 {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "alarm_crash_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("DURABLE_ALARM_CHILD", dir.path())
-            .env("DURABLE_ALARM_CYCLE", cycle.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (first_tx, first_rx) = std::sync::mpsc::channel();
-        let reader = {
-            let acked = Arc::clone(&acked);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    let parts: Vec<&str> = line.split_whitespace().collect();
-                    if let ["ack", name, time] = parts[..] {
-                        acked
-                            .lock()
-                            .unwrap()
-                            .insert(name.to_owned(), time.parse().unwrap());
-                        let _ = first_tx.send(());
-                    }
-                }
-            })
-        };
-        first_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the child set an alarm");
-        let (_never, pause) = std::sync::mpsc::channel::<()>();
-        let _ = pause.recv_timeout(Duration::from_millis(50 + random_below(400)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        reader.join().unwrap();
+        let acks = Arc::clone(&acked);
+        run_child_and_kill(
+            "alarm_crash_child",
+            &[
+                ("DURABLE_ALARM_CHILD", dir.path().display().to_string()),
+                ("DURABLE_ALARM_CYCLE", cycle.to_string()),
+            ],
+            50..450,
+            move |name, time| {
+                acks.lock().unwrap().insert(name.to_owned(), time);
+            },
+        );
     }
 
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 5, "the children set alarms");
+    // An hour later by a manual clock: every acknowledged alarm is due at once.
+    let later = durable_objects::ManualClock::new(SystemClock.now_ms() + 3_600_000);
     let runtime = bind_all(Runtime::builder().data_dir(dir.path()))
+        .clock(Arc::new(later))
         .build()
         .unwrap();
     let env = runtime.env();

@@ -13,21 +13,15 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{BuildHasher, RandomState};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use durable_objects::prelude::*;
+use support::crash::run_child_and_kill;
 use support::objects::{Store, bind_all};
 
 const OBJECTS: usize = 8;
 const WRITERS_PER_OBJECT: usize = 4;
-
-fn random_below(limit: u64) -> u64 {
-    RandomState::new().hash_one(Instant::now()) % limit
-}
 
 /// The child: writes forever, printing `ack <object> <n>` after each acknowledged write.
 #[test]
@@ -112,53 +106,22 @@ fn acknowledged_writes_survive_sigkill() {
     let acked: Arc<Mutex<BTreeMap<String, BTreeSet<i64>>>> = Arc::default();
     let mut total_acks = 0;
     for cycle in 0..cycles {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env("DURABLE_CRASH_CHILD", dir.path())
-            .env("DURABLE_CRASH_CYCLE", cycle.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (first_ack_tx, first_ack_rx) = std::sync::mpsc::channel();
-        let reader = {
-            let acked = Arc::clone(&acked);
-            std::thread::spawn(move || {
-                let mut count = 0;
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    let mut parts = line.split_whitespace();
-                    if parts.next() != Some("ack") {
-                        continue;
-                    }
-                    let (Some(object), Some(n)) = (parts.next(), parts.next()) else {
-                        continue;
-                    };
-                    acked
-                        .lock()
-                        .unwrap()
-                        .entry(object.to_owned())
-                        .or_default()
-                        .insert(n.parse().unwrap());
-                    count += 1;
-                    if count == 1 {
-                        let _ = first_ack_tx.send(());
-                    }
-                }
-                count
-            })
-        };
-        // Let the child get going, then kill it at a random moment while it writes.
-        first_ack_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the child acknowledged a write");
-        let wait = Duration::from_millis(20 + random_below(300));
-        let (_never, pause) = std::sync::mpsc::channel::<()>();
-        let _ = pause.recv_timeout(wait);
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        total_acks += reader.join().unwrap();
+        let acks = Arc::clone(&acked);
+        total_acks += run_child_and_kill(
+            "crash_child",
+            &[
+                ("DURABLE_CRASH_CHILD", dir.path().display().to_string()),
+                ("DURABLE_CRASH_CYCLE", cycle.to_string()),
+            ],
+            20..320,
+            move |object, n| {
+                acks.lock()
+                    .unwrap()
+                    .entry(object.to_owned())
+                    .or_default()
+                    .insert(n);
+            },
+        );
 
         let snapshot = acked.lock().unwrap().clone();
         let rows = check_data_dir(dir.path(), &snapshot);

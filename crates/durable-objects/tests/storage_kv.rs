@@ -6,14 +6,7 @@ mod support;
 
 use durable_objects::prelude::*;
 use support::objects::{ListSpec, Store};
-use support::{TestRuntime, bounded};
-
-fn store(test: &TestRuntime, name: &str) -> Stub<Store> {
-    test.env()
-        .namespace::<Store>("STORE")
-        .unwrap()
-        .get_by_name(name)
-}
+use support::{TestRuntime, bounded, store};
 
 #[tokio::test]
 async fn put_get_delete_and_batches() {

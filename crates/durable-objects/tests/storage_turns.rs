@@ -7,14 +7,7 @@ mod support;
 use durable_objects::prelude::*;
 use durable_objects::{DurabilityMode, SqlValue};
 use support::objects::{SqlResult, Store};
-use support::{TestRuntime, bounded};
-
-fn store(test: &TestRuntime, name: &str) -> Stub<Store> {
-    test.env()
-        .namespace::<Store>("STORE")
-        .unwrap()
-        .get_by_name(name)
-}
+use support::{TestRuntime, bounded, store};
 
 async fn sql(s: &Stub<Store>, query: &str) -> durable_objects::Result<SqlResult> {
     bounded(s.sql(query.into(), vec![])).await

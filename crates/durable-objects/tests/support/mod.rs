@@ -7,6 +7,7 @@
     clippy::unwrap_used
 )]
 
+pub mod crash;
 pub mod objects;
 
 use std::future::Future;
@@ -57,6 +58,14 @@ impl TestRuntime {
 pub fn probe(test: &TestRuntime, name: &str) -> durable_objects::Stub<objects::Probe> {
     test.env()
         .namespace::<objects::Probe>("PROBE")
+        .unwrap()
+        .get_by_name(name)
+}
+
+/// A stub for the `Store` object called `name`.
+pub fn store(test: &TestRuntime, name: &str) -> durable_objects::Stub<objects::Store> {
+    test.env()
+        .namespace::<objects::Store>("STORE")
         .unwrap()
         .get_by_name(name)
 }
