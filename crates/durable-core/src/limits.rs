@@ -61,3 +61,31 @@ pub const MAX_SQL_TRIGGER_DEPTH: i32 = 10;
 
 /// Largest database of one object, in bytes (Cloudflare, paid plan: 10 GB).
 pub const DEFAULT_MAX_DATABASE_BYTES: u64 = 10_000_000_000;
+
+/// Hibernatable WebSockets one object may hold at once.
+pub const MAX_HIBERNATABLE_WEB_SOCKETS: usize = 32_768;
+
+/// Distinct tags of one hibernatable WebSocket.
+pub const MAX_WEB_SOCKET_TAGS: usize = 10;
+
+/// Characters of one WebSocket tag.
+pub const MAX_WEB_SOCKET_TAG_CHARS: usize = 256;
+
+/// Serialized bytes of one WebSocket attachment.
+pub const MAX_WEB_SOCKET_ATTACHMENT_BYTES: usize = 16_384;
+
+/// Bytes of the request and of the response of the WebSocket auto-response pair.
+pub const MAX_WEB_SOCKET_AUTO_RESPONSE_BYTES: usize = 2_048;
+
+/// Bytes of one WebSocket message, received or sent.
+pub const MAX_WEB_SOCKET_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+
+/// UTF-8 bytes of a WebSocket close reason.
+pub const MAX_WEB_SOCKET_CLOSE_REASON_BYTES: usize = 123;
+
+/// Longest hibernatable WebSocket event timeout, in milliseconds (7 days).
+pub const MAX_WEB_SOCKET_EVENT_TIMEOUT_MS: u64 = 604_800_000;
+
+/// How long an instance whose only connections are hibernatable WebSockets stays in memory
+/// without events, in milliseconds, before it is dropped (the sockets stay open).
+pub const DEFAULT_HIBERNATION_TIMEOUT_MS: u64 = 10_000;

@@ -68,9 +68,13 @@ extern crate self as durable_objects;
 pub use durable_core::{Clock, Error, ErrorKind, IdError, ManualClock, ObjectId, Result};
 pub use durable_macros::{durable_object, rpc};
 pub use durable_runtime::{
-    AlarmInfo, Body, DurableObject, Env, Namespace, Request, Response, RpcCall, Runtime,
-    RuntimeBuilder, RuntimeConfig, ScheduledAlarm, StartError, State, Stub, SystemClock, WebSocket,
-    WebSocketMessage, http,
+    AlarmInfo, Body, BodySender, DurableObject, Env, MetricsSnapshot, Namespace, Request,
+    Response, RpcCall, Runtime, RuntimeBuilder, RuntimeConfig, ScheduledAlarm, StartError, State,
+    Stub, SystemClock, http,
+};
+pub use durable_runtime::{
+    OutgoingFrame, WebSocket, WebSocketConnection, WebSocketEvent, WebSocketEvents,
+    WebSocketMessage, WebSocketPair, WebSocketPeer, WebSocketRequestResponsePair,
 };
 pub use durable_runtime::{
     DurabilityMode, FromSqlValue, ListOptions, PutOptions, Sql, SqlCursor, SqlParams, SqlRow,
@@ -81,7 +85,7 @@ pub use durable_runtime::{
 pub mod prelude {
     pub use crate::{
         Body, DurableObject, Env, Error, ErrorKind, Namespace, ObjectId, Request, Response, Result,
-        Runtime, State, Stub, durable_object, rpc,
+        Runtime, State, Stub, WebSocket, WebSocketMessage, WebSocketPair, durable_object, rpc,
     };
 }
 

@@ -209,7 +209,7 @@ async fn fetch_reaches_the_object_handler() {
         .unwrap();
     let response = bounded(web.fetch(request)).await.unwrap();
     assert_eq!(response.status(), http::StatusCode::CREATED);
-    assert_eq!(response.body().text().unwrap(), "POST /hello payload #1");
+    assert_eq!(response.into_body().text().await.unwrap(), "POST /hello payload #1");
 
     let failing = http::Request::get("http://object/fail")
         .body(Body::empty())
@@ -230,7 +230,7 @@ async fn fetch_reaches_the_object_handler() {
         .body(Body::empty())
         .unwrap();
     let response = bounded(web.fetch(again)).await.unwrap();
-    assert_eq!(response.body().text().unwrap(), "GET /x  #3");
+    assert_eq!(response.into_body().text().await.unwrap(), "GET /x  #3");
 }
 
 #[tokio::test]

@@ -516,6 +516,14 @@ fn settle(
         return;
     }
     pending.in_flight = false;
+    let counter = match &outcome {
+        Ok(AlarmOutcome::Done) => Some(&shared.metrics.alarms_run),
+        Err(_) => Some(&shared.metrics.alarms_failed),
+        Ok(AlarmOutcome::Spurious(_)) => None,
+    };
+    if let Some(counter) = counter {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     match outcome {
         Ok(AlarmOutcome::Done) => {
             // The object removed (or replaced) its stored alarm; `after_durable` brings the

@@ -27,6 +27,7 @@ use crate::shard::{Event, ObjectKey, ShardLoad};
 use crate::state::State;
 use crate::storage::ObjectStorage;
 use crate::turn::{EventTask, panic_message};
+use crate::websocket::SocketShared;
 
 /// One live instance of one object.
 pub(crate) struct Instance {
@@ -55,6 +56,10 @@ pub(crate) struct Instance {
     pub(crate) alarm_running: Cell<Option<i64>>,
     /// The open batch changed the stored alarm.
     pub(crate) alarm_dirty: Cell<bool>,
+    /// Sockets accepted with the standard API: they pin the instance in memory.
+    standard_sockets: RefCell<Vec<Arc<SocketShared>>>,
+    /// Tasks the object spawned with `State::spawn`; they end with the instance.
+    side_tasks: RefCell<Vec<AbortHandle>>,
 }
 
 impl Instance {
@@ -84,11 +89,44 @@ impl Instance {
         *self.reset_reason.borrow_mut() = Some(reason.clone());
         // The uncommitted batch dies with the instance; held outputs learn why.
         self.close_storage(&reason, false);
+        // A broken object's sockets are disconnected, hibernatable ones included.
+        self.shared.hubs.reset(&self.key);
         self.discard();
+    }
+
+    /// Keeps the instance in memory while `socket` (accepted with the standard API) is open.
+    pub(crate) fn pin_socket(&self, socket: Arc<SocketShared>) {
+        let mut sockets = self.standard_sockets.borrow_mut();
+        sockets.retain(|s| s.is_open());
+        sockets.push(socket);
+    }
+
+    /// Runs `future` as a task of this instance until it ends or the instance goes away.
+    pub(crate) fn spawn_side_task(self: &Rc<Self>, future: crate::LocalBoxFuture<()>) {
+        let task = crate::turn::SideTask {
+            instance: Rc::downgrade(self),
+            future,
+        };
+        let handle = tokio::task::spawn_local(task);
+        let mut tasks = self.side_tasks.borrow_mut();
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(handle.abort_handle());
+    }
+
+    fn has_standard_sockets(&self) -> bool {
+        self.standard_sockets.borrow().iter().any(|s| s.is_open())
     }
 
     /// Takes the instance out of service: out of the directory, object dropped, tasks aborted.
     fn discard(&self) {
+        // Standard sockets live and die with the instance.
+        for socket in self.standard_sockets.take() {
+            socket.close_now(1011, "the durable object was shut down or reset");
+        }
+        for task in self.side_tasks.take() {
+            task.abort();
+        }
+        self.shared.hubs.release_if_empty(&self.key);
         if let Some(directory) = self.directory.upgrade() {
             directory.remove(self);
         }
@@ -122,7 +160,8 @@ impl Instance {
     }
 
     fn is_idle_since(&self, deadline: Instant) -> bool {
-        self.inflight.get() == 0
+        !self.has_standard_sockets()
+            && self.inflight.get() == 0
             && !self.gate.is_closed()
             && !self.has_pending_durability()
             && self.last_active.get() <= deadline
@@ -166,9 +205,18 @@ impl ObjectDirectory {
             .expect("an instance in the directory has its object");
         let seq = instance.order.assign();
         instance.inflight.set(instance.inflight.get() + 1);
+        let metrics = &self.shared.metrics;
         let handler = match event.payload {
             Payload::Alarm(call) => run_alarm(Rc::clone(&instance), object, call),
-            payload => object.handle(payload),
+            payload => {
+                let counter = match &payload {
+                    Payload::Fetch(_) => &metrics.fetches,
+                    Payload::WebSocket(_) => &metrics.web_socket_events,
+                    _ => &metrics.rpc_calls,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                object.handle(payload)
+            }
         };
         let task = EventTask::new(
             Rc::clone(&instance),
@@ -206,6 +254,8 @@ impl ObjectDirectory {
             commit_scheduled: Cell::new(false),
             alarm_running: Cell::new(None),
             alarm_dirty: Cell::new(false),
+            standard_sockets: RefCell::new(Vec::new()),
+            side_tasks: RefCell::new(Vec::new()),
         });
         let state = State::new(Rc::downgrade(&instance), event.id.clone());
         let env = Env::new(Arc::clone(&self.shared));
@@ -277,16 +327,25 @@ impl ObjectDirectory {
         }
     }
 
-    /// Evicts every instance with no event in progress for longer than the idle timeout.
+    /// Evicts every instance with no event in progress for longer than the idle timeout, or
+    /// the (shorter) hibernation timeout when its only connections are hibernatable sockets.
     pub(crate) fn evict_idle(&self) {
-        let Some(deadline) = Instant::now().checked_sub(self.shared.config.idle_timeout) else {
+        let now = Instant::now();
+        let Some(deadline) = now.checked_sub(self.shared.config.idle_timeout) else {
             return;
         };
+        let hibernate = now
+            .checked_sub(self.shared.config.hibernation_timeout)
+            .unwrap_or(deadline);
         let idle: Vec<Rc<Instance>> = self
             .instances
             .borrow()
             .values()
-            .filter(|instance| instance.is_idle_since(deadline))
+            .filter(|instance| {
+                instance.is_idle_since(deadline)
+                    || (instance.is_idle_since(hibernate)
+                        && self.shared.hubs.has_sockets(&instance.key))
+            })
             .cloned()
             .collect();
         for instance in idle {

@@ -9,6 +9,9 @@
 //! * [`Env`], [`Namespace`] and [`Stub`] are the caller's side; they are `Send + Sync` and
 //!   carry calls to the shard that owns the object ([`stub`], [`rpc`]).
 //!
+//! * WebSockets ([`websocket`]): pairs, the standard and hibernation APIs, and the transport
+//!   seam the server connects real sockets to.
+//!
 //! Architecture invariant: this crate knows nothing of HTTP servers, config files or SQL; it
 //! defines the seams (`fetch` with an `http` request, the turn driver) that storage and the
 //! server plug into. Wall-clock time comes only from a [`durable_core::Clock`].
@@ -21,6 +24,7 @@ pub mod directory;
 pub mod env;
 pub mod gate;
 pub mod keys;
+pub mod metrics;
 pub mod object;
 pub mod output;
 pub mod rpc;
@@ -30,22 +34,28 @@ pub mod state;
 pub mod storage;
 pub mod stub;
 pub mod turn;
+pub mod websocket;
 
 /// The `http` crate, for building requests and responses (`http::StatusCode`, `http::Method`).
 pub use ::http;
 pub use alarm::ScheduledAlarm;
-pub use body::{Body, Request, Response};
+pub use body::{Body, BodySender, Request, Response};
 pub use clock::SystemClock;
 pub use durable_storage::{
     DurabilityMode, FromSqlValue, ListOptions, SqlCursor, SqlParams, SqlRow, SqlValue,
 };
 pub use env::{Env, Namespace};
-pub use object::{AlarmInfo, DurableObject, ObjectClass, WebSocket, WebSocketMessage};
+pub use metrics::MetricsSnapshot;
+pub use object::{AlarmInfo, DurableObject, ObjectClass, WebSocketMessage};
 pub use rpc::{RpcArgs, RpcCall, RpcClient, RpcInvocation, RpcType, RpcValue};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig, StartError};
 pub use state::State;
 pub use storage::{PutOptions, Sql, Storage, SyncKv};
 pub use stub::{RawStub, Stub};
+pub use websocket::{
+    OutgoingFrame, WebSocket, WebSocketConnection, WebSocketEvent, WebSocketEvents,
+    WebSocketPair, WebSocketPeer, WebSocketRequestResponsePair,
+};
 
 pub use durable_core::{Error, ErrorKind, ObjectId, Result};
 

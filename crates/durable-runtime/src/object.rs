@@ -6,8 +6,8 @@
 //! `workers-rs`. The futures handlers return need not be `Send`: an object never leaves its
 //! shard thread.
 //!
-//! The alarm and WebSocket handlers have their final shapes here; the runtime starts
-//! delivering those events when alarms and the WebSocket gateway exist.
+//! Hibernatable WebSocket events arrive as calls of the `web_socket_*` handlers; a class that
+//! accepts such sockets without the handler gets an error logged per event.
 
 use std::fmt;
 use std::rc::Rc;
@@ -20,6 +20,7 @@ use crate::body::{Request, Response};
 use crate::env::Env;
 use crate::rpc::{RpcClient, RpcInvocation, RpcValue};
 use crate::state::State;
+use crate::websocket::{SocketDelivery, SocketEvent, WebSocket};
 
 /// Details of one run of an object's alarm handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,20 +42,6 @@ pub enum WebSocketMessage {
     Text(String),
     /// A binary frame.
     Binary(Vec<u8>),
-}
-
-/// A WebSocket accepted by an object; handed to the WebSocket handlers.
-///
-/// Sockets are created by the WebSocket gateway of the server; the handler shapes that take
-/// them are fixed now so objects written today keep compiling.
-pub struct WebSocket {
-    _private: (),
-}
-
-impl fmt::Debug for WebSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WebSocket")
-    }
 }
 
 /// The glue `#[durable_object]` generates: the class name, the typed client that
@@ -162,6 +149,8 @@ pub(crate) enum Payload {
     RpcEncoded(Vec<u8>),
     Fetch(Request),
     Alarm(AlarmCall),
+    /// An event of a hibernatable WebSocket.
+    WebSocket(SocketDelivery),
 }
 
 /// An event's result, matched to the payload's kind.
@@ -169,6 +158,8 @@ pub(crate) enum Outcome {
     Rpc(Result<RpcValue>),
     Fetch(Result<Response>),
     Alarm(Result<AlarmOutcome>),
+    /// An event nobody waits for (WebSocket events).
+    Done(Result<()>),
 }
 
 /// An instance with its class erased, so one shard hosts objects of every class.
@@ -190,6 +181,38 @@ impl<T: DurableObject> AnyObject for T {
             }
             Payload::Fetch(request) => Box::pin(async move {
                 Outcome::Fetch(self.fetch(request).await.map_err(Error::into_remote))
+            }),
+            Payload::WebSocket(delivery) => Box::pin(async move {
+                let ws = WebSocket::from_shared(delivery.socket);
+                let timeout = ws.hub_event_timeout();
+                let handler = async {
+                    match delivery.event {
+                        SocketEvent::Message(message) => {
+                            self.web_socket_message(ws.clone(), message).await
+                        }
+                        SocketEvent::Close {
+                            code,
+                            reason,
+                            was_clean,
+                        } => self.web_socket_close(ws.clone(), code, reason, was_clean).await,
+                        SocketEvent::Error(message) => {
+                            self.web_socket_error(ws.clone(), Error::new(ErrorKind::Disconnected, message))
+                                .await
+                        }
+                    }
+                };
+                let result = match timeout {
+                    None => handler.await,
+                    Some(ms) => tokio::time::timeout(std::time::Duration::from_millis(ms), handler)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Error::new(
+                                ErrorKind::Overloaded,
+                                format!("the WebSocket event ran longer than its event timeout of {ms} ms and was canceled"),
+                            ))
+                        }),
+                };
+                Outcome::Done(result)
             }),
             // Alarms are run by `alarm::run_alarm`, which calls `AnyObject::alarm`.
             Payload::Alarm(_) => Box::pin(async {

@@ -17,7 +17,9 @@ use crate::clock::SystemClock;
 use crate::env::Env;
 use crate::keys::DataDir;
 use crate::object::{ClassVTable, DurableObject};
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::shard::{self, ShardHandle, ShardLoad, ShardMsg};
+use crate::websocket::Hubs;
 
 /// Why a runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,9 @@ pub struct RuntimeConfig {
     /// Longest the alarm scheduler sleeps before looking at the clock again (default 1 s).
     /// It matters for clocks that jump, such as a test's manual clock.
     pub alarm_max_wait: Duration,
+    /// How long an instance whose only connections are hibernatable WebSockets stays in
+    /// memory without events (default 10 s); the sockets stay open when it is dropped.
+    pub hibernation_timeout: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -132,6 +137,7 @@ impl Default for RuntimeConfig {
             alarm_max_retries: 6,
             max_concurrent_alarms: 256,
             alarm_max_wait: Duration::from_secs(1),
+            hibernation_timeout: Duration::from_millis(limits::DEFAULT_HIBERNATION_TIMEOUT_MS),
         }
     }
 }
@@ -158,6 +164,8 @@ pub(crate) struct RuntimeShared {
     pub(crate) durability: DurabilityWorker,
     pub(crate) alarms: AlarmScheduler,
     pub(crate) open_databases: AtomicUsize,
+    pub(crate) hubs: Hubs,
+    pub(crate) metrics: Metrics,
 }
 
 impl RuntimeShared {
@@ -271,6 +279,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long an instance with only hibernatable WebSockets stays in memory without events.
+    pub fn hibernation_timeout(mut self, timeout: Duration) -> Self {
+        self.config.hibernation_timeout = timeout;
+        self
+    }
+
     /// Longest the alarm scheduler sleeps between looks at the clock.
     pub fn alarm_max_wait(mut self, wait: Duration) -> Self {
         self.config.alarm_max_wait = wait;
@@ -372,6 +386,8 @@ impl RuntimeBuilder {
             shards,
             clock: self.clock,
             active_objects: AtomicUsize::new(0),
+            hubs: Hubs::default(),
+            metrics: Metrics::default(),
         });
         let alarms_pending = shared
             .alarms
@@ -496,6 +512,11 @@ impl Runtime {
     /// Alarms the scheduler holds (set and not yet run), over all objects.
     pub fn pending_alarms(&self) -> usize {
         self.shared.alarms.len()
+    }
+
+    /// Counters and gauges of the runtime, for monitoring.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot(&self.shared)
     }
 
     /// Stops the shards and waits for their threads to end.

@@ -43,6 +43,8 @@ pub(crate) enum Reply {
     Rpc(oneshot::Sender<Result<RpcValue>>),
     Fetch(oneshot::Sender<Result<Response>>),
     Alarm(oneshot::Sender<Result<AlarmOutcome>>),
+    /// Nobody waits: failures are logged (WebSocket events).
+    Detached,
 }
 
 impl Reply {
@@ -52,6 +54,10 @@ impl Reply {
             (Reply::Rpc(tx), Outcome::Rpc(result)) => drop(tx.send(result)),
             (Reply::Fetch(tx), Outcome::Fetch(result)) => drop(tx.send(result)),
             (Reply::Alarm(tx), Outcome::Alarm(result)) => drop(tx.send(result)),
+            (Reply::Detached, Outcome::Done(Ok(()))) => {}
+            (Reply::Detached, Outcome::Done(Err(error))) => {
+                tracing::warn!(error = %error, "a WebSocket handler failed");
+            }
             (reply, _) => reply.fail(Error::new(
                 durable_core::ErrorKind::Internal,
                 "an event produced a result of another kind than its request",
@@ -65,6 +71,7 @@ impl Reply {
             Reply::Rpc(tx) => drop(tx.send(Err(error))),
             Reply::Fetch(tx) => drop(tx.send(Err(error))),
             Reply::Alarm(tx) => drop(tx.send(Err(error))),
+            Reply::Detached => tracing::warn!(error = %error, "a WebSocket event was not delivered"),
         }
     }
 }

@@ -9,6 +9,7 @@ use durable_core::{Error, ErrorKind, ObjectId, Result, limits};
 use crate::directory::Instance;
 use crate::storage::Storage;
 use crate::turn::AbortUnwind;
+use crate::websocket::{self, WebSocket, WebSocketRequestResponsePair};
 
 /// The instance's handle on the runtime: its id, the input gate, and `abort()`.
 ///
@@ -101,6 +102,74 @@ impl State {
                 Err(reason)
             }
         }
+    }
+
+    /// Runs `future` on the object's thread beside its handlers, for as long as the instance
+    /// lives (an eviction or reset cancels it). What it sends (calls, WebSocket messages)
+    /// passes the output gate like a handler's output; a panic in it resets the object. It
+    /// does not keep the instance in memory by itself, and it is not held back by
+    /// `block_concurrency_while`. Typical use: reading the events of a standard WebSocket.
+    pub fn spawn(&self, future: impl Future<Output = ()> + 'static) -> Result<()> {
+        self.instance()?.spawn_side_task(Box::pin(future));
+        Ok(())
+    }
+
+    /// Accepts `ws` as a hibernatable WebSocket with up to 10 `tags` (duplicates ignored,
+    /// each at most 256 characters). Its events arrive as calls of the `web_socket_*`
+    /// handlers; the socket stays connected when the instance is dropped for being idle, and
+    /// the next event builds a new instance (the constructor runs again). A reset closes it.
+    /// An object may hold 32,768 such sockets.
+    pub fn accept_web_socket(&self, ws: &WebSocket, tags: &[&str]) -> Result<()> {
+        websocket::api::accept(&*self.instance()?, ws, tags)
+    }
+
+    /// The open hibernatable WebSockets of this object, in accept order; only those with
+    /// `tag` if given.
+    pub fn get_web_sockets(&self, tag: Option<&str>) -> Vec<WebSocket> {
+        match self.instance() {
+            Ok(instance) => websocket::api::sockets(&instance, tag),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The tags `ws` was accepted with. Fails for a socket that is not hibernatable.
+    pub fn get_tags(&self, ws: &WebSocket) -> Result<Vec<String>> {
+        websocket::api::tags(ws)
+    }
+
+    /// Sets (or with `None` clears) the message the runtime answers by itself on this
+    /// object's hibernatable sockets, without waking the object.
+    pub fn set_web_socket_auto_response(
+        &self,
+        pair: Option<WebSocketRequestResponsePair>,
+    ) -> Result<()> {
+        websocket::api::set_auto_response(&*self.instance()?, pair);
+        Ok(())
+    }
+
+    /// The auto-response pair in force, if any.
+    pub fn get_web_socket_auto_response(&self) -> Option<WebSocketRequestResponsePair> {
+        self.instance()
+            .ok()
+            .and_then(|instance| websocket::api::auto_response(&instance))
+    }
+
+    /// When `ws` last got the auto-response, in milliseconds since the Unix epoch.
+    pub fn get_web_socket_auto_response_timestamp(&self, ws: &WebSocket) -> Option<i64> {
+        websocket::api::auto_response_timestamp(ws)
+    }
+
+    /// Bounds the run time of each hibernatable WebSocket event (at most 7 days);
+    /// `None` or 0 removes the bound.
+    pub fn set_hibernatable_web_socket_event_timeout(&self, ms: Option<u64>) -> Result<()> {
+        websocket::api::set_event_timeout(&*self.instance()?, ms)
+    }
+
+    /// The event timeout in force, in milliseconds.
+    pub fn get_hibernatable_web_socket_event_timeout(&self) -> Option<u64> {
+        self.instance()
+            .ok()
+            .and_then(|instance| websocket::api::event_timeout(&instance))
     }
 
     /// Resets the object now: the running handler stops (this function does not return),

@@ -274,6 +274,10 @@ impl Instance {
         })();
         match committed {
             Ok(Some(Committed { seq, wal, alarm })) => {
+                self.shared
+                    .metrics
+                    .commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if self.shared.config.durability == DurabilityMode::GroupCommit {
                     self.shared.durability.request_sync(&wal);
                 }

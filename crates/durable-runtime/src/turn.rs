@@ -159,3 +159,42 @@ impl Drop for EventTask {
         self.load.release(&self.instance.key);
     }
 }
+
+/// A task an object spawned with `State::spawn`: each poll runs as the instance's code, so
+/// its outgoing calls, WebSocket messages and storage writes pass the output gate like a
+/// handler's. A panic in it resets the object.
+pub(crate) struct SideTask {
+    pub(crate) instance: std::rc::Weak<Instance>,
+    pub(crate) future: LocalBoxFuture<()>,
+}
+
+impl Future for SideTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let Some(instance) = this.instance.upgrade() else {
+            return Poll::Ready(());
+        };
+        if instance.is_reset() {
+            return Poll::Ready(());
+        }
+        let outer = CURRENT.with(|current| current.replace(Some(Rc::clone(&instance))));
+        let turn = catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx)));
+        CURRENT.with(|current| *current.borrow_mut() = outer);
+        match turn {
+            Ok(poll) => poll,
+            Err(payload) => {
+                instance.reset(
+                    Error::reset(format!(
+                        "a task spawned by {} panicked: {}; the object was reset",
+                        instance.class_name,
+                        panic_message(payload.as_ref())
+                    ))
+                    .into_remote(),
+                );
+                Poll::Ready(())
+            }
+        }
+    }
+}

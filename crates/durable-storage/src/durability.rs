@@ -97,6 +97,57 @@ struct Queue {
     ready: Condvar,
     /// Syncs still to fail on purpose (tests of the failure path).
     fail_next: AtomicU64,
+    stats: SyncStats,
+}
+
+/// Upper bounds, in seconds, of the fsync latency histogram's buckets.
+pub const SYNC_LATENCY_BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+/// A latency histogram of the worker's syncs (one `fdatasync` or `syncfs` each).
+#[derive(Debug, Default)]
+pub struct SyncStats {
+    count: AtomicU64,
+    micros: AtomicU64,
+    buckets: [AtomicU64; SYNC_LATENCY_BUCKETS.len()],
+}
+
+/// A copy of [`SyncStats`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncStatsSnapshot {
+    /// Syncs done.
+    pub count: u64,
+    /// Their total time, in seconds.
+    pub sum_seconds: f64,
+    /// Cumulative counts per bucket of [`SYNC_LATENCY_BUCKETS`].
+    pub buckets: Vec<u64>,
+}
+
+impl SyncStats {
+    fn record(&self, elapsed: std::time::Duration) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.micros.fetch_add(micros, Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        for (bound, bucket) in SYNC_LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> SyncStatsSnapshot {
+        SyncStatsSnapshot {
+            count: self.count.load(Ordering::Relaxed),
+            sum_seconds: self.micros.load(Ordering::Relaxed) as f64 / 1e6,
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
 }
 
 /// Threads that fsync object WALs on request.
@@ -120,6 +171,7 @@ impl DurabilityWorker {
             jobs: Mutex::new((VecDeque::new(), false)),
             ready: Condvar::new(),
             fail_next: AtomicU64::new(0),
+            stats: SyncStats::default(),
         });
         let mut handles = Vec::new();
         for index in 0..threads.max(1) {
@@ -147,6 +199,11 @@ impl DurabilityWorker {
     #[doc(hidden)]
     pub fn injected_sync_failures_left(&self) -> u64 {
         self.queue.fail_next.load(Ordering::SeqCst)
+    }
+
+    /// The latency histogram of the syncs done so far.
+    pub fn sync_stats(&self) -> SyncStatsSnapshot {
+        self.queue.stats.snapshot()
     }
 
     /// Asks for `wal` to be synced up to its latest published commit. Cheap when a sync of
@@ -196,6 +253,7 @@ fn run(queue: &Queue) {
         // Capture each WAL's target before syncing: only commits published before the sync
         // started are covered by it.
         let targets: Vec<u64> = batch.iter().map(|wal| wal.committed_seq()).collect();
+        let started = std::time::Instant::now();
         let synced = if injected {
             Err(io::Error::other("injected fsync failure"))
         } else if batch.len() == 1 {
@@ -203,6 +261,7 @@ fn run(queue: &Queue) {
         } else {
             batch[0].with_file(|file| rustix::fs::syncfs(file).map_err(io::Error::from))
         };
+        queue.stats.record(started.elapsed());
         for (wal, target) in batch.iter().zip(targets) {
             match &synced {
                 Ok(()) => {

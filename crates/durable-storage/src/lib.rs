@@ -29,7 +29,9 @@ pub mod value;
 pub use alarm_index::{AlarmEntry, AlarmIndex, IndexChange};
 pub use cursor::{SqlCursor, SqlRow};
 pub use database::{DurabilityMode, ObjectDatabase};
-pub use durability::{DurabilityWorker, DurableCallback, WalFile};
+pub use durability::{
+    DurabilityWorker, DurableCallback, SYNC_LATENCY_BUCKETS, SyncStats, SyncStatsSnapshot, WalFile,
+};
 pub use error::{CommitError, KvError, OpenError, SqlError};
 pub use kv::ListOptions;
 pub use value::{FromSqlValue, SqlParams, SqlValue};

@@ -310,13 +310,10 @@ impl DurableObject for Web {
         if request.uri().path() == "/fail" {
             return Err(Error::user("fetch failed on purpose"));
         }
-        let text = format!(
-            "{} {} {} #{}",
-            request.method(),
-            request.uri().path(),
-            request.body().text().unwrap_or("<binary>"),
-            self.hits.get()
-        );
+        let (head, body) = request.into_parts();
+        let hits = self.hits.get();
+        let body = body.text().await.unwrap_or_else(|_| "<binary>".to_owned());
+        let text = format!("{} {} {body} #{hits}", head.method, head.uri.path());
         let mut response = Response::new(Body::from(text));
         *response.status_mut() = durable_objects::http::StatusCode::CREATED;
         Ok(response)

@@ -1,0 +1,69 @@
+//! Counters and gauges of a runtime, read with `Runtime::metrics` (the server renders them
+//! as Prometheus text).
+//!
+//! Counters are relaxed atomics bumped on the hot path; a snapshot is a consistent-enough
+//! copy for monitoring, not for accounting.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use durable_storage::SyncStatsSnapshot;
+
+use crate::runtime::RuntimeShared;
+
+/// The live counters.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) rpc_calls: AtomicU64,
+    pub(crate) fetches: AtomicU64,
+    pub(crate) web_socket_events: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) alarms_run: AtomicU64,
+    pub(crate) alarms_failed: AtomicU64,
+    pub(crate) web_sockets_open: AtomicUsize,
+}
+
+impl Metrics {
+    pub(crate) fn snapshot(&self, shared: &RuntimeShared) -> MetricsSnapshot {
+        MetricsSnapshot {
+            active_objects: shared.active_objects.load(Ordering::Relaxed),
+            open_databases: shared.open_databases.load(Ordering::Relaxed),
+            web_sockets_open: self.web_sockets_open.load(Ordering::Relaxed),
+            pending_alarms: shared.alarms.len(),
+            rpc_calls: self.rpc_calls.load(Ordering::Relaxed),
+            fetches: self.fetches.load(Ordering::Relaxed),
+            web_socket_events: self.web_socket_events.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            alarms_run: self.alarms_run.load(Ordering::Relaxed),
+            alarms_failed: self.alarms_failed.load(Ordering::Relaxed),
+            fsync: shared.durability.sync_stats(),
+        }
+    }
+}
+
+/// A copy of a runtime's counters and gauges at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// Instances in memory.
+    pub active_objects: usize,
+    /// Object databases open.
+    pub open_databases: usize,
+    /// WebSockets connected to objects.
+    pub web_sockets_open: usize,
+    /// Alarms set and not yet run.
+    pub pending_alarms: usize,
+    /// RPC calls delivered to objects.
+    pub rpc_calls: u64,
+    /// `fetch` requests delivered to objects.
+    pub fetches: u64,
+    /// Hibernatable WebSocket events delivered to objects.
+    pub web_socket_events: u64,
+    /// Storage commits (each covers one or more turns).
+    pub commits: u64,
+    /// Alarm handler runs that succeeded.
+    pub alarms_run: u64,
+    /// Alarm handler runs that failed (each is retried or given up).
+    pub alarms_failed: u64,
+    /// Latency of the WAL syncs of the durability worker.
+    pub fsync: SyncStatsSnapshot,
+}
