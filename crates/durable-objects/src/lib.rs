@@ -68,17 +68,17 @@ extern crate self as durable_objects;
 pub use durable_core::{Clock, Error, ErrorKind, IdError, ManualClock, ObjectId, Result};
 pub use durable_macros::{durable_object, rpc};
 pub use durable_runtime::{
-    AlarmInfo, Body, BodySender, DurableObject, Env, MetricsSnapshot, Namespace, Request,
-    Response, RpcCall, Runtime, RuntimeBuilder, RuntimeConfig, ScheduledAlarm, StartError, State,
-    Stub, SystemClock, http,
-};
-pub use durable_runtime::{
-    OutgoingFrame, WebSocket, WebSocketConnection, WebSocketEvent, WebSocketEvents,
-    WebSocketMessage, WebSocketPair, WebSocketPeer, WebSocketRequestResponsePair,
+    AlarmInfo, Body, BodySender, DurableObject, Env, MetricsSnapshot, Namespace, Request, Response,
+    RpcCall, Runtime, RuntimeBuilder, RuntimeConfig, ScheduledAlarm, StartError, State, Stub,
+    SystemClock, http,
 };
 pub use durable_runtime::{
     DurabilityMode, FromSqlValue, ListOptions, PutOptions, Sql, SqlCursor, SqlParams, SqlRow,
     SqlValue, Storage, SyncKv,
+};
+pub use durable_runtime::{
+    Migration, MigrationError, OutgoingFrame, WebSocket, WebSocketConnection, WebSocketEvent,
+    WebSocketEvents, WebSocketMessage, WebSocketPair, WebSocketPeer, WebSocketRequestResponsePair,
 };
 
 /// The names most code needs: `use durable_objects::prelude::*;`.

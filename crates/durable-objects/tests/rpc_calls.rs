@@ -209,7 +209,10 @@ async fn fetch_reaches_the_object_handler() {
         .unwrap();
     let response = bounded(web.fetch(request)).await.unwrap();
     assert_eq!(response.status(), http::StatusCode::CREATED);
-    assert_eq!(response.into_body().text().await.unwrap(), "POST /hello payload #1");
+    assert_eq!(
+        response.into_body().text().await.unwrap(),
+        "POST /hello payload #1"
+    );
 
     let failing = http::Request::get("http://object/fail")
         .body(Body::empty())

@@ -25,6 +25,7 @@ pub mod env;
 pub mod gate;
 pub mod keys;
 pub mod metrics;
+pub mod migrations;
 pub mod object;
 pub mod output;
 pub mod rpc;
@@ -46,6 +47,7 @@ pub use durable_storage::{
 };
 pub use env::{Env, Namespace};
 pub use metrics::MetricsSnapshot;
+pub use migrations::{Migration, MigrationError};
 pub use object::{AlarmInfo, DurableObject, ObjectClass, WebSocketMessage};
 pub use rpc::{RpcArgs, RpcCall, RpcClient, RpcInvocation, RpcType, RpcValue};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig, StartError};
@@ -53,8 +55,8 @@ pub use state::State;
 pub use storage::{PutOptions, Sql, Storage, SyncKv};
 pub use stub::{RawStub, Stub};
 pub use websocket::{
-    OutgoingFrame, WebSocket, WebSocketConnection, WebSocketEvent, WebSocketEvents,
-    WebSocketPair, WebSocketPeer, WebSocketRequestResponsePair,
+    OutgoingFrame, WebSocket, WebSocketConnection, WebSocketEvent, WebSocketEvents, WebSocketPair,
+    WebSocketPeer, WebSocketRequestResponsePair,
 };
 
 pub use durable_core::{Error, ErrorKind, ObjectId, Result};

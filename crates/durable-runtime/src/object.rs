@@ -194,10 +194,16 @@ impl<T: DurableObject> AnyObject for T {
                             code,
                             reason,
                             was_clean,
-                        } => self.web_socket_close(ws.clone(), code, reason, was_clean).await,
-                        SocketEvent::Error(message) => {
-                            self.web_socket_error(ws.clone(), Error::new(ErrorKind::Disconnected, message))
+                        } => {
+                            self.web_socket_close(ws.clone(), code, reason, was_clean)
                                 .await
+                        }
+                        SocketEvent::Error(message) => {
+                            self.web_socket_error(
+                                ws.clone(),
+                                Error::new(ErrorKind::Disconnected, message),
+                            )
+                            .await
                         }
                     }
                 };

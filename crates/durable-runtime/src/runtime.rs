@@ -1,7 +1,7 @@
 //! The [`Runtime`]: shard threads, the data folder and the registered classes, and the
 //! [`RuntimeBuilder`] that configures them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,8 +16,9 @@ use crate::alarm::{self, AlarmScheduler, ScheduledAlarm};
 use crate::clock::SystemClock;
 use crate::env::Env;
 use crate::keys::DataDir;
-use crate::object::{ClassVTable, DurableObject};
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::migrations::{self, Migration};
+use crate::object::{ClassVTable, DurableObject};
 use crate::shard::{self, ShardHandle, ShardLoad, ShardMsg};
 use crate::websocket::Hubs;
 
@@ -61,6 +62,31 @@ pub enum StartError {
         /// Which setting, and why.
         reason: String,
     },
+    /// A binding names a class this program does not register.
+    #[error(
+        "binding {binding:?} refers to class {class:?}, which this program does not define; the classes are {known:?}"
+    )]
+    UnknownClass {
+        /// The binding.
+        binding: String,
+        /// The class it names.
+        class: String,
+        /// The classes the program registers.
+        known: Vec<String>,
+    },
+    /// A binding names a class that no migration creates.
+    #[error(
+        "binding {binding:?} refers to class {class:?}, which no migration creates: add it to \"new_sqlite_classes\" in a new migration"
+    )]
+    UnmigratedClass {
+        /// The binding.
+        binding: String,
+        /// The class it names.
+        class: String,
+    },
+    /// The migrations are invalid or could not be applied.
+    #[error("migrations: {0}")]
+    Migration(#[from] crate::migrations::MigrationError),
     /// A shard thread or its async runtime could not be started.
     #[error("cannot start shard thread: {source}")]
     Thread {
@@ -201,6 +227,9 @@ pub struct RuntimeBuilder {
     data_dir: Option<PathBuf>,
     config: RuntimeConfig,
     bindings: Vec<(String, ClassVTable)>,
+    classes: Vec<ClassVTable>,
+    named_bindings: Vec<(String, String)>,
+    migrations: Option<Vec<Migration>>,
     vars: BTreeMap<String, String>,
     clock: Arc<dyn Clock>,
 }
@@ -216,6 +245,28 @@ impl RuntimeBuilder {
     /// name one class; they share its namespace.
     pub fn bind<T: DurableObject>(mut self, binding: impl Into<String>) -> Self {
         self.bindings.push((binding.into(), ClassVTable::of::<T>()));
+        self
+    }
+
+    /// Registers class `T` without binding it, so configuration can bind it by name with
+    /// [`bind_class`](RuntimeBuilder::bind_class).
+    pub fn class<T: DurableObject>(mut self) -> Self {
+        self.classes.push(ClassVTable::of::<T>());
+        self
+    }
+
+    /// Binds the registered class called `class_name` under `binding` (as a config file's
+    /// `durable_objects.bindings` entry does). An unknown class fails `build`.
+    pub fn bind_class(mut self, binding: impl Into<String>, class_name: impl Into<String>) -> Self {
+        self.named_bindings
+            .push((binding.into(), class_name.into()));
+        self
+    }
+
+    /// The class migrations of the data folder, applied at `build` once each, in order.
+    /// With migrations set, every bound class must be created by one of them.
+    pub fn migrations(mut self, migrations: Vec<Migration>) -> Self {
+        self.migrations = Some(migrations);
         self
     }
 
@@ -331,11 +382,53 @@ impl RuntimeBuilder {
         let data_dir = self.data_dir.ok_or_else(|| StartError::InvalidSetting {
             reason: "no data folder: call RuntimeBuilder::data_dir".to_owned(),
         })?;
+        let mut known = self.classes;
+        known.extend(self.bindings.iter().map(|(_, class)| *class));
+        let mut all_bindings = self.bindings;
+        for (binding, class_name) in self.named_bindings {
+            let class = known
+                .iter()
+                .find(|class| class.class_name == class_name)
+                .copied()
+                .ok_or_else(|| {
+                    let mut names: Vec<String> =
+                        known.iter().map(|c| c.class_name.to_owned()).collect();
+                    names.sort();
+                    names.dedup();
+                    StartError::UnknownClass {
+                        binding: binding.clone(),
+                        class: class_name.clone(),
+                        known: names,
+                    }
+                })?;
+            all_bindings.push((binding, class));
+        }
         let data = DataDir::open(&data_dir)?;
+        let index_path = data_dir.join("alarms.sqlite");
+        let index = AlarmIndex::open(&index_path).map_err(|err| StartError::KeyFile {
+            path: index_path.clone(),
+            reason: err.reason,
+        })?;
+        if let Some(migrations) = &self.migrations {
+            let bound: BTreeSet<String> = all_bindings
+                .iter()
+                .map(|(_, class)| class.class_name.to_owned())
+                .collect();
+            let live = migrations::apply(&data_dir, &index, migrations, &bound)?;
+            if let Some((binding, class)) = all_bindings
+                .iter()
+                .find(|(_, class)| !live.contains(class.class_name))
+            {
+                return Err(StartError::UnmigratedClass {
+                    binding: binding.clone(),
+                    class: class.class_name.to_owned(),
+                });
+            }
+        }
 
         let mut namespaces: Vec<Arc<NamespaceShared>> = Vec::new();
         let mut bindings = HashMap::new();
-        for (binding, class) in self.bindings {
+        for (binding, class) in all_bindings {
             let existing = namespaces
                 .iter()
                 .find(|ns| ns.class.class_name == class.class_name)
@@ -369,11 +462,6 @@ impl RuntimeBuilder {
         }
         let durability = DurabilityWorker::start(config.fsync_threads)
             .map_err(|source| StartError::Thread { source })?;
-        let index_path = data_dir.join("alarms.sqlite");
-        let index = AlarmIndex::open(&index_path).map_err(|err| StartError::KeyFile {
-            path: index_path.clone(),
-            reason: err.reason,
-        })?;
         let shared = Arc::new(RuntimeShared {
             data_dir: data_dir.clone(),
             durability,
@@ -460,6 +548,9 @@ impl Runtime {
             data_dir: None,
             config: RuntimeConfig::default(),
             bindings: Vec::new(),
+            classes: Vec::new(),
+            named_bindings: Vec::new(),
+            migrations: None,
             vars: BTreeMap::new(),
             clock: Arc::new(SystemClock),
         }

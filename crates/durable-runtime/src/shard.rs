@@ -71,7 +71,9 @@ impl Reply {
             Reply::Rpc(tx) => drop(tx.send(Err(error))),
             Reply::Fetch(tx) => drop(tx.send(Err(error))),
             Reply::Alarm(tx) => drop(tx.send(Err(error))),
-            Reply::Detached => tracing::warn!(error = %error, "a WebSocket event was not delivered"),
+            Reply::Detached => {
+                tracing::warn!(error = %error, "a WebSocket event was not delivered")
+            }
         }
     }
 }

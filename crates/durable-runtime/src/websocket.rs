@@ -298,8 +298,8 @@ impl WebSocket {
     /// Keeps a copy of `value` with the socket, across hibernation (in memory, not durable).
     /// The encoded value may be at most 16 KiB.
     pub fn serialize_attachment<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let bytes = codec::encode(value)
-            .map_err(|err| Error::from(err).context("serialize_attachment"))?;
+        let bytes =
+            codec::encode(value).map_err(|err| Error::from(err).context("serialize_attachment"))?;
         if bytes.len() > limits::MAX_WEB_SOCKET_ATTACHMENT_BYTES {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -463,7 +463,10 @@ impl WebSocketPeer {
             })?;
         let shared = self.socket.state().shared.upgrade();
         if let Some(shared) = &shared {
-            shared.metrics.web_sockets_open.fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .web_sockets_open
+                .fetch_add(1, Ordering::Relaxed);
         }
         Ok(WebSocketConnection {
             socket: self.socket,

@@ -57,6 +57,27 @@ impl AlarmIndex {
         f(&conn).map_err(|err| format!("alarm index: {err}"))
     }
 
+    /// Moves every entry of class `from` to class `to` (a class rename). Durable when this
+    /// returns.
+    pub fn rename_class(&self, from: &str, to: &str) -> Result<(), String> {
+        self.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
+                "INSERT OR REPLACE INTO alarms (class, id, time)
+                 SELECT ?2, id, time FROM alarms WHERE class = ?1",
+                [from, to],
+            )?;
+            tx.execute("DELETE FROM alarms WHERE class = ?1", [from])?;
+            tx.commit()
+        })
+    }
+
+    /// Removes every entry of class `class` (a class deletion). Durable when this returns.
+    pub fn remove_class(&self, class: &str) -> Result<(), String> {
+        self.with(|conn| conn.execute("DELETE FROM alarms WHERE class = ?1", [class]))
+            .map(drop)
+    }
+
     /// Every entry.
     pub fn load(&self) -> Result<Vec<AlarmEntry>, String> {
         self.with(|conn| {

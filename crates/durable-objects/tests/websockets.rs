@@ -1,0 +1,397 @@
+//! WebSockets without a network: sockets made by objects in `fetch`, connected through the
+//! transport seam (`WebSocketPeer::connect`) the server uses, so every rule of the hibernation
+//! and standard APIs is checked here directly; the server's tests cover the real sockets.
+#![allow(clippy::unwrap_used, missing_debug_implementations)]
+
+mod support;
+
+use std::time::Duration;
+
+use durable_objects::prelude::*;
+use durable_objects::{
+    OutgoingFrame, WebSocketConnection, WebSocketEvent, WebSocketPeer,
+    WebSocketRequestResponsePair, http,
+};
+use support::{TestRuntime, bounded, wait_until};
+
+/// A hibernatable room: echoes, counts, reads attachments, and logs closes in storage.
+#[durable_object]
+pub struct Room {
+    state: State,
+}
+
+impl DurableObject for Room {
+    fn new(state: State, _env: Env) -> Self {
+        let kv = state.storage().kv();
+        let built: i64 = kv.get("constructed").unwrap().unwrap_or(0);
+        kv.put("constructed", &(built + 1)).unwrap();
+        state
+            .set_web_socket_auto_response(Some(
+                WebSocketRequestResponsePair::new("ping", "pong").unwrap(),
+            ))
+            .unwrap();
+        Self { state }
+    }
+
+    async fn fetch(&self, request: Request) -> Result<Response> {
+        let query = request.uri().query().unwrap_or("").to_owned();
+        let tags: Vec<&str> = query
+            .strip_prefix("tags=")
+            .map(|t| t.split(',').filter(|t| !t.is_empty()).collect())
+            .unwrap_or_default();
+        let pair = WebSocketPair::new();
+        self.state.accept_web_socket(&pair.server, &tags)?;
+        pair.server
+            .serialize_attachment(&format!("user-{}", tags.first().unwrap_or(&"none")))?;
+        Ok(pair.client.into_response())
+    }
+
+    async fn web_socket_message(&self, ws: WebSocket, message: WebSocketMessage) -> Result<()> {
+        let WebSocketMessage::Text(text) = message else {
+            return ws.send_binary(b"binary".to_vec());
+        };
+        match text.as_str() {
+            "count" => ws.send_text(self.state.get_web_sockets(None).len().to_string()),
+            "attachment" => {
+                let who: Option<String> = ws.deserialize_attachment()?;
+                ws.send_text(who.unwrap_or_default())
+            }
+            "tags" => ws.send_text(self.state.get_tags(&ws)?.join(",")),
+            "stamp" => ws.send_text(format!(
+                "{:?}",
+                self.state.get_web_socket_auto_response_timestamp(&ws)
+            )),
+            "abort" => self.state.abort(Some("abort on request")),
+            "bye" => ws.close(Some(4000), Some("bye")),
+            text if text.starts_with("store:") => {
+                self.state.storage().kv().put("last", &text[6..])?;
+                for peer in self.state.get_web_sockets(Some("a")) {
+                    peer.send_text(format!("stored {}", &text[6..]))?;
+                }
+                Ok(())
+            }
+            text => ws.send_text(format!("echo:{text}")),
+        }
+    }
+
+    async fn web_socket_close(
+        &self,
+        _ws: WebSocket,
+        code: u16,
+        reason: String,
+        was_clean: bool,
+    ) -> Result<()> {
+        let kv = self.state.storage().kv();
+        let mut log: Vec<String> = kv.get("closes")?.unwrap_or_default();
+        log.push(format!("{code} {reason} {was_clean}"));
+        kv.put("closes", &log)
+    }
+}
+
+#[rpc]
+impl Room {
+    pub async fn constructed(&self) -> Result<i64> {
+        Ok(self.state.storage().kv().get("constructed")?.unwrap_or(0))
+    }
+
+    pub async fn closes(&self) -> Result<Vec<String>> {
+        Ok(self.state.storage().kv().get("closes")?.unwrap_or_default())
+    }
+
+    /// Tries each limit and returns the error messages.
+    pub async fn limit_errors(&self) -> Result<Vec<String>> {
+        let errors = std::cell::RefCell::new(Vec::new());
+        let push = |result: Result<()>| match result {
+            Ok(()) => errors.borrow_mut().push("accepted".to_owned()),
+            Err(err) => errors.borrow_mut().push(err.message().to_owned()),
+        };
+        let eleven: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
+        let eleven: Vec<&str> = eleven.iter().map(String::as_str).collect();
+        push(
+            self.state
+                .accept_web_socket(&WebSocketPair::new().server, &eleven),
+        );
+        let long = "x".repeat(257);
+        push(
+            self.state
+                .accept_web_socket(&WebSocketPair::new().server, &[&long]),
+        );
+        let pair = WebSocketPair::new();
+        push(
+            self.state
+                .accept_web_socket(&pair.server, &["a", "a", "b", "a"]),
+        );
+        errors
+            .borrow_mut()
+            .push(self.state.get_tags(&pair.server)?.join(","));
+        push(self.state.accept_web_socket(&pair.server, &[]));
+        push(pair.server.serialize_attachment(&vec![7u8; 20_000]));
+        push(pair.server.serialize_attachment(&vec![7u8; 1_000]));
+        push(pair.server.close(Some(1000), Some(&"r".repeat(124))));
+        push(pair.server.close(Some(1005), None));
+        push(WebSocketRequestResponsePair::new("x".repeat(2_049), "y").map(drop));
+        push(
+            self.state
+                .set_hibernatable_web_socket_event_timeout(Some(604_800_001)),
+        );
+        push(
+            self.state
+                .set_hibernatable_web_socket_event_timeout(Some(5_000)),
+        );
+        errors.borrow_mut().push(format!(
+            "{:?}",
+            self.state.get_hibernatable_web_socket_event_timeout()
+        ));
+        push(WebSocketPair::new().server.send_text("unaccepted"));
+        Ok(errors.into_inner())
+    }
+}
+
+/// A room using the standard API: the object reads its socket's events itself.
+#[durable_object]
+pub struct Echo {
+    state: State,
+}
+
+impl DurableObject for Echo {
+    fn new(state: State, _env: Env) -> Self {
+        Self { state }
+    }
+
+    async fn fetch(&self, _request: Request) -> Result<Response> {
+        let pair = WebSocketPair::new();
+        pair.server.accept()?;
+        let mut events = pair.server.events()?;
+        let server = pair.server.clone();
+        self.state.spawn(async move {
+            while let Some(event) = events.next().await {
+                match event {
+                    WebSocketEvent::Message(WebSocketMessage::Text(text)) => {
+                        let _ = server.send_text(format!("std:{text}"));
+                    }
+                    WebSocketEvent::Close { .. } => break,
+                    _ => {}
+                }
+            }
+        })?;
+        Ok(pair.client.into_response())
+    }
+}
+
+fn start() -> TestRuntime {
+    TestRuntime::start(|b| {
+        b.bind::<Room>("ROOM")
+            .bind::<Echo>("ECHO")
+            .hibernation_timeout(Duration::from_millis(200))
+            .idle_timeout(Duration::from_millis(400))
+    })
+}
+
+async fn connect<T: DurableObject>(stub: &Stub<T>, query: &str) -> WebSocketConnection {
+    let request = http::Request::get(format!("http://object/ws?{query}"))
+        .body(Body::empty())
+        .unwrap();
+    let mut response = bounded(stub.fetch(request)).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::SWITCHING_PROTOCOLS);
+    WebSocketPeer::take_from(&mut response)
+        .expect("a 101 response carries the peer")
+        .connect()
+        .unwrap()
+}
+
+async fn next_text(conn: &mut WebSocketConnection) -> String {
+    match bounded(conn.next_frame()).await {
+        Some(OutgoingFrame::Text(text)) => text,
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+async fn ask(conn: &mut WebSocketConnection, text: &str) -> String {
+    conn.received(WebSocketMessage::Text(text.to_owned()));
+    next_text(conn).await
+}
+
+#[tokio::test]
+async fn hibernatable_sockets_route_to_handlers_with_tags_and_attachments() {
+    let test = start();
+    let room = test
+        .env()
+        .namespace::<Room>("ROOM")
+        .unwrap()
+        .get_by_name("r");
+    let mut a = connect(&room, "tags=a,x").await;
+    let mut b = connect(&room, "tags=b").await;
+    assert_eq!(ask(&mut a, "hello").await, "echo:hello");
+    assert_eq!(ask(&mut b, "count").await, "2");
+    assert_eq!(ask(&mut a, "tags").await, "a,x");
+    assert_eq!(ask(&mut b, "attachment").await, "user-b");
+    b.received(WebSocketMessage::Binary(vec![1, 2]));
+    assert_eq!(
+        bounded(b.next_frame()).await,
+        Some(OutgoingFrame::Binary(b"binary".to_vec()))
+    );
+    // Only sockets tagged "a" get the broadcast.
+    assert_eq!(ask(&mut a, "store:v").await, "stored v");
+    assert_eq!(test.runtime().metrics().web_sockets_open, 2);
+}
+
+#[tokio::test]
+async fn an_idle_instance_hibernates_and_the_next_message_wakes_a_new_one() {
+    let test = start();
+    let room = test
+        .env()
+        .namespace::<Room>("ROOM")
+        .unwrap()
+        .get_by_name("h");
+    let mut socket = connect(&room, "tags=sleepy").await;
+    assert_eq!(ask(&mut socket, "count").await, "1");
+    wait_until("the instance hibernates", || {
+        test.runtime().active_objects() == 0
+    })
+    .await;
+    // The auto-response is answered without building an instance.
+    assert_eq!(ask(&mut socket, "ping").await, "pong");
+    assert_eq!(test.runtime().active_objects(), 0);
+    // A real message wakes a new instance: the constructor ran again, the attachment survived.
+    assert_eq!(ask(&mut socket, "attachment").await, "user-sleepy");
+    assert_ne!(ask(&mut socket, "stamp").await, "None");
+    assert_eq!(bounded(room.constructed()).await.unwrap(), 2);
+    assert_eq!(test.runtime().metrics().web_sockets_open, 1);
+}
+
+#[tokio::test]
+async fn closes_arrive_once_clean_or_abnormal() {
+    let test = start();
+    let room = test
+        .env()
+        .namespace::<Room>("ROOM")
+        .unwrap()
+        .get_by_name("c");
+    let clean = connect(&room, "").await;
+    clean.closed(1000, "done".to_owned());
+    clean.closed(1001, "twice".to_owned());
+    drop(clean);
+    let abrupt = connect(&room, "").await;
+    drop(abrupt);
+    let mut closing = connect(&room, "").await;
+    closing.received(WebSocketMessage::Text("bye".to_owned()));
+    assert_eq!(
+        bounded(closing.next_frame()).await,
+        Some(OutgoingFrame::Close {
+            code: 4000,
+            reason: "bye".to_owned()
+        })
+    );
+    let mut closes = Vec::new();
+    for _ in 0..400 {
+        closes = room.closes().await.unwrap();
+        if closes.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        closes,
+        vec![
+            "1000 done true".to_owned(),
+            "1006 WebSocket disconnected without sending Close frame. false".to_owned()
+        ]
+    );
+    wait_until("both sockets are counted closed", || {
+        test.runtime().metrics().web_sockets_open == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn limits_are_enforced_with_clear_errors() {
+    let test = start();
+    let room = test
+        .env()
+        .namespace::<Room>("ROOM")
+        .unwrap()
+        .get_by_name("l");
+    let errors = bounded(room.limit_errors()).await.unwrap();
+    let expect = [
+        "more than 10 tags",
+        "longer than 256 characters",
+        "accepted",
+        "a,b",
+        "already accepted with State::accept_web_socket",
+        "cannot be larger than 16384 bytes",
+        "accepted",
+        "limit of 123 UTF-8 bytes",
+        "close code 1005 is not allowed",
+        "cannot be larger than 2048 bytes",
+        "should not exceed 604800000 ms",
+        "accepted",
+        "Some(5000)",
+        "not accepted",
+    ];
+    assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+    for (got, want) in errors.iter().zip(expect) {
+        assert!(got.contains(want), "expected {want:?} in {got:?}");
+    }
+}
+
+#[tokio::test]
+async fn messages_wait_for_durability_and_a_failed_commit_closes_the_sockets() {
+    let test = start();
+    let room = test
+        .env()
+        .namespace::<Room>("ROOM")
+        .unwrap()
+        .get_by_name("g");
+    let mut socket = connect(&room, "tags=a").await;
+    assert_eq!(ask(&mut socket, "store:one").await, "stored one");
+    test.runtime().inject_sync_failures(1);
+    socket.received(WebSocketMessage::Text("store:two".to_owned()));
+    // The broadcast after the failed write never leaves; the reset closes the socket.
+    match bounded(socket.next_frame()).await {
+        Some(OutgoingFrame::Close { code: 1011, .. }) => {}
+        other => panic!("expected a 1011 close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_reset_disconnects_hibernatable_sockets() {
+    let test = start();
+    let room = test
+        .env()
+        .namespace::<Room>("ROOM")
+        .unwrap()
+        .get_by_name("a");
+    let mut first = connect(&room, "").await;
+    let mut second = connect(&room, "").await;
+    first.received(WebSocketMessage::Text("abort".to_owned()));
+    for socket in [&mut first, &mut second] {
+        match bounded(socket.next_frame()).await {
+            Some(OutgoingFrame::Close { code: 1011, .. }) => {}
+            other => panic!("expected a 1011 close, got {other:?}"),
+        }
+    }
+    // The object itself works again, with no sockets.
+    let mut third = connect(&room, "").await;
+    assert_eq!(ask(&mut third, "count").await, "1");
+}
+
+#[tokio::test]
+async fn standard_sockets_pin_the_instance_and_deliver_events_to_the_object() {
+    let test = start();
+    let echo = test
+        .env()
+        .namespace::<Echo>("ECHO")
+        .unwrap()
+        .get_by_name("e");
+    let mut socket = connect(&echo, "").await;
+    assert_eq!(ask(&mut socket, "hi").await, "std:hi");
+    // Well past the idle timeout the instance is still there: the socket pins it.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(test.runtime().active_objects(), 1);
+    assert_eq!(ask(&mut socket, "still").await, "std:still");
+    socket.closed(1000, String::new());
+    wait_until("the unpinned instance is evicted", || {
+        test.runtime().active_objects() == 0
+    })
+    .await;
+}

@@ -1,0 +1,310 @@
+//! Class migrations: which classes exist in a data folder, and the steps that create, rename
+//! and delete them, applied once, in order, and recorded in the folder.
+//!
+//! ```text
+//! <data>/MIGRATIONS    one line per applied migration: "<tag> <sha-256 of its content>"
+//! ```
+//!
+//! Rules (Cloudflare's, for the subset we support): tags are unique; the applied migrations
+//! must stay the first entries of the list, unchanged and in the same order (an edited or
+//! reordered migration is refused, naming the tag); a new class may not exist yet; a rename
+//! moves the namespace key, the databases and the pending alarms, so ids and data keep working
+//! under the new name; a deletion removes all of the class's data and needs its bindings gone
+//! first. Each step is applied and then recorded; the file steps are written to be safe to
+//! repeat, so a crash between the two leaves a folder the next start finishes.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use durable_storage::AlarmIndex;
+use sha2::{Digest, Sha256};
+
+/// One migration, as in Wrangler's `migrations` list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Migration {
+    /// The unique name of the step.
+    pub tag: String,
+    /// Classes created with SQLite storage.
+    pub new_sqlite_classes: Vec<String>,
+    /// Classes created with Cloudflare's older key-value storage; here they get SQLite
+    /// storage too (the KV API works the same on it).
+    pub new_classes: Vec<String>,
+    /// Classes renamed `(from, to)`; objects keep their ids and data.
+    pub renamed_classes: Vec<(String, String)>,
+    /// Classes deleted with all their objects' data.
+    pub deleted_classes: Vec<String>,
+}
+
+impl Migration {
+    /// An empty step called `tag`.
+    pub fn new(tag: impl Into<String>) -> Self {
+        Self {
+            tag: tag.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds SQLite-backed classes.
+    pub fn new_sqlite_classes<S: Into<String>>(
+        mut self,
+        classes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.new_sqlite_classes
+            .extend(classes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds a rename.
+    pub fn rename(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.renamed_classes.push((from.into(), to.into()));
+        self
+    }
+
+    /// Adds deleted classes.
+    pub fn delete<S: Into<String>>(mut self, classes: impl IntoIterator<Item = S>) -> Self {
+        self.deleted_classes
+            .extend(classes.into_iter().map(Into::into));
+        self
+    }
+
+    /// A digest of the step's content, to notice an applied step that was edited later.
+    fn digest(&self) -> String {
+        let mut text = String::new();
+        let _ = write!(text, "tag={}\n", self.tag);
+        for class in &self.new_sqlite_classes {
+            let _ = writeln!(text, "new_sqlite={class}");
+        }
+        for class in &self.new_classes {
+            let _ = writeln!(text, "new={class}");
+        }
+        for (from, to) in &self.renamed_classes {
+            let _ = writeln!(text, "rename={from}->{to}");
+        }
+        for class in &self.deleted_classes {
+            let _ = writeln!(text, "delete={class}");
+        }
+        let hash = Sha256::digest(text.as_bytes());
+        hash.iter().fold(String::new(), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+    }
+}
+
+/// Why migrations could not be applied; the message says what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MigrationError(pub(crate) String);
+
+fn fail<T>(message: impl Into<String>) -> Result<T, MigrationError> {
+    Err(MigrationError(message.into()))
+}
+
+/// Validates `migrations` against the record in `data`, applies the new ones and returns the
+/// classes that exist afterwards. `bound` are the class names bindings refer to.
+pub(crate) fn apply(
+    data: &Path,
+    alarms: &AlarmIndex,
+    migrations: &[Migration],
+    bound: &BTreeSet<String>,
+) -> Result<BTreeSet<String>, MigrationError> {
+    let mut tags = BTreeSet::new();
+    for migration in migrations {
+        if migration.tag.trim().is_empty() {
+            return fail("every migration needs a non-empty \"tag\"");
+        }
+        if !tags.insert(migration.tag.as_str()) {
+            return fail(format!(
+                "migration tag {:?} is used twice: tags must be unique",
+                migration.tag
+            ));
+        }
+    }
+    let record = data.join("MIGRATIONS");
+    let applied = read_record(&record)?;
+    for (index, (tag, digest)) in applied.iter().enumerate() {
+        match migrations.get(index) {
+            Some(m) if &m.tag == tag && &m.digest() == digest => {}
+            Some(m) if &m.tag == tag => {
+                return fail(format!(
+                    "migration {tag:?} was edited after it was applied to this data folder; applied migrations cannot change: undo the edit and add a new migration instead"
+                ));
+            }
+            _ if migrations.iter().any(|m| &m.tag == tag) => {
+                return fail(format!(
+                    "migration {tag:?} was applied as number {} but is now listed elsewhere; applied migrations must keep their order, with new ones appended",
+                    index + 1
+                ));
+            }
+            _ => {
+                return fail(format!(
+                    "migration {tag:?} was applied to this data folder but is missing from the configuration; applied migrations must stay listed"
+                ));
+            }
+        }
+    }
+
+    let mut classes = BTreeSet::new();
+    for (index, migration) in migrations.iter().enumerate() {
+        let pending = index >= applied.len();
+        step(data, alarms, migration, &mut classes, bound, pending)?;
+        if pending {
+            append_record(&record, migration).map_err(|err| {
+                MigrationError(format!("record migration in {}: {err}", record.display()))
+            })?;
+            tracing::info!(tag = %migration.tag, "migration applied");
+        }
+    }
+    Ok(classes)
+}
+
+/// Checks one step against the classes so far, and, if `pending`, does it on disk.
+fn step(
+    data: &Path,
+    alarms: &AlarmIndex,
+    m: &Migration,
+    classes: &mut BTreeSet<String>,
+    bound: &BTreeSet<String>,
+    pending: bool,
+) -> Result<(), MigrationError> {
+    let tag = &m.tag;
+    for class in m.new_sqlite_classes.iter().chain(&m.new_classes) {
+        if !classes.insert(class.clone()) {
+            return fail(format!(
+                "migration {tag:?} creates class {class:?}, which already exists"
+            ));
+        }
+    }
+    for (from, to) in &m.renamed_classes {
+        if !classes.remove(from) {
+            return fail(format!(
+                "migration {tag:?} renames class {from:?}, which does not exist"
+            ));
+        }
+        if !classes.insert(to.clone()) {
+            return fail(format!(
+                "migration {tag:?} renames {from:?} to {to:?}, but class {to:?} already exists: the new name must not be created beforehand"
+            ));
+        }
+        if pending {
+            rename_class(data, alarms, from, to)?;
+        }
+    }
+    for class in &m.deleted_classes {
+        if !classes.remove(class) {
+            return fail(format!(
+                "migration {tag:?} deletes class {class:?}, which does not exist"
+            ));
+        }
+        if pending && bound.contains(class) {
+            return fail(format!(
+                "cannot apply migration {tag:?}: it deletes class {class:?}, which a binding still refers to; remove the binding too"
+            ));
+        }
+        if pending {
+            delete_class(data, alarms, class)?;
+        }
+    }
+    Ok(())
+}
+
+fn io_fail(what: &str, path: &Path, err: io::Error) -> MigrationError {
+    MigrationError(format!("{what} {}: {err}", path.display()))
+}
+
+fn rename_class(
+    data: &Path,
+    alarms: &AlarmIndex,
+    from: &str,
+    to: &str,
+) -> Result<(), MigrationError> {
+    let moves: [(PathBuf, PathBuf); 2] = [
+        (
+            data.join("namespaces").join(format!("{from}.key")),
+            data.join("namespaces").join(format!("{to}.key")),
+        ),
+        (
+            data.join("objects").join(from),
+            data.join("objects").join(to),
+        ),
+    ];
+    for (old, new) in moves {
+        if old.exists() {
+            if new.exists() {
+                return fail(format!(
+                    "cannot rename class {from:?} to {to:?}: {} already exists",
+                    new.display()
+                ));
+            }
+            fs::rename(&old, &new).map_err(|err| io_fail("rename", &old, err))?;
+        }
+    }
+    sync_dir(&data.join("namespaces"))?;
+    sync_dir(&data.join("objects"))?;
+    alarms
+        .rename_class(from, to)
+        .map_err(|err| MigrationError(format!("rename class in the alarm index: {err}")))
+}
+
+fn delete_class(data: &Path, alarms: &AlarmIndex, class: &str) -> Result<(), MigrationError> {
+    alarms
+        .remove_class(class)
+        .map_err(|err| MigrationError(format!("delete class from the alarm index: {err}")))?;
+    let objects = data.join("objects").join(class);
+    if objects.exists() {
+        fs::remove_dir_all(&objects).map_err(|err| io_fail("remove", &objects, err))?;
+    }
+    let key = data.join("namespaces").join(format!("{class}.key"));
+    if key.exists() {
+        fs::remove_file(&key).map_err(|err| io_fail("remove", &key, err))?;
+    }
+    sync_dir(&data.join("namespaces"))?;
+    sync_dir(&data.join("objects"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), MigrationError> {
+    match fs::File::open(dir) {
+        Ok(file) => file.sync_all().map_err(|err| io_fail("sync", dir, err)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(io_fail("open", dir, err)),
+    }
+}
+
+fn read_record(path: &Path) -> Result<Vec<(String, String)>, MigrationError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(io_fail("read", path, err)),
+    };
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.rsplit_once(' ')
+                .map(|(tag, digest)| (tag.to_owned(), digest.to_owned()))
+                .ok_or_else(|| {
+                    MigrationError(format!(
+                        "{} is damaged (line {line:?}); restore it from a backup",
+                        path.display()
+                    ))
+                })
+        })
+        .collect()
+}
+
+fn append_record(path: &Path, migration: &Migration) -> io::Result<()> {
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(file, "{} {}", migration.tag, migration.digest())?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
