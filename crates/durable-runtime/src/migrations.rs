@@ -74,7 +74,7 @@ impl Migration {
     /// A digest of the step's content, to notice an applied step that was edited later.
     fn digest(&self) -> String {
         let mut text = String::new();
-        let _ = write!(text, "tag={}\n", self.tag);
+        let _ = writeln!(text, "tag={}", self.tag);
         for class in &self.new_sqlite_classes {
             let _ = writeln!(text, "new_sqlite={class}");
         }
