@@ -71,8 +71,7 @@ fn build(
 
 fn error(result: Result<Runtime, StartError>) -> String {
     result
-        .err()
-        .expect("the runtime refuses to start")
+        .expect_err("the runtime refuses to start")
         .to_string()
 }
 
