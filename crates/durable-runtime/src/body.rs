@@ -86,10 +86,18 @@ impl Body {
 
     /// The next chunk; `None` at the end. A complete body is one chunk.
     pub async fn chunk(&mut self) -> Option<Result<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// Polls for the next chunk (for adapters to other body types).
+    pub fn poll_chunk(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes>>> {
         match &mut self.inner {
-            Inner::Full(bytes) if bytes.is_empty() => None,
-            Inner::Full(bytes) => Some(Ok(std::mem::take(bytes))),
-            Inner::Stream(rx) => rx.recv().await,
+            Inner::Full(bytes) if bytes.is_empty() => std::task::Poll::Ready(None),
+            Inner::Full(bytes) => std::task::Poll::Ready(Some(Ok(std::mem::take(bytes)))),
+            Inner::Stream(rx) => rx.poll_recv(cx),
         }
     }
 

@@ -225,7 +225,12 @@ impl ObjectDirectory {
             event.reply,
             Arc::clone(&self.load),
         );
-        let handle = tokio::task::spawn_local(task);
+        let span = tracing::info_span!(
+            "event",
+            namespace = instance.class_name,
+            object_id = %instance.id
+        );
+        let handle = tokio::task::spawn_local(tracing::Instrument::instrument(task, span));
         instance
             .tasks
             .borrow_mut()

@@ -43,14 +43,15 @@ pub use alarm::ScheduledAlarm;
 pub use body::{Body, BodySender, Request, Response};
 pub use clock::SystemClock;
 pub use durable_storage::{
-    DurabilityMode, FromSqlValue, ListOptions, SqlCursor, SqlParams, SqlRow, SqlValue,
+    DurabilityMode, FromSqlValue, ListOptions, SYNC_LATENCY_BUCKETS, SqlCursor, SqlParams, SqlRow,
+    SqlValue,
 };
 pub use env::{Env, Namespace};
 pub use metrics::MetricsSnapshot;
 pub use migrations::{Migration, MigrationError};
 pub use object::{AlarmInfo, DurableObject, ObjectClass, WebSocketMessage};
 pub use rpc::{RpcArgs, RpcCall, RpcClient, RpcInvocation, RpcType, RpcValue};
-pub use runtime::{Runtime, RuntimeBuilder, RuntimeConfig, StartError};
+pub use runtime::{MetricsHandle, Runtime, RuntimeBuilder, RuntimeConfig, StartError};
 pub use state::State;
 pub use storage::{PutOptions, Sql, Storage, SyncKv};
 pub use stub::{RawStub, Stub};

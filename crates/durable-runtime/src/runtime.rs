@@ -529,6 +529,19 @@ fn stop_shards(shared: &RuntimeShared, threads: &mut Vec<JoinHandle<()>>) {
     }
 }
 
+/// Reads a runtime's metrics; cheap to clone, `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct MetricsHandle {
+    shared: Arc<RuntimeShared>,
+}
+
+impl MetricsHandle {
+    /// The counters and gauges now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot(&self.shared)
+    }
+}
+
 /// A running set of shards hosting objects; the entry point of the runtime.
 ///
 /// Dropping it (or calling [`shutdown`](Runtime::shutdown)) stops the shards: calls still in
@@ -608,6 +621,13 @@ impl Runtime {
     /// Counters and gauges of the runtime, for monitoring.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.shared.metrics.snapshot(&self.shared)
+    }
+
+    /// A handle that reads the metrics from anywhere while the runtime runs.
+    pub fn metrics_handle(&self) -> MetricsHandle {
+        MetricsHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Stops the shards and waits for their threads to end.

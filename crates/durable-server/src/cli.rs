@@ -1,0 +1,98 @@
+//! Command-line flags shared by server binaries: `--listen ADDR`, `--data DIR`,
+//! `--config FILE`, `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Parsed flags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Args {
+    /// `--listen ADDR`.
+    pub listen: Option<SocketAddr>,
+    /// `--data DIR`.
+    pub data: Option<PathBuf>,
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// `--help` was given.
+    pub help: bool,
+}
+
+/// The text of `--help` for a binary called `name`.
+pub fn usage(name: &str) -> String {
+    format!(
+        "usage: {name} [--listen ADDR] [--data DIR] [--config FILE]\n\n\
+         --listen ADDR   address to listen on (default 127.0.0.1:8787)\n\
+         --data DIR      data folder (default ./.durable)\n\
+         --config FILE   wrangler.jsonc, wrangler.json or wrangler.toml\n\
+         \n\
+         Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more detail.\n"
+    )
+}
+
+impl Args {
+    /// Parses flags (without the program name).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+        let mut parsed = Args::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => {
+                    (flag.to_owned(), Some(value.to_owned()))
+                }
+                _ => (arg.clone(), None),
+            };
+            let mut value = |name: &str| {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match flag.as_str() {
+                "--listen" => {
+                    let text = value("--listen")?;
+                    parsed.listen = Some(text.parse().map_err(|_| {
+                        format!("--listen {text:?} is not an address such as 127.0.0.1:8787")
+                    })?);
+                }
+                "--data" => parsed.data = Some(value("--data")?.into()),
+                "--config" => parsed.config = Some(value("--config")?.into()),
+                "--help" | "-h" => parsed.help = true,
+                other => return Err(format!("unknown argument {other:?}; see --help")),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        Args::parse(args.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn flags_parse_in_both_forms_and_mistakes_are_named() {
+        let args = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--data=/tmp/d",
+            "--config",
+            "w.toml",
+        ])
+        .unwrap();
+        assert_eq!(args.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(args.data, Some(PathBuf::from("/tmp/d")));
+        assert_eq!(args.config, Some(PathBuf::from("w.toml")));
+        assert!(
+            parse(&["--listen", "localhost"])
+                .unwrap_err()
+                .contains("not an address")
+        );
+        assert!(parse(&["--data"]).unwrap_err().contains("needs a value"));
+        assert!(parse(&["--port", "1"]).unwrap_err().contains("--port"));
+        assert!(parse(&["--help"]).unwrap().help);
+    }
+}

@@ -1,0 +1,359 @@
+//! The [`Server`]: a runtime built from a [`Config`], the user's axum `Router` in front of it,
+//! `/metrics`, request logging, and graceful shutdown.
+//!
+//! Shutdown (SIGTERM, Ctrl-C, or the future given to [`Server::run_until`]): stop accepting
+//! connections; let in-flight requests finish, up to the shutdown timeout (30 s by default);
+//! close WebSockets with 1001; then stop the runtime, which commits what objects wrote and
+//! closes their databases.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use durable_runtime::{DurableObject, Env, MetricsHandle, Runtime, RuntimeBuilder, StartError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::front::ShutdownSignal;
+use crate::metrics;
+
+/// Where the server listens when neither the configuration nor a flag says.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+/// The data folder when neither the configuration nor a flag says.
+pub const DEFAULT_DATA_DIR: &str = ".durable";
+/// How long shutdown waits for in-flight work by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The runtime refused to start (data folder, bindings, migrations).
+    #[error(transparent)]
+    Runtime(#[from] StartError),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+type MakeRouter = Box<dyn FnOnce(Env) -> Router + Send>;
+
+/// Configures a [`Server`].
+pub struct ServerBuilder {
+    config: Config,
+    runtime: RuntimeBuilder,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    router: Option<MakeRouter>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// A server for `config`.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            runtime: Runtime::builder(),
+            listen: None,
+            data_dir: None,
+            router: None,
+        }
+    }
+
+    /// Makes class `T` available to the configuration's bindings.
+    pub fn class<T: DurableObject>(mut self) -> Self {
+        self.runtime = self.runtime.class::<T>();
+        self
+    }
+
+    /// Listens on `addr` (over the configuration's `durable.listen`).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// Keeps data in `path` (over the configuration's `durable.data_dir`).
+    pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(path.into());
+        self
+    }
+
+    /// Adjusts runtime settings beyond what the configuration sets.
+    pub fn runtime(mut self, configure: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder) -> Self {
+        self.runtime = configure(self.runtime);
+        self
+    }
+
+    /// The stateless front: builds the router from the `Env`. The paths `/metrics` is
+    /// the server's own and must not be routed.
+    pub fn router(mut self, make: impl FnOnce(Env) -> Router + Send + 'static) -> Self {
+        self.router = Some(Box::new(make));
+        self
+    }
+
+    /// Starts the runtime (applying migrations) and opens the listening socket.
+    pub async fn bind(self) -> Result<Server, ServerError> {
+        let config = self.config;
+        let data_dir = self
+            .data_dir
+            .or_else(|| config.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen = self
+            .listen
+            .or(config.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses"));
+        let mut settings = durable_runtime::RuntimeConfig::default();
+        config.runtime.apply(&mut settings);
+        let mut runtime = self.runtime.data_dir(&data_dir);
+        runtime = apply_settings(runtime, &settings);
+        for binding in &config.bindings {
+            runtime = runtime.bind_class(&binding.name, &binding.class_name);
+        }
+        for (name, value) in &config.vars {
+            runtime = runtime.var(name, value);
+        }
+        runtime = runtime.migrations(config.migrations.clone());
+        let runtime = runtime.build()?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(ServerError::Serve)?;
+        let router = match self.router {
+            Some(make) => make(runtime.env()),
+            None => Router::new(),
+        };
+        tracing::info!(
+            listen = %local_addr,
+            data_dir = %data_dir.display(),
+            bindings = config.bindings.len(),
+            "server ready"
+        );
+        Ok(Server {
+            runtime,
+            listener,
+            router,
+            local_addr,
+            shutdown_timeout: config.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        })
+    }
+}
+
+fn apply_settings(
+    builder: RuntimeBuilder,
+    settings: &durable_runtime::RuntimeConfig,
+) -> RuntimeBuilder {
+    builder
+        .shards(settings.shards)
+        .idle_timeout(settings.idle_timeout)
+        .hibernation_timeout(settings.hibernation_timeout)
+        .max_queued_events(settings.max_queued_events)
+        .max_database_bytes(settings.max_database_bytes)
+        .durability(settings.durability)
+}
+
+/// A runtime with an HTTP front, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    runtime: Runtime,
+    listener: TcpListener,
+    router: Router,
+    local_addr: SocketAddr,
+    shutdown_timeout: Duration,
+}
+
+/// What the request middleware shares.
+struct Front {
+    stop: watch::Receiver<bool>,
+    /// Responses by status class: 1xx..5xx.
+    responses: [AtomicU64; 5],
+}
+
+impl Server {
+    /// A builder for `config`.
+    pub fn builder(config: Config) -> ServerBuilder {
+        ServerBuilder::new(config)
+    }
+
+    /// The address the server listens on (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The environment the router was built with.
+    pub fn env(&self) -> Env {
+        self.runtime.env()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run(self) -> Result<(), ServerError> {
+        self.run_until(termination()).await
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            runtime,
+            listener,
+            router,
+            local_addr: _,
+            shutdown_timeout,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let front = Arc::new(Front {
+            stop: stop_rx.clone(),
+            responses: Default::default(),
+        });
+        let handle = runtime.metrics_handle();
+        let metrics_front = Arc::clone(&front);
+        let app = router
+            .route(
+                "/metrics",
+                get(move || {
+                    let text = render(&handle, &metrics_front);
+                    async move {
+                        (
+                            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                            text,
+                        )
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&front),
+                track,
+            ));
+        let stop_signal = stop_tx.clone();
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                signal.await;
+                tracing::info!("shutting down: no new connections; closing WebSockets with 1001");
+                let _ = stop_signal.send(true);
+            })
+            .into_future();
+        let mut serving = tokio::spawn(serve);
+        let mut stopped = stop_rx.clone();
+        let result = tokio::select! {
+            result = &mut serving => Some(result),
+            _ = stopped.wait_for(|stop| *stop) => None,
+        };
+        let outcome = match result {
+            Some(result) => flatten(result),
+            None => match tokio::time::timeout(shutdown_timeout, &mut serving).await {
+                Ok(result) => flatten(result),
+                Err(_) => {
+                    tracing::warn!(
+                        timeout_ms = shutdown_timeout.as_millis() as u64,
+                        "in-flight requests did not finish in time; stopping anyway"
+                    );
+                    serving.abort();
+                    Ok(())
+                }
+            },
+        };
+        // Let the WebSocket tasks send their close frames (bounded by the same timeout).
+        let deadline = tokio::time::Instant::now() + shutdown_timeout;
+        while handle_open(&runtime) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(stop_tx);
+        tokio::task::spawn_blocking(move || runtime.shutdown())
+            .await
+            .map_err(|err| ServerError::Serve(std::io::Error::other(err)))?;
+        tracing::info!("server stopped");
+        outcome
+    }
+}
+
+fn handle_open(runtime: &Runtime) -> usize {
+    runtime.metrics().web_sockets_open
+}
+
+fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServerError> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(ServerError::Serve(err)),
+        Err(err) => Err(ServerError::Serve(std::io::Error::other(err))),
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+pub async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Logs each request in a span, counts responses, and hands WebSocket connections the
+/// shutdown signal.
+async fn track(State(front): State<Arc<Front>>, mut request: Request, next: Next) -> Response {
+    request
+        .extensions_mut()
+        .insert(ShutdownSignal(front.stop.clone()));
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path()
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    let class = usize::from(response.status().as_u16() / 100).clamp(1, 5) - 1;
+    front.responses[class].fetch_add(1, Ordering::Relaxed);
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "response"));
+    response
+}
+
+fn render(handle: &MetricsHandle, front: &Front) -> String {
+    let responses: Vec<u64> = front
+        .responses
+        .iter()
+        .map(|count| count.load(Ordering::Relaxed))
+        .collect();
+    metrics::render(&handle.snapshot(), &responses)
+}

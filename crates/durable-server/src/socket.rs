@@ -1,0 +1,127 @@
+//! One task per WebSocket connection: frames from the client go to the object's socket
+//! (through [`WebSocketConnection`]), frames the object sends go to the client, and shutdown
+//! closes the connection with 1001.
+//!
+//! The task holds only the connection and the small buffers of tungstenite, so an idle
+//! socket whose object hibernates costs a few KiB (see `BENCHMARKS.md`).
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use durable_runtime::{OutgoingFrame, WebSocketConnection, WebSocketMessage};
+use tokio::sync::watch;
+
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn pump(
+    mut ws: WebSocket,
+    mut conn: WebSocketConnection,
+    shutdown: Option<watch::Receiver<bool>>,
+) {
+    let mut shutdown = shutdown;
+    loop {
+        let stopping = async {
+            match shutdown.as_mut() {
+                Some(rx) => {
+                    while !*rx.borrow_and_update() {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            frame = conn.next_frame() => match frame {
+                Some(OutgoingFrame::Text(text)) => {
+                    if ws.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(OutgoingFrame::Binary(bytes)) => {
+                    if ws.send(Message::Binary(bytes.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(OutgoingFrame::Close { code, reason }) => {
+                    close_and_wait(&mut ws, &conn, code, reason).await;
+                    return;
+                }
+                // Frames are not a closed type; nothing else is sent.
+                Some(_) => {}
+                None => break,
+            },
+            message = ws.recv() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    conn.received(WebSocketMessage::Text(text.as_str().to_owned()));
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    conn.received(WebSocketMessage::Binary(bytes.to_vec()));
+                }
+                // Pings are answered by the protocol layer without waking anyone.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|f| (f.code, f.reason.as_str().to_owned()))
+                        .unwrap_or((1005, String::new()));
+                    conn.closed(code, reason);
+                    return;
+                }
+                Some(Err(err)) => {
+                    let text = err.to_string();
+                    conn.failed(text.clone());
+                    let code = if text.contains("Space limit") || text.contains("too long") {
+                        1009
+                    } else {
+                        1002
+                    };
+                    let _ = ws
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: "protocol error".into(),
+                        })))
+                        .await;
+                    // Dropping the connection reports the abnormal close.
+                    break;
+                }
+                None => break,
+            },
+            () = stopping => {
+                close_and_wait(&mut ws, &conn, 1001, "server shutting down".to_owned()).await;
+                return;
+            }
+        }
+    }
+    drop(conn);
+}
+
+/// Sends a close frame, then waits (bounded) for the client's answer and reports it.
+async fn close_and_wait(ws: &mut WebSocket, conn: &WebSocketConnection, code: u16, reason: String) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.clone().into(),
+    };
+    if ws.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let answer = tokio::time::timeout(CLOSE_WAIT, async {
+        loop {
+            match ws.recv().await {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| (f.code, f.reason.as_str().to_owned()));
+                }
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    match answer {
+        Ok(Some((code, reason))) => conn.closed(code, reason),
+        Ok(None) => conn.closed(code, reason),
+        // No answer: dropping the connection reports an abnormal close.
+        Err(_) => {}
+    }
+}
