@@ -65,7 +65,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as durable_objects;
 
-pub use durable_core::{Clock, Error, ErrorKind, IdError, ManualClock, ObjectId, Result};
+pub use durable_core::{Clock, Error, ErrorKind, IdError, ManualClock, ObjectId, Result, limits};
 pub use durable_macros::{durable_object, rpc};
 pub use durable_runtime::{
     AlarmInfo, Body, BodySender, DurableObject, Env, MetricsSnapshot, Namespace, Request, Response,
