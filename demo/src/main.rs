@@ -12,9 +12,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use durable_demo::{BUILT_IN_CONFIG, objects, routes};
 use durable_server::cli::{Args, usage};
 use durable_server::config::CONFIG_FILE_NAMES;
-use durable_demo::{BUILT_IN_CONFIG, objects, routes};
 use durable_server::{Config, Server};
 
 #[tokio::main]
@@ -73,7 +73,10 @@ fn load_config(args: &Args) -> Result<Config, String> {
         return Config::load(path).map_err(|err| err.to_string());
     }
     let here = std::env::current_dir().map_err(|err| format!("working directory: {err}"))?;
-    if CONFIG_FILE_NAMES.iter().any(|name| here.join(name).is_file()) {
+    if CONFIG_FILE_NAMES
+        .iter()
+        .any(|name| here.join(name).is_file())
+    {
         return Config::discover(&here).map_err(|err| err.to_string());
     }
     Config::parse(BUILT_IN_CONFIG, false).map_err(|err| format!("built-in configuration: {err}"))

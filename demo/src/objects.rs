@@ -129,10 +129,7 @@ impl DurableObject for AlarmClock {
         state
             .storage()
             .sql()
-            .exec(
-                "CREATE TABLE IF NOT EXISTS fired (at INTEGER NOT NULL)",
-                (),
-            )
+            .exec("CREATE TABLE IF NOT EXISTS fired (at INTEGER NOT NULL)", ())
             .expect("create the fired table");
         Self { state, env }
     }
@@ -156,7 +153,12 @@ impl AlarmClock {
             .clock()
             .now_ms()
             .checked_add(in_ms)
-            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("in_ms {in_ms} is too far in the future")))?;
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("in_ms {in_ms} is too far in the future"),
+                )
+            })?;
         self.state.storage().set_alarm(at).await?;
         Ok(at)
     }

@@ -22,8 +22,8 @@
 
 use std::collections::HashMap;
 
-use durable_objects::prelude::*;
 use durable_objects::http::StatusCode;
+use durable_objects::prelude::*;
 use durable_server::axum::extract::{Path, Query, Request, State as AxumState};
 use durable_server::axum::response::{IntoResponse, Response as AxumResponse};
 use durable_server::axum::routing::{get, post};
@@ -63,18 +63,29 @@ pub fn router(env: Env) -> Router {
     };
     Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route("/", get(|| async { ([("content-type", "text/html; charset=utf-8")], PAGE) }))
+        .route(
+            "/",
+            get(|| async { ([("content-type", "text/html; charset=utf-8")], PAGE) }),
+        )
         .route("/counter/{name}", get(counter_value))
         .route("/counter/{name}/increment", post(counter_increment))
         .route("/counter/{name}/id", get(counter_id))
         .route("/counter/by-id/{id}", get(counter_by_id))
         .route("/kv/{name}", get(kv_list))
-        .route("/kv/{name}/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route(
+            "/kv/{name}/{*key}",
+            get(kv_get).put(kv_put).delete(kv_delete),
+        )
         .route("/alarm/{name}", get(alarm_status).post(alarm_schedule))
         .route("/chat/{room}", get(chat_socket))
         .route("/chat/{room}/history", get(chat_history))
         .route("/chat/{room}/stats", get(chat_stats))
-        .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such route; see GET / and the README") })
+        .fallback(|| async {
+            error_response(
+                StatusCode::NOT_FOUND,
+                "no such route; see GET / and the README",
+            )
+        })
         .with_state(front)
 }
 
@@ -99,17 +110,32 @@ fn bad_request(message: impl Into<String>) -> AxumResponse {
     error_response(StatusCode::BAD_REQUEST, message)
 }
 
-fn int_param(query: &HashMap<String, String>, name: &str) -> std::result::Result<Option<i64>, AxumResponse> {
+fn int_param(
+    query: &HashMap<String, String>,
+    name: &str,
+) -> std::result::Result<Option<i64>, Box<AxumResponse>> {
     match query.get(name) {
         None => Ok(None),
         Some(text) => text.parse().map(Some).map_err(|_| {
-            bad_request(format!("query parameter {name:?} must be an integer, got {text:?}"))
+            Box::new(bad_request(format!(
+                "query parameter {name:?} must be an integer, got {text:?}"
+            )))
         }),
     }
 }
 
-async fn counter_value(AxumState(front): AxumState<Front>, Path(name): Path<String>) -> AxumResponse {
-    reply(front.counters.get_by_name(&name).value().await.map(|value| json!({ "value": value })))
+async fn counter_value(
+    AxumState(front): AxumState<Front>,
+    Path(name): Path<String>,
+) -> AxumResponse {
+    reply(
+        front
+            .counters
+            .get_by_name(&name)
+            .value()
+            .await
+            .map(|value| json!({ "value": value })),
+    )
 }
 
 async fn counter_increment(
@@ -119,7 +145,7 @@ async fn counter_increment(
 ) -> AxumResponse {
     let by = match int_param(&query, "by") {
         Ok(by) => by.unwrap_or(1),
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     reply(
         front
@@ -140,7 +166,14 @@ async fn counter_by_id(AxumState(front): AxumState<Front>, Path(id): Path<String
         Ok(id) => id,
         Err(err) => return bad_request(err.to_string()),
     };
-    reply(front.counters.get(&id).value().await.map(|value| json!({ "value": value })))
+    reply(
+        front
+            .counters
+            .get(&id)
+            .value()
+            .await
+            .map(|value| json!({ "value": value })),
+    )
 }
 
 async fn kv_put(
@@ -159,14 +192,11 @@ async fn kv_put(
             ),
         );
     }
-    let body = match durable_server::axum::body::to_bytes(request.into_body(), limit).await {
-        Ok(body) => body,
-        Err(_) => {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the value is over the limit of {limit} bytes (key and value together)"),
-            );
-        }
+    let Ok(body) = durable_server::axum::body::to_bytes(request.into_body(), limit).await else {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the value is over the limit of {limit} bytes (key and value together)"),
+        );
     };
     if key.len() + body.len() > limit {
         return error_response(
@@ -174,8 +204,17 @@ async fn kv_put(
             format!("key and value together are over the limit of {limit} bytes"),
         );
     }
-    match front.kv.get_by_name(&name).put(key, ByteBuf::from(body.to_vec())).await {
+    match front
+        .kv
+        .get_by_name(&name)
+        .put(key, ByteBuf::from(body.to_vec()))
+        .await
+    {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        // The limit applies to the encoded entry, a few bytes more than the body.
+        Err(err) if err.kind() == ErrorKind::InvalidInput && err.message().contains("limit") => {
+            error_response(StatusCode::PAYLOAD_TOO_LARGE, err.to_string())
+        }
         Err(err) => error_to_response(&err),
     }
 }
@@ -215,7 +254,7 @@ async fn kv_list(
             return bad_request(format!("limit must be positive, got {limit}"));
         }
         Ok(limit) => limit.map(|l| l as usize),
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let reverse = match query.get("reverse").map(String::as_str) {
         None | Some("false") => false,
@@ -242,7 +281,7 @@ async fn alarm_schedule(
         Ok(Some(in_ms)) if in_ms >= 0 => in_ms,
         Ok(Some(in_ms)) => return bad_request(format!("in_ms must not be negative, got {in_ms}")),
         Ok(None) => return bad_request("in_ms is required: POST /alarm/{name}?in_ms=1000"),
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     reply(
         front
@@ -254,7 +293,10 @@ async fn alarm_schedule(
     )
 }
 
-async fn alarm_status(AxumState(front): AxumState<Front>, Path(name): Path<String>) -> AxumResponse {
+async fn alarm_status(
+    AxumState(front): AxumState<Front>,
+    Path(name): Path<String>,
+) -> AxumResponse {
     reply(front.alarms.get_by_name(&name).status().await)
 }
 
@@ -266,7 +308,10 @@ async fn chat_socket(
     forward(&front.rooms.get_by_name(&room), request).await
 }
 
-async fn chat_history(AxumState(front): AxumState<Front>, Path(room): Path<String>) -> AxumResponse {
+async fn chat_history(
+    AxumState(front): AxumState<Front>,
+    Path(room): Path<String>,
+) -> AxumResponse {
     reply(
         front
             .rooms

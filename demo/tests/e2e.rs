@@ -1,0 +1,352 @@
+//! End-to-end tests of the real `durable-demo` binary on 127.0.0.1:0: every route of the
+//! HTTP contract, a room of 100 WebSocket clients, hibernation, SIGKILL and restart, and
+//! graceful shutdown.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use support::{Demo, config_with, eventually, next_text, send_text};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn every_route_answers_per_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), None);
+
+    assert_eq!(
+        demo.http("GET", "/health", b"").await,
+        (200, b"ok".to_vec())
+    );
+    let (status, head, page) = demo.http_full("GET", "/", b"").await;
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("text/html"), "{head}");
+    assert!(String::from_utf8_lossy(&page).contains("new WebSocket"));
+
+    // Counters.
+    assert_eq!(
+        demo.json("GET", "/counter/c").await,
+        (200, json!({"value": 0}))
+    );
+    assert_eq!(
+        demo.json("POST", "/counter/c/increment").await,
+        (200, json!({"value": 1}))
+    );
+    assert_eq!(
+        demo.json("POST", "/counter/c/increment?by=41").await,
+        (200, json!({"value": 42}))
+    );
+    assert_eq!(
+        demo.json("GET", "/counter/c").await,
+        (200, json!({"value": 42}))
+    );
+    let (status, error) = demo.json("POST", "/counter/c/increment?by=many").await;
+    assert_eq!(status, 400);
+    assert!(
+        error["error"].as_str().unwrap().contains("integer"),
+        "{error}"
+    );
+    let (status, id) = demo.json("GET", "/counter/c/id").await;
+    assert_eq!(status, 200);
+    let id = id["id"].as_str().unwrap().to_owned();
+    assert!(
+        id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert_eq!(
+        demo.json("GET", &format!("/counter/by-id/{id}")).await,
+        (200, json!({"value": 42}))
+    );
+    for bad in ["xyz".to_owned(), "g".repeat(64), flip_last_digit(&id)] {
+        let (status, error) = demo.json("GET", &format!("/counter/by-id/{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {error}");
+        assert!(error["error"].is_string(), "{error}");
+    }
+
+    // Key-value store.
+    assert_eq!(demo.http("PUT", "/kv/s/b", b"two").await.0, 204);
+    assert_eq!(demo.http("PUT", "/kv/s/a", b"one").await.0, 204);
+    assert_eq!(demo.http("PUT", "/kv/s/c", b"three").await.0, 204);
+    assert_eq!(demo.http("PUT", "/kv/s/other", b"x").await.0, 204);
+    assert_eq!(
+        demo.http("GET", "/kv/s/a", b"").await,
+        (200, b"one".to_vec())
+    );
+    assert_eq!(
+        demo.json("GET", "/kv/s").await.1,
+        json!({"keys": ["a", "b", "c", "other"]})
+    );
+    assert_eq!(
+        demo.json("GET", "/kv/s?prefix=o").await.1,
+        json!({"keys": ["other"]})
+    );
+    assert_eq!(
+        demo.json("GET", "/kv/s?limit=2&reverse=true").await.1,
+        json!({"keys": ["other", "c"]})
+    );
+    assert_eq!(demo.http("DELETE", "/kv/s/a", b"").await.0, 204);
+    let (status, error) = demo.json("GET", "/kv/s/a").await;
+    assert_eq!(status, 404);
+    assert!(error["error"].is_string());
+    assert_eq!(demo.json("GET", "/kv/s?limit=0").await.0, 400);
+    let big = vec![b'x'; 2_000_001];
+    let (status, body) = demo.http("PUT", "/kv/s/big", &big).await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("limit"),
+        "{error}"
+    );
+    assert_eq!(
+        demo.http("GET", "/kv/s/big", b"").await.0,
+        404,
+        "nothing stored"
+    );
+    // The limit counts the stored (encoded) entry: a few bytes of framing count too.
+    let at_limit = vec![b'z'; 2_000_000 - 3];
+    assert_eq!(demo.http("PUT", "/kv/s/max", &at_limit).await.0, 413);
+    let fits = vec![b'y'; 1_999_000];
+    assert_eq!(demo.http("PUT", "/kv/s/fit", &fits).await.0, 204);
+    assert_eq!(demo.http("GET", "/kv/s/fit", b"").await.1.len(), fits.len());
+
+    // Alarms.
+    let (status, scheduled) = demo.json("POST", "/alarm/a?in_ms=200").await;
+    assert_eq!(status, 200);
+    let at = scheduled["scheduled_at"].as_i64().unwrap();
+    assert_eq!(
+        demo.json("GET", "/alarm/a").await.1,
+        json!({"scheduled_at": at, "fired": []})
+    );
+    eventually("the alarm fires", || async {
+        demo.json("GET", "/alarm/a").await.1["fired"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    })
+    .await;
+    let (_, status) = demo.json("GET", "/alarm/a").await;
+    assert_eq!(status["scheduled_at"], Value::Null);
+    assert!(status["fired"][0].as_i64().unwrap() >= at);
+    assert_eq!(demo.json("POST", "/alarm/a?in_ms=-5").await.0, 400);
+    assert_eq!(demo.json("POST", "/alarm/a").await.0, 400);
+
+    // Chat over a WebSocket, and its history.
+    let mut client = demo.socket("/chat/r").await;
+    send_text(&mut client, "hello").await;
+    let echoed: Value = serde_json::from_str(&next_text(&mut client).await).unwrap();
+    assert_eq!(echoed, json!({"seq": 1, "text": "hello"}));
+    assert_eq!(
+        demo.json("GET", "/chat/r/history").await.1,
+        json!({"messages": [{"seq": 1, "text": "hello"}]})
+    );
+    // A plain GET of the socket route is told to upgrade.
+    assert_eq!(demo.json("GET", "/chat/r").await.0, 426);
+
+    // Metrics and unknown routes.
+    let (status, metrics) = demo.http("GET", "/metrics", b"").await;
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    for name in [
+        "durable_objects_active",
+        "durable_websockets_open 1",
+        "durable_http_responses_total{code=\"2xx\"}",
+        "durable_commits_total",
+        "durable_fsync_seconds_count",
+        "durable_alarms_total{outcome=\"ok\"} 1",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    let (status, error) = demo.json("GET", "/no/such/route").await;
+    assert_eq!(status, 404);
+    assert!(error["error"].is_string());
+}
+
+fn flip_last_digit(id: &str) -> String {
+    let mut chars: Vec<char> = id.chars().collect();
+    let last = chars.last_mut().unwrap();
+    *last = if *last == '0' { '1' } else { '0' };
+    chars.into_iter().collect()
+}
+
+#[tokio::test]
+async fn a_hundred_clients_in_one_room_all_receive_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), None);
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(demo.socket("/chat/crowd").await);
+    }
+    eventually("all 100 sockets are counted", || async {
+        demo.metric("durable_websockets_open").await == 100.0
+    })
+    .await;
+    // Ten senders, one message each, sent at once.
+    for (i, client) in clients.iter_mut().enumerate().take(10) {
+        send_text(client, &format!("m{i}")).await;
+    }
+    let mut orders = Vec::new();
+    for client in &mut clients {
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let message: Value = serde_json::from_str(&next_text(client).await).unwrap();
+            seen.push((
+                message["seq"].as_i64().unwrap(),
+                message["text"].as_str().unwrap().to_owned(),
+            ));
+        }
+        orders.push(seen);
+    }
+    // Everyone saw the same ten messages in the same order, numbered 1..=10.
+    let first = orders[0].clone();
+    assert_eq!(
+        first.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    let mut texts: Vec<String> = first.iter().map(|(_, text)| text.clone()).collect();
+    texts.sort();
+    assert_eq!(texts, (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    assert!(orders.iter().all(|order| *order == first));
+    let history = demo.json("GET", "/chat/crowd/history").await.1;
+    assert_eq!(history["messages"].as_array().unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn an_idle_room_hibernates_while_its_sockets_stay_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), "\"hibernation_timeout_ms\": 300,");
+    let demo = Demo::start(&dir.path().join("data"), Some(&config));
+    let mut a = demo.socket("/chat/sleepy").await;
+    let mut b = demo.socket("/chat/sleepy").await;
+    send_text(&mut a, "before").await;
+    next_text(&mut a).await;
+    next_text(&mut b).await;
+    eventually("the room leaves memory", || async {
+        demo.metric("durable_objects_active").await == 0.0
+    })
+    .await;
+    assert_eq!(demo.metric("durable_websockets_open").await, 2.0);
+    // The auto-response answers without waking the room.
+    send_text(&mut b, "ping").await;
+    assert_eq!(next_text(&mut b).await, "pong");
+    assert_eq!(demo.metric("durable_objects_active").await, 0.0);
+    // The next message wakes a new instance, which reaches both sockets.
+    send_text(&mut b, "after").await;
+    for client in [&mut a, &mut b] {
+        let message: Value = serde_json::from_str(&next_text(client).await).unwrap();
+        assert_eq!(message, json!({"seq": 2, "text": "after"}));
+    }
+    let stats = demo.json("GET", "/chat/sleepy/stats").await.1;
+    assert_eq!(
+        stats,
+        json!({"constructed": 2, "sockets": 2}),
+        "the constructor ran again"
+    );
+}
+
+#[tokio::test]
+async fn sigkill_and_restart_keep_counters_kv_history_and_alarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), None);
+    for _ in 0..5 {
+        demo.json("POST", "/counter/k/increment?by=2").await;
+    }
+    assert_eq!(demo.http("PUT", "/kv/k/key", b"value").await.0, 204);
+    let mut client = demo.socket("/chat/k").await;
+    for text in ["one", "two"] {
+        send_text(&mut client, text).await;
+        next_text(&mut client).await;
+    }
+    let (_, scheduled) = demo.json("POST", "/alarm/k?in_ms=1500").await;
+    let at = scheduled["scheduled_at"].as_i64().unwrap();
+    drop(client);
+    demo.kill9();
+
+    let demo = Demo::start(dir.path(), None);
+    assert_eq!(demo.json("GET", "/counter/k").await.1, json!({"value": 10}));
+    assert_eq!(
+        demo.http("GET", "/kv/k/key", b"").await,
+        (200, b"value".to_vec())
+    );
+    assert_eq!(
+        demo.json("GET", "/chat/k/history").await.1,
+        json!({"messages": [{"seq": 1, "text": "one"}, {"seq": 2, "text": "two"}]})
+    );
+    let status = demo.json("GET", "/alarm/k").await.1;
+    assert!(
+        status["scheduled_at"] == json!(at) || status["fired"].as_array().unwrap().len() == 1,
+        "{status}"
+    );
+    eventually("the alarm set before the crash fires", || async {
+        demo.json("GET", "/alarm/k").await.1["fired"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), None);
+    let mut client = demo.socket("/chat/bye").await;
+    send_text(&mut client, "last words").await;
+    next_text(&mut client).await;
+    let reader = tokio::spawn(async move {
+        loop {
+            match client.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    });
+    let status = demo.terminate().await;
+    assert!(status.success(), "{status:?}");
+    let code = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, Some(1001));
+}
+
+#[tokio::test]
+async fn a_bad_configuration_stops_the_binary_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            durable_demo::BUILT_IN_CONFIG
+                .replace("\"class_name\": \"Counter\"", "\"class_name\": \"Missing\""),
+            "does not define",
+        ),
+        (
+            durable_demo::BUILT_IN_CONFIG.replace("\"Counter\", \"KvStore\"", "\"KvStore\""),
+            "no migration creates",
+        ),
+        ("{ \"durable_objects\": 3 }".to_owned(), "must be an object"),
+    ];
+    for (text, expected) in cases {
+        let path = dir.path().join("bad.jsonc");
+        std::fs::write(&path, &text).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_durable-demo"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in {stderr}"
+        );
+    }
+}
