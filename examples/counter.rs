@@ -2,8 +2,8 @@
 //! object to others, with each counter's value in its own SQLite database.
 //!
 //! ```text
-//! cargo run --release                       # data in ./.durable; run it twice: values persist
-//! cargo run --release -- --data /tmp/demo --callers 16
+//! cargo run --release -p durable-examples   # data in ./.durable; run it twice: values persist
+//! cargo run --release -p durable-examples -- --data /tmp/demo --callers 16
 //! ```
 //!
 //! Every increment is a durable write: its reply leaves only once the write is on disk.

@@ -76,7 +76,13 @@ fn rss_bytes(pid: u32) -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .expect("VmRSS")
         * 1024
 }
@@ -84,7 +90,9 @@ fn rss_bytes(pid: u32) -> u64 {
 async fn http_get(addr: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .expect("write");
     let mut out = String::new();
@@ -109,8 +117,13 @@ async fn wait_metric(addr: &str, name: &str, value: f64) {
 
 async fn connect(addr: &str, source: IpAddr, path: &str) -> Client {
     let socket = TcpSocket::new_v4().expect("socket");
-    socket.bind((source, 0).into()).expect("bind source address");
-    let stream = socket.connect(addr.parse().expect("address")).await.expect("connect");
+    socket
+        .bind((source, 0).into())
+        .expect("bind source address");
+    let stream = socket
+        .connect(addr.parse().expect("address"))
+        .await
+        .expect("connect");
     let url = format!("ws://{addr}{path}");
     tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
         .await
@@ -136,7 +149,12 @@ async fn memory(server: &Server, sockets: usize) {
         clients.push(connect(&server.addr, source(i + 1), "/chat/memory").await);
     }
     let connect_secs = started.elapsed().as_secs_f64();
-    wait_metric(&server.addr, "durable_websockets_open", (sockets + 1) as f64).await;
+    wait_metric(
+        &server.addr,
+        "durable_websockets_open",
+        (sockets + 1) as f64,
+    )
+    .await;
     wait_metric(&server.addr, "durable_objects_active", 0.0).await;
     // Let allocator caches settle before reading.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -180,7 +198,10 @@ async fn broadcast(server: &Server, room: &str, clients: usize, messages: usize)
     }
     let mut own = 0;
     for i in 0..messages {
-        sender.send(Message::text(format!("message {i}"))).await.expect("send");
+        sender
+            .send(Message::text(format!("message {i}")))
+            .await
+            .expect("send");
     }
     while own < messages {
         match sender.next().await {
@@ -194,7 +215,11 @@ async fn broadcast(server: &Server, room: &str, clients: usize, messages: usize)
         delivered += task.await.expect("reader");
     }
     let secs = started.elapsed().as_secs_f64();
-    assert_eq!(delivered, clients * messages, "every client got every message");
+    assert_eq!(
+        delivered,
+        clients * messages,
+        "every client got every message"
+    );
     println!(
         "broadcast: {clients} clients, {messages} messages: {:.0} messages/s stored and broadcast, {:.0} deliveries/s ({secs:.2} s)",
         messages as f64 / secs,

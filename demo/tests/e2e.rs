@@ -316,6 +316,33 @@ async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
 }
 
 #[tokio::test]
+async fn a_message_over_32_mib_closes_the_socket_with_1009() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), None);
+    let mut client = demo.socket("/chat/big").await;
+    let big = vec![0u8; 32 * 1024 * 1024 + 1];
+    // The server may close before the whole frame is written; that is the point.
+    let _ = futures_util::SinkExt::send(&mut client, Message::binary(big)).await;
+    let code = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match client.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1009));
+    // The room is fine: a new client chats as usual.
+    let mut other = demo.socket("/chat/big").await;
+    send_text(&mut other, "still here").await;
+    let message: Value = serde_json::from_str(&next_text(&mut other).await).unwrap();
+    assert_eq!(message["text"], "still here");
+}
+
+#[tokio::test]
 async fn a_bad_configuration_stops_the_binary_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [

@@ -81,6 +81,14 @@ pub use durable_runtime::{
     WebSocketEvents, WebSocketMessage, WebSocketPair, WebSocketPeer, WebSocketRequestResponsePair,
 };
 
+/// Guides that are longer than an item's docs; their examples are compiled as tests.
+pub mod guides {
+    #[doc = include_str!("../../../docs/websockets.md")]
+    pub mod websockets {}
+    #[doc = include_str!("../../../docs/configuration.md")]
+    pub mod configuration {}
+}
+
 /// The names most code needs: `use durable_objects::prelude::*;`.
 pub mod prelude {
     pub use crate::{

@@ -143,6 +143,20 @@ impl Room {
             self.state.get_hibernatable_web_socket_event_timeout()
         ));
         push(WebSocketPair::new().server.send_text("unaccepted"));
+        // Fill the object up to the limit of hibernatable sockets (one is accepted above).
+        let mut last = Ok(());
+        for _ in 1..=durable_objects::limits::MAX_HIBERNATABLE_WEB_SOCKETS {
+            last = self
+                .state
+                .accept_web_socket(&WebSocketPair::new().server, &[]);
+            if last.is_err() {
+                break;
+            }
+        }
+        push(last);
+        errors
+            .borrow_mut()
+            .push(self.state.get_web_sockets(None).len().to_string());
         Ok(errors.into_inner())
     }
 }
@@ -327,6 +341,8 @@ async fn limits_are_enforced_with_clear_errors() {
         "accepted",
         "Some(5000)",
         "not accepted",
+        "already holds 32768 hibernatable WebSockets",
+        "32768",
     ];
     assert_eq!(errors.len(), expect.len(), "{errors:#?}");
     for (got, want) in errors.iter().zip(expect) {
