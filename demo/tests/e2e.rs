@@ -7,9 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::{Demo, config_with, eventually, next_text, send_text};
+use support::{Demo, close_code, config_with, eventually, next_text, send_text};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -297,15 +296,7 @@ async fn sigterm_closes_sockets_with_1001_and_exits_cleanly() {
     let mut client = demo.socket("/chat/bye").await;
     send_text(&mut client, "last words").await;
     next_text(&mut client).await;
-    let reader = tokio::spawn(async move {
-        loop {
-            match client.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => {}
-                _ => return None,
-            }
-        }
-    });
+    let reader = tokio::spawn(async move { close_code(&mut client).await });
     let status = demo.terminate().await;
     assert!(status.success(), "{status:?}");
     let code = tokio::time::timeout(Duration::from_secs(10), reader)
@@ -323,18 +314,7 @@ async fn a_message_over_32_mib_closes_the_socket_with_1009() {
     let big = vec![0u8; 32 * 1024 * 1024 + 1];
     // The server may close before the whole frame is written; that is the point.
     let _ = futures_util::SinkExt::send(&mut client, Message::binary(big)).await;
-    let code = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match client.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => {}
-                _ => return None,
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(code, Some(1009));
+    assert_eq!(close_code(&mut client).await, Some(1009));
     // The room is fine: a new client chats as usual.
     let mut other = demo.socket("/chat/big").await;
     send_text(&mut other, "still here").await;

@@ -201,6 +201,21 @@ fn start() -> TestRuntime {
     })
 }
 
+fn room(test: &TestRuntime, name: &str) -> Stub<Room> {
+    test.env()
+        .namespace::<Room>("ROOM")
+        .unwrap()
+        .get_by_name(name)
+}
+
+/// Waits for the next frame and checks it is a close with `code`.
+async fn expect_close(conn: &mut WebSocketConnection, code: u16) {
+    match bounded(conn.next_frame()).await {
+        Some(OutgoingFrame::Close { code: got, .. }) if got == code => {}
+        other => panic!("expected a {code} close, got {other:?}"),
+    }
+}
+
 async fn connect<T: DurableObject>(stub: &Stub<T>, query: &str) -> WebSocketConnection {
     let request = http::Request::get(format!("http://object/ws?{query}"))
         .body(Body::empty())
@@ -228,11 +243,7 @@ async fn ask(conn: &mut WebSocketConnection, text: &str) -> String {
 #[tokio::test]
 async fn hibernatable_sockets_route_to_handlers_with_tags_and_attachments() {
     let test = start();
-    let room = test
-        .env()
-        .namespace::<Room>("ROOM")
-        .unwrap()
-        .get_by_name("r");
+    let room = room(&test, "r");
     let mut a = connect(&room, "tags=a,x").await;
     let mut b = connect(&room, "tags=b").await;
     assert_eq!(ask(&mut a, "hello").await, "echo:hello");
@@ -252,11 +263,7 @@ async fn hibernatable_sockets_route_to_handlers_with_tags_and_attachments() {
 #[tokio::test]
 async fn an_idle_instance_hibernates_and_the_next_message_wakes_a_new_one() {
     let test = start();
-    let room = test
-        .env()
-        .namespace::<Room>("ROOM")
-        .unwrap()
-        .get_by_name("h");
+    let room = room(&test, "h");
     let mut socket = connect(&room, "tags=sleepy").await;
     assert_eq!(ask(&mut socket, "count").await, "1");
     wait_until("the instance hibernates", || {
@@ -276,11 +283,7 @@ async fn an_idle_instance_hibernates_and_the_next_message_wakes_a_new_one() {
 #[tokio::test]
 async fn closes_arrive_once_clean_or_abnormal() {
     let test = start();
-    let room = test
-        .env()
-        .namespace::<Room>("ROOM")
-        .unwrap()
-        .get_by_name("c");
+    let room = room(&test, "c");
     let clean = connect(&room, "").await;
     clean.closed(1000, "done".to_owned());
     clean.closed(1001, "twice".to_owned());
@@ -320,11 +323,7 @@ async fn closes_arrive_once_clean_or_abnormal() {
 #[tokio::test]
 async fn limits_are_enforced_with_clear_errors() {
     let test = start();
-    let room = test
-        .env()
-        .namespace::<Room>("ROOM")
-        .unwrap()
-        .get_by_name("l");
+    let room = room(&test, "l");
     let errors = bounded(room.limit_errors()).await.unwrap();
     let expect = [
         "more than 10 tags",
@@ -353,38 +352,24 @@ async fn limits_are_enforced_with_clear_errors() {
 #[tokio::test]
 async fn messages_wait_for_durability_and_a_failed_commit_closes_the_sockets() {
     let test = start();
-    let room = test
-        .env()
-        .namespace::<Room>("ROOM")
-        .unwrap()
-        .get_by_name("g");
+    let room = room(&test, "g");
     let mut socket = connect(&room, "tags=a").await;
     assert_eq!(ask(&mut socket, "store:one").await, "stored one");
     test.runtime().inject_sync_failures(1);
     socket.received(WebSocketMessage::Text("store:two".to_owned()));
     // The broadcast after the failed write never leaves; the reset closes the socket.
-    match bounded(socket.next_frame()).await {
-        Some(OutgoingFrame::Close { code: 1011, .. }) => {}
-        other => panic!("expected a 1011 close, got {other:?}"),
-    }
+    expect_close(&mut socket, 1011).await;
 }
 
 #[tokio::test]
 async fn a_reset_disconnects_hibernatable_sockets() {
     let test = start();
-    let room = test
-        .env()
-        .namespace::<Room>("ROOM")
-        .unwrap()
-        .get_by_name("a");
+    let room = room(&test, "a");
     let mut first = connect(&room, "").await;
     let mut second = connect(&room, "").await;
     first.received(WebSocketMessage::Text("abort".to_owned()));
     for socket in [&mut first, &mut second] {
-        match bounded(socket.next_frame()).await {
-            Some(OutgoingFrame::Close { code: 1011, .. }) => {}
-            other => panic!("expected a 1011 close, got {other:?}"),
-        }
+        expect_close(socket, 1011).await;
     }
     // The object itself works again, with no sockets.
     let mut third = connect(&room, "").await;

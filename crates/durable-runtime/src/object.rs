@@ -20,7 +20,7 @@ use crate::body::{Request, Response};
 use crate::env::Env;
 use crate::rpc::{RpcClient, RpcInvocation, RpcValue};
 use crate::state::State;
-use crate::websocket::{SocketDelivery, SocketEvent, WebSocket};
+use crate::websocket::{SocketDelivery, WebSocket, WebSocketEvent};
 
 /// Details of one run of an object's alarm handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,10 +187,10 @@ impl<T: DurableObject> AnyObject for T {
                 let timeout = ws.hub_event_timeout();
                 let handler = async {
                     match delivery.event {
-                        SocketEvent::Message(message) => {
+                        WebSocketEvent::Message(message) => {
                             self.web_socket_message(ws.clone(), message).await
                         }
-                        SocketEvent::Close {
+                        WebSocketEvent::Close {
                             code,
                             reason,
                             was_clean,
@@ -198,7 +198,7 @@ impl<T: DurableObject> AnyObject for T {
                             self.web_socket_close(ws.clone(), code, reason, was_clean)
                                 .await
                         }
-                        SocketEvent::Error(message) => {
+                        WebSocketEvent::Error(message) => {
                             self.web_socket_error(
                                 ws.clone(),
                                 Error::new(ErrorKind::Disconnected, message),

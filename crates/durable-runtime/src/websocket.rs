@@ -527,7 +527,7 @@ impl WebSocketConnection {
                     self.socket.push(OutgoingFrame::Text(response));
                     return;
                 }
-                hub.dispatch(&self.socket, SocketEvent::Message(message));
+                hub.dispatch(&self.socket, WebSocketEvent::Message(message));
             }
         }
     }
@@ -552,7 +552,7 @@ impl WebSocketConnection {
             Mode::Standard => self.to_listener(WebSocketEvent::Error(message)),
             Mode::Hibernatable => {
                 if let Some(hub) = hub {
-                    hub.dispatch(&self.socket, SocketEvent::Error(message));
+                    hub.dispatch(&self.socket, WebSocketEvent::Error(message));
                 }
             }
         }
@@ -569,23 +569,17 @@ impl WebSocketConnection {
             }
             (state.mode, state.hub.upgrade())
         };
+        let event = WebSocketEvent::Close {
+            code,
+            reason,
+            was_clean,
+        };
         match mode {
             Mode::Unaccepted => {}
-            Mode::Standard => self.to_listener(WebSocketEvent::Close {
-                code,
-                reason,
-                was_clean,
-            }),
+            Mode::Standard => self.to_listener(event),
             Mode::Hibernatable => {
                 if let Some(hub) = hub {
-                    hub.dispatch(
-                        &self.socket,
-                        SocketEvent::Close {
-                            code,
-                            reason,
-                            was_clean,
-                        },
-                    );
+                    hub.dispatch(&self.socket, event);
                     hub.forget(self.socket.id);
                 }
             }
@@ -617,21 +611,10 @@ impl Drop for WebSocketConnection {
     }
 }
 
-/// What a hibernatable socket reports to its object.
-pub(crate) enum SocketEvent {
-    Message(WebSocketMessage),
-    Close {
-        code: u16,
-        reason: String,
-        was_clean: bool,
-    },
-    Error(String),
-}
-
 /// An event for a `web_socket_*` handler, on its way to the object.
 pub(crate) struct SocketDelivery {
     pub(crate) socket: Arc<SocketShared>,
-    pub(crate) event: SocketEvent,
+    pub(crate) event: WebSocketEvent,
 }
 
 /// The request/response pair the runtime answers by itself on hibernatable sockets.
@@ -717,7 +700,7 @@ impl Hub {
     }
 
     /// Sends an event to the object, waking it if needed.
-    fn dispatch(&self, socket: &Arc<SocketShared>, event: SocketEvent) {
+    fn dispatch(&self, socket: &Arc<SocketShared>, event: WebSocketEvent) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };

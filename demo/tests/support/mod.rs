@@ -176,6 +176,22 @@ pub async fn next_text(client: &mut Client) -> String {
     }
 }
 
+/// Reads until the server's close frame (within 30 s) and returns its code; `None` if the
+/// connection ended without one.
+pub async fn close_code(client: &mut Client) -> Option<u16> {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match client.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the connection closed within 30 s")
+}
+
 /// Sends a text message.
 pub async fn send_text(client: &mut Client, text: &str) {
     client.send(Message::text(text)).await.unwrap();
