@@ -278,6 +278,18 @@ async fn an_idle_instance_hibernates_and_the_next_message_wakes_a_new_one() {
     assert_ne!(ask(&mut socket, "stamp").await, "None");
     assert_eq!(bounded(room.constructed()).await.unwrap(), 2);
     assert_eq!(test.runtime().metrics().web_sockets_open, 1);
+    // Once the socket is gone and the instance too, the runtime holds nothing for the room.
+    wait_until("the instance hibernates again", || {
+        test.runtime().active_objects() == 0
+    })
+    .await;
+    socket.closed(1000, String::new());
+    drop(socket);
+    wait_until("the room's socket state is released", || {
+        let metrics = test.runtime().metrics();
+        metrics.web_socket_hubs == 0 && metrics.web_sockets_open == 0 && metrics.active_objects == 0
+    })
+    .await;
 }
 
 #[tokio::test]

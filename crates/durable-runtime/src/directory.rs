@@ -262,6 +262,7 @@ impl ObjectDirectory {
             standard_sockets: RefCell::new(Vec::new()),
             side_tasks: RefCell::new(Vec::new()),
         });
+        self.shared.hubs.instance_started(&event.key);
         let state = State::new(Rc::downgrade(&instance), event.id.clone());
         let env = Env::new(Arc::clone(&self.shared));
         let construct = ns.class.construct;

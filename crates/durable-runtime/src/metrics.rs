@@ -28,6 +28,7 @@ impl Metrics {
             active_objects: shared.active_objects.load(Ordering::Relaxed),
             open_databases: shared.open_databases.load(Ordering::Relaxed),
             web_sockets_open: self.web_sockets_open.load(Ordering::Relaxed),
+            web_socket_hubs: shared.hubs.len(),
             pending_alarms: shared.alarms.len(),
             rpc_calls: self.rpc_calls.load(Ordering::Relaxed),
             fetches: self.fetches.load(Ordering::Relaxed),
@@ -50,6 +51,8 @@ pub struct MetricsSnapshot {
     pub open_databases: usize,
     /// WebSockets connected to objects.
     pub web_sockets_open: usize,
+    /// Objects whose hibernatable sockets or socket settings the runtime holds.
+    pub web_socket_hubs: usize,
     /// Alarms set and not yet run.
     pub pending_alarms: usize,
     /// RPC calls delivered to objects.

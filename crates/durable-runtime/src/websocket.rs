@@ -581,6 +581,9 @@ impl WebSocketConnection {
                 if let Some(hub) = hub {
                     hub.dispatch(&self.socket, event);
                     hub.forget(self.socket.id);
+                    if let Some(shared) = hub.shared.upgrade() {
+                        shared.hubs.drop_if_unused(&hub.key);
+                    }
                 }
             }
         }
@@ -663,11 +666,17 @@ struct HubInner {
 }
 
 /// The hibernatable sockets of one object, and their settings; outlives instances.
+///
+/// It leaves the runtime's map when it has no sockets and no instance: at the instance's
+/// eviction if the sockets are gone by then, or when the last socket closes while the object
+/// hibernates. `instance_live` changes only under the map's lock, so a hub is never dropped
+/// between an activation and the constructor's use of it.
 pub(crate) struct Hub {
     key: ObjectKey,
     id: ObjectId,
     shared: Weak<RuntimeShared>,
     inner: Mutex<HubInner>,
+    instance_live: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
@@ -751,14 +760,39 @@ impl Hubs {
         id: &ObjectId,
         shared: &Arc<RuntimeShared>,
     ) -> Arc<Hub> {
+        // Only an instance creates a hub, so a new hub starts live.
         Arc::clone(self.map().entry(key).or_insert_with(|| {
             Arc::new(Hub {
                 key,
                 id: id.clone(),
                 shared: Arc::downgrade(shared),
                 inner: Mutex::new(HubInner::default()),
+                instance_live: std::sync::atomic::AtomicBool::new(true),
             })
         }))
+    }
+
+    /// An instance of the object was built: its hub, if any, must stay.
+    pub(crate) fn instance_started(&self, key: &ObjectKey) {
+        if let Some(hub) = self.map().get(key) {
+            hub.instance_live.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The last socket closed: drop the hub unless an instance is using it.
+    fn drop_if_unused(&self, key: &ObjectKey) {
+        let mut map = self.map();
+        let unused = map.get(key).is_some_and(|hub| {
+            hub.socket_count() == 0 && !hub.instance_live.load(Ordering::SeqCst)
+        });
+        if unused {
+            map.remove(key);
+        }
+    }
+
+    /// The number of hubs held (sockets or settings of objects).
+    pub(crate) fn len(&self) -> usize {
+        self.map().len()
     }
 
     /// True if the object has hibernatable sockets open.
@@ -766,10 +800,13 @@ impl Hubs {
         self.get(key).is_some_and(|hub| hub.socket_count() > 0)
     }
 
-    /// Drops the hub of an evicted object if no socket needs it.
+    /// The object's instance went away: drop its hub if no socket needs it, else keep it
+    /// for the sockets (hibernation).
     pub(crate) fn release_if_empty(&self, key: &ObjectKey) {
         let mut map = self.map();
-        if map.get(key).is_some_and(|hub| hub.socket_count() == 0) {
+        let Some(hub) = map.get(key) else { return };
+        hub.instance_live.store(false, Ordering::SeqCst);
+        if hub.socket_count() == 0 {
             map.remove(key);
         }
     }
