@@ -1,4 +1,4 @@
-//! Alarms: the node-level [`AlarmScheduler`] and the wrapper that runs an object's handler.
+//! Alarms: the node-level `AlarmScheduler` and the wrapper that runs an object's handler.
 //!
 //! The scheduler keeps every pending alarm of the node in memory (a time-ordered set) and in
 //! the persistent [`AlarmIndex`], so start-up knows what is due without opening any object.

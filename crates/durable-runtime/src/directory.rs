@@ -1,6 +1,6 @@
 //! The object directory of one shard: which objects have a live instance, and their lifecycle.
 //!
-//! Invariant: at most one [`Instance`] per object key is in the directory, and only the
+//! Invariant: at most one `Instance` per object key is in the directory, and only the
 //! instance in the directory receives new events. An instance leaves the directory when it is
 //! evicted (idle), reset (panic, `abort()`, a failed `block_concurrency_while`) or the shard
 //! stops; the next event for the object builds a fresh instance with the constructor. A reset

@@ -1,7 +1,7 @@
 //! Shard threads: each runs a current-thread Tokio runtime with a `LocalSet`, receives events
-//! for the objects whose ids hash to it, and hands them to its [`ObjectDirectory`].
+//! for the objects whose ids hash to it, and hands them to its `ObjectDirectory`.
 //!
-//! The per-object admission count ([`ShardLoad`]) lives outside the thread, behind a mutex,
+//! The per-object admission count (`ShardLoad`) lives outside the thread, behind a mutex,
 //! so a caller on any thread learns at once that an object is overloaded instead of adding to
 //! an unbounded queue.
 

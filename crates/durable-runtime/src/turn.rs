@@ -1,6 +1,6 @@
 //! The turn driver: the future that runs one event on one instance.
 //!
-//! Every poll of an event's future is a *turn*: the code between two awaits. [`EventTask`]
+//! Every poll of an event's future is a *turn*: the code between two awaits. `EventTask`
 //! wraps each event's handler future and, around every turn:
 //!
 //! 1. refuses to run it if the instance was reset (the caller is told why);

@@ -3,8 +3,8 @@
 //! handler calls, and the socket outlives the instance), and the transport seam the server
 //! plugs a real connection into.
 //!
-//! Ownership: a socket's shared record ([`SocketShared`]) is reference-counted by the
-//! object's handles, the object's [`Hub`] (hibernatable sockets) and the transport's
+//! Ownership: a socket's shared record (`SocketShared`) is reference-counted by the
+//! object's handles, the object's `Hub` (hibernatable sockets) and the transport's
 //! [`WebSocketConnection`]. The hub of an object lives in the runtime, not in the instance,
 //! so an evicted instance's sockets stay connected and keep their tags and attachments; the
 //! next message builds a new instance and calls its handler. A reset closes them (1011).

@@ -3,7 +3,7 @@
 //! User SQL is compiled with the authorizer on; the storage layer's own statements (KV table,
 //! batch transactions, savepoints) are compiled with it off. [`decide`] is a pure function of
 //! one SQLite action, so every rule is unit-tested without a database. SQLite itself only
-//! reports "not authorized"; the [`Guard`] remembers the rule that refused, so the error the
+//! reports "not authorized"; the `Guard` remembers the rule that refused, so the error the
 //! user sees names it.
 
 use std::fmt;

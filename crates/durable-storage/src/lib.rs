@@ -4,7 +4,7 @@
 //!
 //! * [`ObjectDatabase`] ([`database`]) owns the connection: open and pragmas, batches,
 //!   commits, SQL `exec`, the KV table, `delete_all`, explicit transactions.
-//! * [`authorizer`] decides what user SQL may do; [`split`] cuts a query into statements.
+//! * `authorizer` decides what user SQL may do; `split` cuts a query into statements.
 //! * [`value`] and [`cursor`] are the SQL API's values, parameters, rows and cursors.
 //! * [`kv`] holds the KV API's limits and `list` options.
 //! * [`durability`] fsyncs WALs off the object's thread and reports durable points.
