@@ -86,7 +86,34 @@ pub fn router(env: Env) -> Router {
                 "no such route; see GET / and the README",
             )
         })
+        .layer(durable_server::axum::middleware::map_response(json_errors))
         .with_state(front)
+}
+
+/// Makes every error response JSON, including axum's own rejections (a path segment that is
+/// not UTF-8, a wrong method), which are plain text.
+async fn json_errors(response: AxumResponse) -> AxumResponse {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let body = durable_server::axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_owned();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_owned()
+    } else {
+        text
+    };
+    error_response(status, message)
 }
 
 fn bindings(env: &Env) -> Result<Front> {

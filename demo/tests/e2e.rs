@@ -162,6 +162,13 @@ async fn every_route_answers_per_the_contract() {
     let (status, error) = demo.json("GET", "/no/such/route").await;
     assert_eq!(status, 404);
     assert!(error["error"].is_string());
+    // axum's own rejections are JSON too: a key that is not UTF-8, a wrong method.
+    let (status, error) = demo.json("GET", "/kv/s/%FF").await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error["error"].is_string());
+    let (status, error) = demo.json("DELETE", "/counter/c").await;
+    assert_eq!(status, 405, "{error}");
+    assert!(error["error"].is_string());
 }
 
 fn flip_last_digit(id: &str) -> String {
