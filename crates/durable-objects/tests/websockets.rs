@@ -143,21 +143,41 @@ impl Room {
             self.state.get_hibernatable_web_socket_event_timeout()
         ));
         push(WebSocketPair::new().server.send_text("unaccepted"));
-        // Fill the object up to the limit of hibernatable sockets (one is accepted above).
-        let mut last = Ok(());
-        for _ in 1..=durable_objects::limits::MAX_HIBERNATABLE_WEB_SOCKETS {
-            last = self
-                .state
-                .accept_web_socket(&WebSocketPair::new().server, &[]);
-            if last.is_err() {
-                break;
-            }
-        }
-        push(last);
-        errors
-            .borrow_mut()
-            .push(self.state.get_web_sockets(None).len().to_string());
         Ok(errors.into_inner())
+    }
+}
+
+/// An object that takes hibernatable sockets until it may take no more.
+#[durable_object]
+pub struct Crowd {
+    state: State,
+    /// Keeps the pairs (and so the sockets) alive.
+    pairs: std::cell::RefCell<Vec<WebSocketPair>>,
+}
+
+impl DurableObject for Crowd {
+    fn new(state: State, _env: Env) -> Self {
+        Self {
+            state,
+            pairs: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+}
+
+#[rpc]
+impl Crowd {
+    /// Accepts sockets until refused; returns the refusal and the number held.
+    pub async fn fill(&self) -> Result<(String, usize)> {
+        loop {
+            let pair = WebSocketPair::new();
+            if let Err(err) = self.state.accept_web_socket(&pair.server, &[]) {
+                return Ok((
+                    err.message().to_owned(),
+                    self.state.get_web_sockets(None).len(),
+                ));
+            }
+            self.pairs.borrow_mut().push(pair);
+        }
     }
 }
 
@@ -196,6 +216,7 @@ fn start() -> TestRuntime {
     TestRuntime::start(|b| {
         b.bind::<Room>("ROOM")
             .bind::<Echo>("ECHO")
+            .bind::<Crowd>("CROWD")
             .hibernation_timeout(Duration::from_millis(200))
             .idle_timeout(Duration::from_millis(400))
     })
@@ -333,6 +354,32 @@ async fn closes_arrive_once_clean_or_abnormal() {
 }
 
 #[tokio::test]
+async fn a_socket_whose_client_never_connects_ends_as_an_abnormal_close() {
+    let test = start();
+    let room = room(&test, "n");
+    let request = http::Request::get("http://object/ws")
+        .body(Body::empty())
+        .unwrap();
+    let mut response = bounded(room.fetch(request)).await.unwrap();
+    let peer = WebSocketPeer::take_from(&mut response).unwrap();
+    let copy = peer.clone();
+    drop(peer);
+    drop(response);
+    let mut connected = connect(&room, "").await;
+    assert_eq!(
+        ask(&mut connected, "count").await,
+        "2",
+        "a handle is still alive"
+    );
+    drop(copy);
+    assert_eq!(ask(&mut connected, "count").await, "1");
+    assert_eq!(
+        bounded(room.closes()).await.unwrap(),
+        vec!["1006 WebSocket disconnected without sending Close frame. false".to_owned()]
+    );
+}
+
+#[tokio::test]
 async fn limits_are_enforced_with_clear_errors() {
     let test = start();
     let room = room(&test, "l");
@@ -352,13 +399,27 @@ async fn limits_are_enforced_with_clear_errors() {
         "accepted",
         "Some(5000)",
         "not accepted",
-        "already holds 32768 hibernatable WebSockets",
-        "32768",
     ];
     assert_eq!(errors.len(), expect.len(), "{errors:#?}");
     for (got, want) in errors.iter().zip(expect) {
         assert!(got.contains(want), "expected {want:?} in {got:?}");
     }
+}
+
+#[tokio::test]
+async fn an_object_holds_at_most_32768_hibernatable_sockets() {
+    let test = start();
+    let crowd = test
+        .env()
+        .namespace::<Crowd>("CROWD")
+        .unwrap()
+        .get_by_name("c");
+    let (error, held) = bounded(crowd.fill()).await.unwrap();
+    assert!(
+        error.contains("already holds 32768 hibernatable WebSockets"),
+        "{error}"
+    );
+    assert_eq!(held, 32_768);
 }
 
 #[tokio::test]

@@ -117,6 +117,46 @@ impl SocketShared {
         let _ = self.out.send(frame);
     }
 
+    /// Reports the end of the socket: the close event, once.
+    fn finish(self: &Arc<Self>, code: u16, reason: String, was_clean: bool) {
+        let (mode, hub) = {
+            let mut state = self.state();
+            let first = !state.close_dispatched;
+            state.close_dispatched = true;
+            state.disconnected = true;
+            if !first {
+                return;
+            }
+            (state.mode, state.hub.upgrade())
+        };
+        let event = WebSocketEvent::Close {
+            code,
+            reason,
+            was_clean,
+        };
+        match mode {
+            Mode::Unaccepted => {}
+            Mode::Standard => self.to_listener(event),
+            Mode::Hibernatable => {
+                if let Some(hub) = hub {
+                    hub.dispatch(self, event);
+                    hub.forget(self.id);
+                    if let Some(shared) = hub.shared.upgrade() {
+                        shared.hubs.drop_if_unused(&hub.key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands an event of a standard socket to its listener.
+    fn to_listener(&self, event: WebSocketEvent) {
+        if let Some(tx) = &self.state().events_tx {
+            // A listener that stopped reading is not an error.
+            let _ = tx.send(event);
+        }
+    }
+
     /// Closes from the runtime's side (reset, shutdown), without an event to the object.
     pub(crate) fn close_now(&self, code: u16, reason: &str) {
         let mut state = self.state();
@@ -405,7 +445,10 @@ impl WebSocketPair {
         Self {
             client: WebSocketPeer {
                 socket: Arc::clone(&socket),
-                out_rx: Arc::new(Mutex::new(Some(out_rx))),
+                out_rx: Arc::new(PeerSlot {
+                    socket: Arc::clone(&socket),
+                    out_rx: Mutex::new(Some(out_rx)),
+                }),
             },
             server: WebSocket { socket },
         }
@@ -423,7 +466,25 @@ impl Default for WebSocketPair {
 #[derive(Clone)]
 pub struct WebSocketPeer {
     socket: Arc<SocketShared>,
-    out_rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<OutgoingFrame>>>>,
+    out_rx: Arc<PeerSlot>,
+}
+
+/// The frames of a pair not yet connected. If every handle on the client end goes away
+/// without connecting (the object's response was dropped, the HTTP upgrade failed), the
+/// socket ends as an abnormal close, so it does not linger among the object's sockets.
+struct PeerSlot {
+    socket: Arc<SocketShared>,
+    out_rx: Mutex<Option<mpsc::UnboundedReceiver<OutgoingFrame>>>,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let unconnected = self.out_rx.get_mut().map_or(true, |rx| rx.is_some());
+        if unconnected {
+            self.socket
+                .finish(1006, ABNORMAL_CLOSE_REASON.to_owned(), false);
+        }
+    }
 }
 
 impl fmt::Debug for WebSocketPeer {
@@ -451,6 +512,7 @@ impl WebSocketPeer {
     /// Connects a transport to this end. Works once per pair.
     pub fn connect(self) -> Result<WebSocketConnection> {
         let out_rx = self
+            .out_rx
             .out_rx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -516,7 +578,7 @@ impl WebSocketConnection {
                     "message on a WebSocket nobody accepted; dropped"
                 );
             }
-            Mode::Standard => self.to_listener(WebSocketEvent::Message(message)),
+            Mode::Standard => self.socket.to_listener(WebSocketEvent::Message(message)),
             Mode::Hibernatable => {
                 let Some(hub) = hub else { return };
                 if let WebSocketMessage::Text(text) = &message
@@ -535,7 +597,7 @@ impl WebSocketConnection {
     /// Reports a close frame from the peer (`was_clean` true). The close event is delivered
     /// at most once per socket.
     pub fn closed(&self, code: u16, reason: String) {
-        self.finish(code, reason, true);
+        self.socket.finish(code, reason, true);
     }
 
     /// Reports a protocol or transport error; the transport closes afterwards.
@@ -549,50 +611,12 @@ impl WebSocketConnection {
         };
         match mode {
             Mode::Unaccepted => {}
-            Mode::Standard => self.to_listener(WebSocketEvent::Error(message)),
+            Mode::Standard => self.socket.to_listener(WebSocketEvent::Error(message)),
             Mode::Hibernatable => {
                 if let Some(hub) = hub {
                     hub.dispatch(&self.socket, WebSocketEvent::Error(message));
                 }
             }
-        }
-    }
-
-    fn finish(&self, code: u16, reason: String, was_clean: bool) {
-        let (mode, hub) = {
-            let mut state = self.socket.state();
-            let first = !state.close_dispatched;
-            state.close_dispatched = true;
-            state.disconnected = true;
-            if !first {
-                return;
-            }
-            (state.mode, state.hub.upgrade())
-        };
-        let event = WebSocketEvent::Close {
-            code,
-            reason,
-            was_clean,
-        };
-        match mode {
-            Mode::Unaccepted => {}
-            Mode::Standard => self.to_listener(event),
-            Mode::Hibernatable => {
-                if let Some(hub) = hub {
-                    hub.dispatch(&self.socket, event);
-                    hub.forget(self.socket.id);
-                    if let Some(shared) = hub.shared.upgrade() {
-                        shared.hubs.drop_if_unused(&hub.key);
-                    }
-                }
-            }
-        }
-    }
-
-    fn to_listener(&self, event: WebSocketEvent) {
-        if let Some(tx) = &self.socket.state().events_tx {
-            // A listener that stopped reading is not an error.
-            let _ = tx.send(event);
         }
     }
 }
@@ -603,7 +627,8 @@ impl Drop for WebSocketConnection {
         if already {
             self.socket.state().disconnected = true;
         } else {
-            self.finish(1006, ABNORMAL_CLOSE_REASON.to_owned(), false);
+            self.socket
+                .finish(1006, ABNORMAL_CLOSE_REASON.to_owned(), false);
         }
         if let Some(shared) = self.counted.as_ref().and_then(Weak::upgrade) {
             shared
