@@ -63,6 +63,15 @@ impl DurableObject for Room {
             )),
             "abort" => self.state.abort(Some("abort on request")),
             "bye" => ws.close(Some(4000), Some("bye")),
+            "limit-events" => {
+                self.state
+                    .set_hibernatable_web_socket_event_timeout(Some(100))?;
+                ws.send_text("limited")
+            }
+            "sleep" => {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                ws.send_text("woke")
+            }
             text if text.starts_with("store:") => {
                 self.state.storage().kv().put("last", &text[6..])?;
                 for peer in self.state.get_web_sockets(Some("a")) {
@@ -311,6 +320,21 @@ async fn an_idle_instance_hibernates_and_the_next_message_wakes_a_new_one() {
         metrics.web_socket_hubs == 0 && metrics.web_sockets_open == 0 && metrics.active_objects == 0
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_event_timeout_cancels_a_slow_handler() {
+    let test = start();
+    let room = room(&test, "t");
+    let mut socket = connect(&room, "").await;
+    assert_eq!(ask(&mut socket, "sleep").await, "woke");
+    assert_eq!(ask(&mut socket, "limit-events").await, "limited");
+    socket.received(WebSocketMessage::Text("sleep".to_owned()));
+    // The slow event is cancelled after 100 ms; the next event's answer comes first and
+    // "woke" never does.
+    assert_eq!(ask(&mut socket, "count").await, "1");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(ask(&mut socket, "echo").await, "echo:echo");
 }
 
 #[tokio::test]
