@@ -221,6 +221,19 @@ impl DurableObject for Echo {
     }
 }
 
+#[rpc]
+impl Echo {
+    /// Holds the input gate for `ms` milliseconds.
+    pub async fn hold(&self, ms: u64) -> Result<()> {
+        self.state
+            .block_concurrency_while(async {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(())
+            })
+            .await
+    }
+}
+
 fn start() -> TestRuntime {
     TestRuntime::start(|b| {
         b.bind::<Room>("ROOM")
@@ -487,6 +500,17 @@ async fn standard_sockets_pin_the_instance_and_deliver_events_to_the_object() {
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(test.runtime().active_objects(), 1);
     assert_eq!(ask(&mut socket, "still").await, "std:still");
+    // The listener task waits while a handler holds the input gate.
+    let holding = tokio::spawn(echo.hold(300));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let sent = std::time::Instant::now();
+    assert_eq!(ask(&mut socket, "gated").await, "std:gated");
+    assert!(
+        sent.elapsed() >= Duration::from_millis(200),
+        "answered after {:?}, while the gate was held",
+        sent.elapsed()
+    );
+    holding.await.unwrap().unwrap();
     socket.closed(1000, String::new());
     wait_until("the unpinned instance is evicted", || {
         test.runtime().active_objects() == 0

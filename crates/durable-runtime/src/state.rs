@@ -106,8 +106,9 @@ impl State {
 
     /// Runs `future` on the object's thread beside its handlers, for as long as the instance
     /// lives (an eviction or reset cancels it). What it sends (calls, WebSocket messages)
-    /// passes the output gate like a handler's output; a panic in it resets the object. It
-    /// does not keep the instance in memory by itself, and it is not held back by
+    /// passes the output gate like a handler's output, and it does not run while a handler
+    /// holds the input gate (`block_concurrency_while`); a panic in it resets the object. It
+    /// does not keep the instance in memory by itself, and cannot itself call
     /// `block_concurrency_while`. Typical use: reading the events of a standard WebSocket.
     pub fn spawn(&self, future: impl Future<Output = ()> + 'static) -> Result<()> {
         self.instance()?.spawn_side_task(Box::pin(future));

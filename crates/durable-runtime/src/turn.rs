@@ -162,7 +162,8 @@ impl Drop for EventTask {
 
 /// A task an object spawned with `State::spawn`: each poll runs as the instance's code, so
 /// its outgoing calls, WebSocket messages and storage writes pass the output gate like a
-/// handler's. A panic in it resets the object.
+/// handler's, and it waits while a handler holds the input gate (`block_concurrency_while`).
+/// A panic in it resets the object.
 pub(crate) struct SideTask {
     pub(crate) instance: std::rc::Weak<Instance>,
     pub(crate) future: LocalBoxFuture<()>,
@@ -178,6 +179,10 @@ impl Future for SideTask {
         };
         if instance.is_reset() {
             return Poll::Ready(());
+        }
+        if instance.gate.is_closed() {
+            instance.gate.park(cx.waker());
+            return Poll::Pending;
         }
         let outer = CURRENT.with(|current| current.replace(Some(Rc::clone(&instance))));
         let turn = catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx)));
