@@ -330,6 +330,39 @@ async fn a_message_over_32_mib_closes_the_socket_with_1009() {
 }
 
 #[tokio::test]
+async fn a_toml_configuration_works_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wrangler.toml");
+    let mut text = String::from("name = \"durable-demo\"\n");
+    for (binding, class) in [
+        ("COUNTER", "Counter"),
+        ("KV", "KvStore"),
+        ("ALARM", "AlarmClock"),
+        ("CHAT", "ChatRoom"),
+    ] {
+        text.push_str(&format!(
+            "[[durable_objects.bindings]]\nname = \"{binding}\"\nclass_name = \"{class}\"\n"
+        ));
+    }
+    text.push_str(
+        "[[migrations]]\ntag = \"v1\"\nnew_sqlite_classes = [\"Counter\", \"KvStore\", \"AlarmClock\", \"ChatRoom\"]\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let demo = Demo::start(&dir.path().join("data"), Some(&config));
+    assert_eq!(
+        demo.json("POST", "/counter/t/increment?by=3").await,
+        (200, json!({"value": 3}))
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data/MIGRATIONS"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
 async fn a_bad_configuration_stops_the_binary_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
