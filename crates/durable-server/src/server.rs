@@ -111,11 +111,27 @@ impl ServerBuilder {
         self
     }
 
-    /// The stateless front: builds the router from the `Env`. The paths `/metrics` is
-    /// the server's own and must not be routed.
+    /// The stateless front: builds the router from the `Env`. The path `/metrics` is the
+    /// server's own and must not be routed.
     pub fn router(mut self, make: impl FnOnce(Env) -> Router + Send + 'static) -> Self {
         self.router = Some(Box::new(make));
         self
+    }
+
+    /// The stateless front as one function, like a Worker's `fetch(request, env)`: every
+    /// request (but `/metrics`) goes to `handler`. An alternative to [`router`](Self::router).
+    pub fn fetch<F, Fut>(self, handler: F) -> Self
+    where
+        F: Fn(Request, Env) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response> + Send + 'static,
+    {
+        self.router(move |env: Env| {
+            Router::new().fallback(move |request: Request| {
+                let handler = handler.clone();
+                let env = env.clone();
+                async move { handler(request, env).await }
+            })
+        })
     }
 
     /// Starts the runtime (applying migrations) and opens the listening socket.

@@ -95,6 +95,43 @@ async fn start(dir: &std::path::Path) -> (String, tokio::sync::oneshot::Sender<(
     (addr, stop)
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_function_can_be_the_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::builder(config())
+        .class::<Pipe>()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .data_dir(dir.path())
+        .fetch(|request: AxumRequest, env: Env| async move {
+            let name = request.uri().path().trim_start_matches('/').to_owned();
+            forward(
+                &env.namespace::<Pipe>("PIPE").unwrap().get_by_name(&name),
+                request,
+            )
+            .await
+        })
+        .bind()
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"GET /fn/slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_all(&mut stream).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("slow"),
+        "{answer}"
+    );
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+}
+
 async fn read_all(stream: &mut TcpStream) -> String {
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
