@@ -134,16 +134,35 @@ impl SocketShared {
             reason,
             was_clean,
         };
+        self.deliver(mode, hub.as_ref(), event);
+        if let Some(hub) = hub.filter(|_| mode == Mode::Hibernatable) {
+            hub.forget(self.id);
+            if let Some(shared) = hub.shared.upgrade() {
+                shared.hubs.drop_if_unused(&hub.key);
+            }
+        }
+    }
+
+    /// Where this socket's events go now (its mode and hub); `None` once it has closed.
+    fn route(&self) -> Option<(Mode, Option<Arc<Hub>>)> {
+        let state = self.state();
+        (!state.close_dispatched).then(|| (state.mode, state.hub.upgrade()))
+    }
+
+    /// Hands `event` to the standard API's listener or, for a hibernatable socket, to the
+    /// object through its hub. Events of a socket nobody accepted are dropped.
+    fn deliver(self: &Arc<Self>, mode: Mode, hub: Option<&Arc<Hub>>, event: WebSocketEvent) {
         match mode {
-            Mode::Unaccepted => {}
+            Mode::Unaccepted => {
+                tracing::debug!(
+                    socket = self.id,
+                    "event on a WebSocket nobody accepted; dropped"
+                );
+            }
             Mode::Standard => self.to_listener(event),
             Mode::Hibernatable => {
                 if let Some(hub) = hub {
                     hub.dispatch(self, event);
-                    hub.forget(self.id);
-                    if let Some(shared) = hub.shared.upgrade() {
-                        shared.hubs.drop_if_unused(&hub.key);
-                    }
                 }
             }
         }
@@ -564,34 +583,22 @@ impl WebSocketConnection {
     /// Reports a message from the peer. The auto-response is answered here without
     /// waking the object; other messages go to the object.
     pub fn received(&self, message: WebSocketMessage) {
-        let (mode, hub) = {
-            let state = self.socket.state();
-            if state.close_dispatched || state.disconnected {
-                return;
-            }
-            (state.mode, state.hub.upgrade())
+        // A socket is marked disconnected only together with (or after) its close event.
+        let Some((mode, hub)) = self.socket.route() else {
+            return;
         };
-        match mode {
-            Mode::Unaccepted => {
-                tracing::debug!(
-                    socket = self.socket.id,
-                    "message on a WebSocket nobody accepted; dropped"
-                );
-            }
-            Mode::Standard => self.socket.to_listener(WebSocketEvent::Message(message)),
-            Mode::Hibernatable => {
-                let Some(hub) = hub else { return };
-                if let WebSocketMessage::Text(text) = &message
-                    && let Some(response) = hub.auto_response_for(text)
-                {
-                    let now = hub.now_ms();
-                    self.socket.state().auto_response_at = Some(now);
-                    self.socket.push(OutgoingFrame::Text(response));
-                    return;
-                }
-                hub.dispatch(&self.socket, WebSocketEvent::Message(message));
-            }
+        if mode == Mode::Hibernatable
+            && let Some(hub) = &hub
+            && let WebSocketMessage::Text(text) = &message
+            && let Some(response) = hub.auto_response_for(text)
+        {
+            let now = hub.now_ms();
+            self.socket.state().auto_response_at = Some(now);
+            self.socket.push(OutgoingFrame::Text(response));
+            return;
         }
+        self.socket
+            .deliver(mode, hub.as_ref(), WebSocketEvent::Message(message));
     }
 
     /// Reports a close frame from the peer (`was_clean` true). The close event is delivered
@@ -602,21 +609,9 @@ impl WebSocketConnection {
 
     /// Reports a protocol or transport error; the transport closes afterwards.
     pub fn failed(&self, message: String) {
-        let (mode, hub) = {
-            let state = self.socket.state();
-            if state.close_dispatched {
-                return;
-            }
-            (state.mode, state.hub.upgrade())
-        };
-        match mode {
-            Mode::Unaccepted => {}
-            Mode::Standard => self.socket.to_listener(WebSocketEvent::Error(message)),
-            Mode::Hibernatable => {
-                if let Some(hub) = hub {
-                    hub.dispatch(&self.socket, WebSocketEvent::Error(message));
-                }
-            }
+        if let Some((mode, hub)) = self.socket.route() {
+            self.socket
+                .deliver(mode, hub.as_ref(), WebSocketEvent::Error(message));
         }
     }
 }
