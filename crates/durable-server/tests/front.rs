@@ -10,7 +10,7 @@ use durable_objects::prelude::*;
 use durable_server::axum::Router;
 use durable_server::axum::extract::{Path, Request as AxumRequest, State as AxumState};
 use durable_server::axum::routing::any;
-use durable_server::{Config, Server, forward};
+use durable_server::{Config, Server, ServerBuilder, forward};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -61,69 +61,80 @@ fn config() -> Config {
     .unwrap()
 }
 
-async fn start(dir: &std::path::Path) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let server = Server::builder(config())
+/// A server for `Pipe` on 127.0.0.1:0 over `dir`, with the front still to choose.
+fn builder(dir: &std::path::Path) -> ServerBuilder {
+    Server::builder(config())
         .class::<Pipe>()
         .listen("127.0.0.1:0".parse().unwrap())
         .data_dir(dir)
-        .router(|env: Env| {
-            Router::new()
-                .route(
-                    "/pipe/{name}/{*rest}",
-                    any(
-                        |AxumState(env): AxumState<Env>,
-                         Path((name, _)): Path<(String, String)>,
-                         request: AxumRequest| async move {
-                            forward(
-                                &env.namespace::<Pipe>("PIPE").unwrap().get_by_name(&name),
-                                request,
-                            )
-                            .await
-                        },
-                    ),
-                )
-                .with_state(env)
-        })
-        .bind()
-        .await
-        .unwrap();
-    let addr = server.local_addr().to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run_until(async move {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fetch_function_can_be_the_front() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::builder(config())
-        .class::<Pipe>()
-        .listen("127.0.0.1:0".parse().unwrap())
-        .data_dir(dir.path())
-        .fetch(|request: AxumRequest, env: Env| async move {
-            let name = request.uri().path().trim_start_matches('/').to_owned();
-            forward(
-                &env.namespace::<Pipe>("PIPE").unwrap().get_by_name(&name),
-                request,
-            )
-            .await
-        })
-        .bind()
-        .await
-        .unwrap();
+/// Serves `builder` until the returned sender fires; the handle ends with the server.
+async fn serve(
+    builder: ServerBuilder,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), durable_server::ServerError>>,
+) {
+    let server = builder.bind().await.unwrap();
     let addr = server.local_addr().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run_until(async move {
         let _ = stopped.await;
     }));
-    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    (addr, stop, serving)
+}
+
+/// The router front: `/pipe/{name}/...` goes to the `Pipe` called `name`.
+async fn start(dir: &std::path::Path) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let front = builder(dir).router(|env: Env| {
+        Router::new()
+            .route(
+                "/pipe/{name}/{*rest}",
+                any(
+                    |AxumState(env): AxumState<Env>,
+                     Path((name, _)): Path<(String, String)>,
+                     request: AxumRequest| async move {
+                        forward(
+                            &env.namespace::<Pipe>("PIPE").unwrap().get_by_name(&name),
+                            request,
+                        )
+                        .await
+                    },
+                ),
+            )
+            .with_state(env)
+    });
+    let (addr, stop, _) = serve(front).await;
+    (addr, stop)
+}
+
+/// A GET with `Connection: close`; the whole raw response.
+async fn get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"GET /fn/slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
-    let answer = read_all(&mut stream).await;
+    read_all(&mut stream).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_function_can_be_the_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let front = builder(dir.path()).fetch(|request: AxumRequest, env: Env| async move {
+        let name = request.uri().path().trim_start_matches('/').to_owned();
+        forward(
+            &env.namespace::<Pipe>("PIPE").unwrap().get_by_name(&name),
+            request,
+        )
+        .await
+    });
+    let (addr, stop, serving) = serve(front).await;
+    let answer = get(&addr, "/fn/slow").await;
     assert!(
         answer.starts_with("HTTP/1.1 200") && answer.ends_with("slow"),
         "{answer}"
@@ -187,14 +198,7 @@ async fn bodies_stream_both_ways() {
 async fn an_overloaded_object_answers_503_with_retry_after_and_metrics_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, stop) = start(dir.path()).await;
-    let slow = |addr: String| async move {
-        let mut stream = TcpStream::connect(&addr).await.unwrap();
-        stream
-            .write_all(b"GET /pipe/busy/slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        read_all(&mut stream).await
-    };
+    let slow = |addr: String| async move { get(&addr, "/pipe/busy/slow").await };
     let first = tokio::spawn(slow(addr.clone()));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let second = slow(addr.clone()).await;
@@ -209,12 +213,7 @@ async fn an_overloaded_object_answers_503_with_retry_after_and_metrics_are_serve
     );
     assert!(first.await.unwrap().starts_with("HTTP/1.1 200"));
 
-    let mut stream = TcpStream::connect(&addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let metrics = read_all(&mut stream).await;
+    let metrics = get(&addr, "/metrics").await;
     assert!(
         metrics.contains("durable_http_responses_total{code=\"5xx\"} 1"),
         "{metrics}"
