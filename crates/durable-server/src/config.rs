@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use durable_runtime::{DurabilityMode, Migration, RuntimeConfig};
+use durable_runtime::{DurabilityMode, Migration, RuntimeBuilder};
 use serde_json::{Map, Value};
 
 /// Why a configuration could not be used.
@@ -85,26 +85,28 @@ pub struct RuntimeSettings {
 }
 
 impl RuntimeSettings {
-    /// Applies the settings that are set to `config`.
-    pub fn apply(&self, config: &mut RuntimeConfig) {
+    /// Sets on `builder` the settings the configuration gives; the others keep the
+    /// builder's values.
+    pub fn apply_to(&self, mut builder: RuntimeBuilder) -> RuntimeBuilder {
         if let Some(shards) = self.shards {
-            config.shards = shards;
+            builder = builder.shards(shards);
         }
         if let Some(idle) = self.idle_timeout {
-            config.idle_timeout = idle;
+            builder = builder.idle_timeout(idle);
         }
         if let Some(hibernation) = self.hibernation_timeout {
-            config.hibernation_timeout = hibernation;
+            builder = builder.hibernation_timeout(hibernation);
         }
         if let Some(limit) = self.max_queued_events {
-            config.max_queued_events = limit;
+            builder = builder.max_queued_events(limit);
         }
         if let Some(bytes) = self.max_database_bytes {
-            config.max_database_bytes = bytes;
+            builder = builder.max_database_bytes(bytes);
         }
         if let Some(mode) = self.durability {
-            config.durability = mode;
+            builder = builder.durability(mode);
         }
+        builder
     }
 }
 

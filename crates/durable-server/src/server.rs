@@ -105,7 +105,7 @@ impl ServerBuilder {
         self
     }
 
-    /// Adjusts runtime settings beyond what the configuration sets.
+    /// Adjusts runtime settings; settings the configuration gives win over these.
     pub fn runtime(mut self, configure: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder) -> Self {
         self.runtime = configure(self.runtime);
         self
@@ -145,10 +145,7 @@ impl ServerBuilder {
             .listen
             .or(config.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses"));
-        let mut settings = durable_runtime::RuntimeConfig::default();
-        config.runtime.apply(&mut settings);
-        let mut runtime = self.runtime.data_dir(&data_dir);
-        runtime = apply_settings(runtime, &settings);
+        let mut runtime = config.runtime.apply_to(self.runtime.data_dir(&data_dir));
         for binding in &config.bindings {
             runtime = runtime.bind_class(&binding.name, &binding.class_name);
         }
@@ -182,19 +179,6 @@ impl ServerBuilder {
             shutdown_timeout: config.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
         })
     }
-}
-
-fn apply_settings(
-    builder: RuntimeBuilder,
-    settings: &durable_runtime::RuntimeConfig,
-) -> RuntimeBuilder {
-    builder
-        .shards(settings.shards)
-        .idle_timeout(settings.idle_timeout)
-        .hibernation_timeout(settings.hibernation_timeout)
-        .max_queued_events(settings.max_queued_events)
-        .max_database_bytes(settings.max_database_bytes)
-        .durability(settings.durability)
 }
 
 /// A runtime with an HTTP front, ready to serve.
@@ -301,7 +285,7 @@ impl Server {
         };
         // Let the WebSocket tasks send their close frames (bounded by the same timeout).
         let deadline = tokio::time::Instant::now() + shutdown_timeout;
-        while handle_open(&runtime) > 0 && tokio::time::Instant::now() < deadline {
+        while runtime.metrics().web_sockets_open > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         drop(stop_tx);
@@ -311,10 +295,6 @@ impl Server {
         tracing::info!("server stopped");
         outcome
     }
-}
-
-fn handle_open(runtime: &Runtime) -> usize {
-    runtime.metrics().web_sockets_open
 }
 
 fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServerError> {
