@@ -3,8 +3,8 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use durable_objects::ListOptions;
 use durable_objects::prelude::*;
+use durable_objects::storage::ListOptions;
 
 /// The smallest useful object: an in-memory counter.
 #[durable_object]

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use durable_benches::{BenchStore, drive};
-use durable_objects::DurabilityMode;
 use durable_objects::prelude::*;
+use durable_objects::storage::DurabilityMode;
 
 fn runtime(dir: &Path, mode: DurabilityMode) -> Runtime {
     Runtime::builder()

@@ -1,8 +1,10 @@
 //! The demo's object classes: a SQL counter, a key-value store, an alarm clock that logs its
 //! runs, and a chat room on hibernatable WebSockets.
 
+use durable_objects::AlarmInfo;
 use durable_objects::prelude::*;
-use durable_objects::{AlarmInfo, ListOptions, WebSocketRequestResponsePair};
+use durable_objects::storage::ListOptions;
+use durable_objects::websocket::WebSocketRequestResponsePair;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 

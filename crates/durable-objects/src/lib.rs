@@ -49,13 +49,19 @@
 //! - [`DurableObject`], [`macro@durable_object`] and [`macro@rpc`] define a class;
 //! - [`Runtime`] hosts objects on shard threads over a data folder and gives the [`Env`];
 //! - [`Env::namespace`] gives a [`Namespace`], which makes [`ObjectId`]s and [`Stub`]s;
-//! - [`State`] is the instance's own handle: its id, [`Storage`], `block_concurrency_while`,
-//!   `abort`;
+//! - [`State`] is the instance's own handle: its id, its [`storage`], `block_concurrency_while`,
+//!   `abort`, and the hibernation API of its [`websocket`]s;
 //! - [`Error`] is the one error type, with Cloudflare's `is_retryable`, `is_overloaded`,
 //!   `is_remote` and `is_reset` predicates.
 //!
-//! The execution model (turns, the input gate, resets, eviction) is described in
-//! `docs/execution-model.md`, included below.
+//! The modules group what the objects use beyond that: [`storage`] (SQL, KV, transactions),
+//! [`websocket`] (sockets objects accept), [`transport`] (the seam a server connects real
+//! sockets to), [`commit`] (the capture point every commit passes), and the [`guides`].
+//! The execution model (turns, the input gate, resets, eviction) is included below.
+//!
+//! Feature `testing`: hooks for tests of failure paths, such as
+//! `Runtime::inject_sync_failures`, which makes the next WAL fsyncs fail as a broken disk
+//! would.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 #![doc = ""]
 #![doc = include_str!("../../../docs/execution-model.md")]
@@ -67,40 +73,103 @@ extern crate self as durable_objects;
 
 pub use durable_core::{Clock, Error, ErrorKind, IdError, ManualClock, ObjectId, Result, limits};
 pub use durable_macros::{durable_object, rpc};
+/// Alarms are explained in the [alarms guide](crate::guides::alarms): one per object, set
+/// with [`Storage::set_alarm`](crate::storage::Storage::set_alarm), delivered at least once.
+#[doc(inline)]
+pub use durable_runtime::AlarmInfo;
 pub use durable_runtime::{
-    AlarmInfo, Body, BodySender, DurableObject, Env, MetricsSnapshot, Namespace, Request, Response,
-    RpcCall, Runtime, RuntimeBuilder, RuntimeConfig, ScheduledAlarm, StartError, State, Stub,
-    SystemClock, http,
-};
-pub use durable_runtime::{
-    DurabilityMode, FromSqlValue, ListOptions, PutOptions, Sql, SqlCursor, SqlParams, SqlRow,
-    SqlValue, Storage, SyncKv,
-};
-pub use durable_runtime::{
-    Migration, MigrationError, OutgoingFrame, WebSocket, WebSocketConnection, WebSocketEvent,
-    WebSocketEvents, WebSocketMessage, WebSocketPair, WebSocketPeer, WebSocketRequestResponsePair,
+    Body, BodySender, DurableObject, Env, MetricsHandle, MetricsSnapshot, Migration,
+    MigrationError, Namespace, Request, Response, RpcCall, Runtime, RuntimeBuilder, RuntimeConfig,
+    ScheduledAlarm, StartError, State, Stub, SystemClock, http,
 };
 
-/// Guides that are longer than an item's docs; their examples are compiled as tests.
+/// An object's storage: SQL, KV, transactions, the alarm and `sync()`.
+///
+/// Get it with [`State::storage`]. What a turn is, when writes commit, the output gate, the
+/// value types and the limits are in the [storage guide](crate::guides::storage).
+pub mod storage {
+    /// The SQL API. Statements, parameters and value types are in the
+    /// [guide](crate::guides::storage#sql); what user SQL may not do and the limits follow it.
+    #[doc(inline)]
+    pub use durable_runtime::Sql;
+    /// The object's storage. Turns are transactions, replies wait for durability, and the
+    /// limits are Cloudflare's: see the [storage guide](crate::guides::storage), and the
+    /// [alarms guide](crate::guides::alarms) for `set_alarm` and friends.
+    #[doc(inline)]
+    pub use durable_runtime::Storage;
+    /// The synchronous KV API, in the same database as SQL: see the
+    /// [storage guide](crate::guides::storage) (keys up to 2,048 bytes, values are serde
+    /// types stored as MessagePack).
+    #[doc(inline)]
+    pub use durable_runtime::SyncKv;
+    pub use durable_runtime::{
+        DurabilityMode, FromSqlValue, ListOptions, PutOptions, SqlCursor, SqlError, SqlParams,
+        SqlRow, SqlValue, SqliteCode,
+    };
+}
+
+/// WebSockets an object accepts: the pair made in `fetch`, the hibernation API (on
+/// [`State`]) and the standard API. See the [WebSockets guide](crate::guides::websockets).
+pub mod websocket {
+    pub use durable_runtime::{
+        WebSocket, WebSocketEvent, WebSocketEvents, WebSocketMessage, WebSocketPair,
+        WebSocketRequestResponsePair,
+    };
+}
+
+/// The seam a server connects real WebSocket connections to: the client end of a pair
+/// ([`WebSocketPeer`](transport::WebSocketPeer)) and the [`WebSocketConnection`]
+/// (transport::WebSocketConnection) it drives. Objects do not need these; `durable-server`
+/// uses them.
+pub mod transport {
+    pub use durable_runtime::{
+        ABNORMAL_CLOSE_REASON, OutgoingFrame, WebSocketConnection, WebSocketPeer,
+    };
+}
+
+/// The capture point: every commit of every object, observed (with the WAL frames it wrote)
+/// before the outputs that depend on it are released. Install a
+/// [`CommitObserver`](commit::CommitObserver) with [`RuntimeBuilder::commit_observer`].
+pub mod commit {
+    pub use durable_runtime::commit::{
+        CapturedCommit, CommitAck, CommitFrames, CommitObserver, WalFrame, WalPosition,
+    };
+}
+
+/// The guides: longer than an item's docs; their examples are compiled as tests.
 pub mod guides {
+    /// The execution model: turns, the input gate, resets, eviction and overload.
+    #[doc = include_str!("../../../docs/execution-model.md")]
+    pub mod execution_model {}
+    /// Storage: turns as transactions, the output gate, durability, SQL, KV and the limits.
+    #[doc = include_str!("../../../docs/storage.md")]
+    pub mod storage {}
+    /// Alarms: one per object, at least once, retried with backoff.
+    #[doc = include_str!("../../../docs/alarms.md")]
+    pub mod alarms {}
+    /// WebSockets: pairs, hibernation, the standard API and their limits.
     #[doc = include_str!("../../../docs/websockets.md")]
     pub mod websockets {}
+    /// Configuration: the `wrangler.jsonc` / `wrangler.toml` subset the server reads.
     #[doc = include_str!("../../../docs/configuration.md")]
     pub mod configuration {}
 }
 
 /// The names most code needs: `use durable_objects::prelude::*;`.
 pub mod prelude {
+    pub use crate::storage::Storage;
+    pub use crate::websocket::{WebSocket, WebSocketMessage, WebSocketPair};
     pub use crate::{
-        Body, DurableObject, Env, Error, ErrorKind, Namespace, ObjectId, Request, Response, Result,
-        Runtime, State, Stub, WebSocket, WebSocketMessage, WebSocketPair, durable_object, rpc,
+        AlarmInfo, Body, Clock, DurableObject, Env, Error, ErrorKind, ManualClock, Namespace,
+        ObjectId, Request, Response, Result, Runtime, RuntimeBuilder, RuntimeConfig, State, Stub,
+        durable_object, rpc,
     };
 }
 
 /// Building blocks of the code the macros generate; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use durable_runtime::rpc::NoRpcMethods;
+    pub use durable_runtime::NoRpcMethods;
     pub use durable_runtime::{
         LocalBoxFuture, ObjectClass, RawStub, RpcCall, RpcClient, RpcInvocation, RpcValue,
     };

@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use durable_objects::SqlValue;
+use durable_objects::storage::SqlValue;
 use proptest::prelude::*;
 use support::objects::{ListSpec, Store};
 use support::{TestRuntime, bounded, wait_until};

@@ -5,7 +5,7 @@
 mod support;
 
 use durable_objects::prelude::*;
-use durable_objects::{DurabilityMode, SqlValue};
+use durable_objects::storage::{DurabilityMode, SqlValue};
 use support::objects::{SqlResult, Store};
 use support::{TestRuntime, bounded, store};
 

@@ -7,11 +7,10 @@ mod support;
 
 use std::time::Duration;
 
+use durable_objects::http;
 use durable_objects::prelude::*;
-use durable_objects::{
-    OutgoingFrame, WebSocketConnection, WebSocketEvent, WebSocketPeer,
-    WebSocketRequestResponsePair, http,
-};
+use durable_objects::transport::{OutgoingFrame, WebSocketConnection, WebSocketPeer};
+use durable_objects::websocket::{WebSocketEvent, WebSocketRequestResponsePair};
 use support::{TestRuntime, bounded, wait_until};
 
 /// A hibernatable room: echoes, counts, reads attachments, and logs closes in storage.

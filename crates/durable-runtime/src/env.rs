@@ -7,7 +7,7 @@ use std::sync::Arc;
 use durable_core::{Error, ErrorKind, ObjectId, Result};
 
 use crate::object::DurableObject;
-use crate::runtime::{NamespaceShared, RuntimeShared};
+use crate::shared::{NamespaceShared, RuntimeShared};
 use crate::stub::{RawStub, Stub};
 
 /// Bindings and variables, shared by every object and the front; cheap to clone, `Send + Sync`.

@@ -1,41 +1,48 @@
 //! The object runtime: where objects live, one instance per id, and how events reach them.
 //!
-//! * [`Runtime`] owns the shard threads ([`shard`]) and the data folder; it is built with
-//!   [`RuntimeBuilder`] and hands out the [`Env`].
-//! * Each shard thread runs a current-thread Tokio runtime with a `LocalSet` and an
-//!   [`directory`] of the objects it hosts; objects need not be `Send`.
-//! * Every event (RPC call, fetch) becomes a local task wrapped in a turn driver ([`turn`])
-//!   that enforces the input gate ([`gate`]), start order, and reset on panic or `abort()`.
-//! * [`Env`], [`Namespace`] and [`Stub`] are the caller's side; they are `Send + Sync` and
-//!   carry calls to the shard that owns the object ([`stub`], [`rpc`]).
+//! Layers, bottom up (a module imports only from its own layer's helpers or lower layers;
+//! ARCHITECTURE.md has the full map):
 //!
-//! * WebSockets ([`websocket`]): pairs, the standard and hibernation APIs, and the transport
-//!   seam the server connects real sockets to.
+//! 1. `core`: the deterministic rules (output order, input gate and start order, admission,
+//!    the alarm timetable) as plain types with no threads, channels or clock.
+//! 2. [`commit`]: the commit pipeline of one instance and the capture point, over
+//!    `durable-storage`, with the alarm scheduler's bookkeeping (`alarm::scheduler`).
+//! 3. The instance: `instance` (one live object, its gates and pipeline), `turn` (the turn
+//!    driver), `state` and `storage` (the object's own API), `websocket`, `alarm::handler`.
+//! 4. Routing: `event` (what travels), `shard` (threads, admission), `directory` (one per
+//!    shard), `alarm::delivery` (the scheduler's thread), `env`, `stub`, `rpc`.
+//! 5. Assembly: `runtime` ([`Runtime`], [`RuntimeBuilder`]), `shared`, `data_dir`,
+//!    `migrations`, `metrics`.
 //!
 //! Architecture invariant: this crate knows nothing of HTTP servers, config files or SQL; it
-//! defines the seams (`fetch` with an `http` request, the turn driver) that storage and the
-//! server plug into. Wall-clock time comes only from a [`durable_core::Clock`].
+//! defines the seams (`fetch` with an `http` request, the WebSocket transport, the commit
+//! observer) that storage and the server plug into. Wall-clock time comes only from a
+//! [`durable_core::Clock`].
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod alarm;
-pub mod body;
-pub mod clock;
-pub mod directory;
-pub mod env;
-pub mod gate;
-pub mod keys;
-pub mod metrics;
-pub mod migrations;
-pub mod object;
-pub mod output;
-pub mod rpc;
-pub mod runtime;
-pub mod shard;
-pub mod state;
-pub mod storage;
-pub mod stub;
-pub mod turn;
-pub mod websocket;
+mod alarm;
+mod body;
+mod clock;
+pub mod commit;
+mod core;
+mod data_dir;
+mod directory;
+mod env;
+mod event;
+mod instance;
+mod metrics;
+mod migrations;
+mod object;
+mod output;
+mod rpc;
+mod runtime;
+mod shard;
+mod shared;
+mod state;
+mod storage;
+mod stub;
+mod turn;
+mod websocket;
 
 /// The `http` crate, for building requests and responses (`http::StatusCode`, `http::Method`).
 pub use ::http;
@@ -43,21 +50,23 @@ pub use alarm::ScheduledAlarm;
 pub use body::{Body, BodySender, Request, Response};
 pub use clock::SystemClock;
 pub use durable_storage::{
-    DurabilityMode, FromSqlValue, ListOptions, SYNC_LATENCY_BUCKETS, SqlCursor, SqlParams, SqlRow,
-    SqlValue,
+    CommitFrames, DurabilityMode, FromSqlValue, ListOptions, SYNC_LATENCY_BUCKETS, SqlCursor,
+    SqlError, SqlParams, SqlRow, SqlValue, SqliteCode, WalFrame, WalPosition,
 };
 pub use env::{Env, Namespace};
 pub use metrics::MetricsSnapshot;
 pub use migrations::{Migration, MigrationError};
 pub use object::{AlarmInfo, DurableObject, ObjectClass, WebSocketMessage};
-pub use rpc::{RpcArgs, RpcCall, RpcClient, RpcInvocation, RpcType, RpcValue};
+pub use rpc::{
+    NoRpcMethods, ReplyMode, RpcArgs, RpcCall, RpcClient, RpcInvocation, RpcType, RpcValue,
+};
 pub use runtime::{MetricsHandle, Runtime, RuntimeBuilder, RuntimeConfig, StartError};
 pub use state::State;
 pub use storage::{PutOptions, Sql, Storage, SyncKv};
 pub use stub::{RawStub, Stub};
 pub use websocket::{
-    OutgoingFrame, WebSocket, WebSocketConnection, WebSocketEvent, WebSocketEvents, WebSocketPair,
-    WebSocketPeer, WebSocketRequestResponsePair,
+    ABNORMAL_CLOSE_REASON, OutgoingFrame, WebSocket, WebSocketConnection, WebSocketEvent,
+    WebSocketEvents, WebSocketPair, WebSocketPeer, WebSocketRequestResponsePair,
 };
 
 pub use durable_core::{Error, ErrorKind, ObjectId, Result};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use durable_storage::SyncStatsSnapshot;
 
-use crate::runtime::RuntimeShared;
+use crate::shared::RuntimeShared;
 
 /// The live counters.
 #[derive(Debug, Default)]
@@ -16,7 +16,6 @@ pub(crate) struct Metrics {
     pub(crate) rpc_calls: AtomicU64,
     pub(crate) fetches: AtomicU64,
     pub(crate) web_socket_events: AtomicU64,
-    pub(crate) commits: AtomicU64,
     pub(crate) alarms_run: AtomicU64,
     pub(crate) alarms_failed: AtomicU64,
     pub(crate) web_sockets_open: AtomicUsize,
@@ -26,17 +25,17 @@ impl Metrics {
     pub(crate) fn snapshot(&self, shared: &RuntimeShared) -> MetricsSnapshot {
         MetricsSnapshot {
             active_objects: shared.active_objects.load(Ordering::Relaxed),
-            open_databases: shared.open_databases.load(Ordering::Relaxed),
+            open_databases: shared.commits.open_databases.load(Ordering::Relaxed),
             web_sockets_open: self.web_sockets_open.load(Ordering::Relaxed),
             web_socket_hubs: shared.hubs.len(),
             pending_alarms: shared.alarms.len(),
             rpc_calls: self.rpc_calls.load(Ordering::Relaxed),
             fetches: self.fetches.load(Ordering::Relaxed),
             web_socket_events: self.web_socket_events.load(Ordering::Relaxed),
-            commits: self.commits.load(Ordering::Relaxed),
+            commits: shared.commits.commits.load(Ordering::Relaxed),
             alarms_run: self.alarms_run.load(Ordering::Relaxed),
             alarms_failed: self.alarms_failed.load(Ordering::Relaxed),
-            fsync: shared.durability.sync_stats(),
+            fsync: shared.commits.durability.sync_stats(),
         }
     }
 }

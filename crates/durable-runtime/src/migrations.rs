@@ -1,9 +1,8 @@
 //! Class migrations: which classes exist in a data folder, and the steps that create, rename
 //! and delete them, applied once, in order, and recorded in the folder.
 //!
-//! ```text
-//! <data>/MIGRATIONS    one line per applied migration: "<tag> <sha-256 of its content>"
-//! ```
+//! The record of applied steps is `<data>/MIGRATIONS`: one line per applied migration,
+//! `<tag> <sha-256 of its content>` (see [`DataLayout`]).
 //!
 //! Rules (Cloudflare's, for the subset we support): tags are unique; the applied migrations
 //! must stay the first entries of the list, unchanged and in the same order (an edited or
@@ -19,7 +18,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use durable_storage::AlarmIndex;
+use durable_storage::{AlarmIndex, AlarmIndexError, DataLayout};
 use sha2::{Digest, Sha256};
 
 /// One migration, as in Wrangler's `migrations` list.
@@ -97,17 +96,120 @@ impl Migration {
 
 /// Why migrations could not be applied; the message says what to change.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct MigrationError(pub(crate) String);
-
-fn fail<T>(message: impl Into<String>) -> Result<T, MigrationError> {
-    Err(MigrationError(message.into()))
+#[non_exhaustive]
+pub enum MigrationError {
+    /// A migration has no tag.
+    #[error("every migration needs a non-empty \"tag\"")]
+    EmptyTag,
+    /// Two migrations share a tag.
+    #[error("migration tag {tag:?} is used twice: tags must be unique")]
+    DuplicateTag {
+        /// The tag.
+        tag: String,
+    },
+    /// An applied migration was changed.
+    #[error(
+        "migration {tag:?} was edited after it was applied to this data folder; applied migrations cannot change: undo the edit and add a new migration instead"
+    )]
+    Edited {
+        /// Its tag.
+        tag: String,
+    },
+    /// An applied migration moved in the list.
+    #[error(
+        "migration {tag:?} was applied as number {position} but is now listed elsewhere; applied migrations must keep their order, with new ones appended"
+    )]
+    Reordered {
+        /// Its tag.
+        tag: String,
+        /// Where it was applied (1-based).
+        position: usize,
+    },
+    /// An applied migration is no longer listed.
+    #[error(
+        "migration {tag:?} was applied to this data folder but is missing from the configuration; applied migrations must stay listed"
+    )]
+    Missing {
+        /// Its tag.
+        tag: String,
+    },
+    /// A migration creates a class that exists.
+    #[error("migration {tag:?} creates class {class:?}, which already exists")]
+    ClassExists {
+        /// The migration.
+        tag: String,
+        /// The class.
+        class: String,
+    },
+    /// A migration renames or deletes a class that does not exist.
+    #[error("migration {tag:?} {action} class {class:?}, which does not exist")]
+    NoSuchClass {
+        /// The migration.
+        tag: String,
+        /// "renames" or "deletes".
+        action: &'static str,
+        /// The class.
+        class: String,
+    },
+    /// A rename's new name is taken.
+    #[error(
+        "migration {tag:?} renames {from:?} to {to:?}, but class {to:?} already exists: the new name must not be created beforehand"
+    )]
+    RenameTargetExists {
+        /// The migration.
+        tag: String,
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+    /// A rename would overwrite data of the new name.
+    #[error("cannot rename class {from:?} to {to:?}: {} already exists", path.display())]
+    RenameTargetOnDisk {
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+        /// The file or folder in the way.
+        path: PathBuf,
+    },
+    /// A deletion of a class a binding still uses.
+    #[error(
+        "cannot apply migration {tag:?}: it deletes class {class:?}, which a binding still refers to; remove the binding too"
+    )]
+    DeletesBoundClass {
+        /// The migration.
+        tag: String,
+        /// The class.
+        class: String,
+    },
+    /// The record of applied migrations is damaged.
+    #[error("{} is damaged (line {line:?}); restore it from a backup", path.display())]
+    DamagedRecord {
+        /// The record file.
+        path: PathBuf,
+        /// The line that does not parse.
+        line: String,
+    },
+    /// A file operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The alarm index could not be changed.
+    #[error(transparent)]
+    AlarmIndex(#[from] AlarmIndexError),
 }
 
 /// Validates `migrations` against the record in `data`, applies the new ones and returns the
 /// classes that exist afterwards. `bound` are the class names bindings refer to.
 pub(crate) fn apply(
-    data: &Path,
+    layout: &DataLayout,
     alarms: &AlarmIndex,
     migrations: &[Migration],
     bound: &BTreeSet<String>,
@@ -115,46 +217,41 @@ pub(crate) fn apply(
     let mut tags = BTreeSet::new();
     for migration in migrations {
         if migration.tag.trim().is_empty() {
-            return fail("every migration needs a non-empty \"tag\"");
+            return Err(MigrationError::EmptyTag);
         }
         if !tags.insert(migration.tag.as_str()) {
-            return fail(format!(
-                "migration tag {:?} is used twice: tags must be unique",
-                migration.tag
-            ));
+            return Err(MigrationError::DuplicateTag {
+                tag: migration.tag.clone(),
+            });
         }
     }
-    let record = data.join("MIGRATIONS");
+    let record = layout.migrations_record();
     let applied = read_record(&record)?;
     for (index, (tag, digest)) in applied.iter().enumerate() {
         match migrations.get(index) {
             Some(m) if &m.tag == tag && &m.digest() == digest => {}
             Some(m) if &m.tag == tag => {
-                return fail(format!(
-                    "migration {tag:?} was edited after it was applied to this data folder; applied migrations cannot change: undo the edit and add a new migration instead"
-                ));
+                return Err(MigrationError::Edited { tag: tag.clone() });
             }
             _ if migrations.iter().any(|m| &m.tag == tag) => {
-                return fail(format!(
-                    "migration {tag:?} was applied as number {} but is now listed elsewhere; applied migrations must keep their order, with new ones appended",
-                    index + 1
-                ));
+                return Err(MigrationError::Reordered {
+                    tag: tag.clone(),
+                    position: index + 1,
+                });
             }
-            _ => {
-                return fail(format!(
-                    "migration {tag:?} was applied to this data folder but is missing from the configuration; applied migrations must stay listed"
-                ));
-            }
+            _ => return Err(MigrationError::Missing { tag: tag.clone() }),
         }
     }
 
     let mut classes = BTreeSet::new();
     for (index, migration) in migrations.iter().enumerate() {
         let pending = index >= applied.len();
-        step(data, alarms, migration, &mut classes, bound, pending)?;
+        step(layout, alarms, migration, &mut classes, bound, pending)?;
         if pending {
-            append_record(&record, migration).map_err(|err| {
-                MigrationError(format!("record migration in {}: {err}", record.display()))
+            append_record(&record, migration).map_err(|source| MigrationError::Io {
+                action: "record the migration in",
+                path: record.clone(),
+                source,
             })?;
             tracing::info!(tag = %migration.tag, "migration applied");
         }
@@ -164,7 +261,7 @@ pub(crate) fn apply(
 
 /// Checks one step against the classes so far, and, if `pending`, does it on disk.
 fn step(
-    data: &Path,
+    layout: &DataLayout,
     alarms: &AlarmIndex,
     m: &Migration,
     classes: &mut BTreeSet<String>,
@@ -174,96 +271,103 @@ fn step(
     let tag = &m.tag;
     for class in m.new_sqlite_classes.iter().chain(&m.new_classes) {
         if !classes.insert(class.clone()) {
-            return fail(format!(
-                "migration {tag:?} creates class {class:?}, which already exists"
-            ));
+            return Err(MigrationError::ClassExists {
+                tag: tag.clone(),
+                class: class.clone(),
+            });
         }
     }
     for (from, to) in &m.renamed_classes {
         if !classes.remove(from) {
-            return fail(format!(
-                "migration {tag:?} renames class {from:?}, which does not exist"
-            ));
+            return Err(MigrationError::NoSuchClass {
+                tag: tag.clone(),
+                action: "renames",
+                class: from.clone(),
+            });
         }
         if !classes.insert(to.clone()) {
-            return fail(format!(
-                "migration {tag:?} renames {from:?} to {to:?}, but class {to:?} already exists: the new name must not be created beforehand"
-            ));
+            return Err(MigrationError::RenameTargetExists {
+                tag: tag.clone(),
+                from: from.clone(),
+                to: to.clone(),
+            });
         }
         if pending {
-            rename_class(data, alarms, from, to)?;
+            rename_class(layout, alarms, from, to)?;
         }
     }
     for class in &m.deleted_classes {
         if !classes.remove(class) {
-            return fail(format!(
-                "migration {tag:?} deletes class {class:?}, which does not exist"
-            ));
+            return Err(MigrationError::NoSuchClass {
+                tag: tag.clone(),
+                action: "deletes",
+                class: class.clone(),
+            });
         }
         if pending && bound.contains(class) {
-            return fail(format!(
-                "cannot apply migration {tag:?}: it deletes class {class:?}, which a binding still refers to; remove the binding too"
-            ));
+            return Err(MigrationError::DeletesBoundClass {
+                tag: tag.clone(),
+                class: class.clone(),
+            });
         }
         if pending {
-            delete_class(data, alarms, class)?;
+            delete_class(layout, alarms, class)?;
         }
     }
     Ok(())
 }
 
-fn io_fail(what: &str, path: &Path, err: io::Error) -> MigrationError {
-    MigrationError(format!("{what} {}: {err}", path.display()))
+fn io_fail(action: &'static str, path: &Path, source: io::Error) -> MigrationError {
+    MigrationError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn rename_class(
-    data: &Path,
+    layout: &DataLayout,
     alarms: &AlarmIndex,
     from: &str,
     to: &str,
 ) -> Result<(), MigrationError> {
     let moves: [(PathBuf, PathBuf); 2] = [
-        (
-            data.join("namespaces").join(format!("{from}.key")),
-            data.join("namespaces").join(format!("{to}.key")),
-        ),
-        (
-            data.join("objects").join(from),
-            data.join("objects").join(to),
-        ),
+        (layout.namespace_key(from), layout.namespace_key(to)),
+        (layout.class_dir(from), layout.class_dir(to)),
     ];
     for (old, new) in moves {
         if old.exists() {
             if new.exists() {
-                return fail(format!(
-                    "cannot rename class {from:?} to {to:?}: {} already exists",
-                    new.display()
-                ));
+                return Err(MigrationError::RenameTargetOnDisk {
+                    from: from.to_owned(),
+                    to: to.to_owned(),
+                    path: new,
+                });
             }
             fs::rename(&old, &new).map_err(|err| io_fail("rename", &old, err))?;
         }
     }
-    sync_dir(&data.join("namespaces"))?;
-    sync_dir(&data.join("objects"))?;
-    alarms
-        .rename_class(from, to)
-        .map_err(|err| MigrationError(format!("rename class in the alarm index: {err}")))
+    sync_dir(&layout.namespaces_dir())?;
+    sync_dir(&layout.objects_dir())?;
+    Ok(alarms.rename_class(from, to)?)
 }
 
-fn delete_class(data: &Path, alarms: &AlarmIndex, class: &str) -> Result<(), MigrationError> {
-    alarms
-        .remove_class(class)
-        .map_err(|err| MigrationError(format!("delete class from the alarm index: {err}")))?;
-    let objects = data.join("objects").join(class);
+fn delete_class(
+    layout: &DataLayout,
+    alarms: &AlarmIndex,
+    class: &str,
+) -> Result<(), MigrationError> {
+    alarms.remove_class(class)?;
+    let objects = layout.class_dir(class);
     if objects.exists() {
         fs::remove_dir_all(&objects).map_err(|err| io_fail("remove", &objects, err))?;
     }
-    let key = data.join("namespaces").join(format!("{class}.key"));
+    let key = layout.namespace_key(class);
     if key.exists() {
         fs::remove_file(&key).map_err(|err| io_fail("remove", &key, err))?;
     }
-    sync_dir(&data.join("namespaces"))?;
-    sync_dir(&data.join("objects"))
+    sync_dir(&layout.namespaces_dir())?;
+    sync_dir(&layout.objects_dir())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), MigrationError> {
@@ -285,11 +389,9 @@ fn read_record(path: &Path) -> Result<Vec<(String, String)>, MigrationError> {
         .map(|line| {
             line.rsplit_once(' ')
                 .map(|(tag, digest)| (tag.to_owned(), digest.to_owned()))
-                .ok_or_else(|| {
-                    MigrationError(format!(
-                        "{} is damaged (line {line:?}); restore it from a backup",
-                        path.display()
-                    ))
+                .ok_or_else(|| MigrationError::DamagedRecord {
+                    path: path.to_path_buf(),
+                    line: line.to_owned(),
                 })
         })
         .collect()

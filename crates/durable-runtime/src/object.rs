@@ -15,12 +15,12 @@ use std::rc::Rc;
 use durable_core::{Error, ErrorKind, Result};
 
 use crate::LocalBoxFuture;
-use crate::alarm::{AlarmCall, AlarmOutcome};
 use crate::body::{Request, Response};
 use crate::env::Env;
+use crate::event::{Outcome, Payload};
 use crate::rpc::{RpcClient, RpcInvocation, RpcValue};
 use crate::state::State;
-use crate::websocket::{SocketDelivery, WebSocket, WebSocketEvent};
+use crate::websocket::{WebSocket, WebSocketEvent};
 
 /// Details of one run of an object's alarm handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,26 +142,6 @@ fn missing_handler<T: ObjectClass>(handler: &str) -> Error {
     )
 }
 
-/// An event's input, as the directory hands it to an instance.
-pub(crate) enum Payload {
-    Rpc(RpcInvocation),
-    /// A call still in its envelope; decoded on the object's thread, as a remote call is.
-    RpcEncoded(Vec<u8>),
-    Fetch(Request),
-    Alarm(AlarmCall),
-    /// An event of a hibernatable WebSocket.
-    WebSocket(SocketDelivery),
-}
-
-/// An event's result, matched to the payload's kind.
-pub(crate) enum Outcome {
-    Rpc(Result<RpcValue>),
-    Fetch(Result<Response>),
-    Alarm(Result<AlarmOutcome>),
-    /// An event nobody waits for (WebSocket events).
-    Done(Result<()>),
-}
-
 /// An instance with its class erased, so one shard hosts objects of every class.
 pub(crate) trait AnyObject {
     fn handle(self: Rc<Self>, payload: Payload) -> LocalBoxFuture<Outcome>;
@@ -220,7 +200,7 @@ impl<T: DurableObject> AnyObject for T {
                 };
                 Outcome::Done(result)
             }),
-            // Alarms are run by `alarm::run_alarm`, which calls `AnyObject::alarm`.
+            // Alarms are run by `alarm::handler::run_alarm`, which calls `AnyObject::alarm`.
             Payload::Alarm(_) => Box::pin(async {
                 Outcome::Alarm(Err(Error::new(
                     ErrorKind::Internal,

@@ -1,28 +1,18 @@
-//! The output gate of one instance: replies, outgoing calls and `sync()` waiters held until
-//! the writes made before them are durable.
-//!
-//! Every output records the commit sequence number it depends on ([`required`]); outputs
-//! leave in the order they were produced, each once the durable point has reached its
-//! number. The object keeps running meanwhile. If a commit or fsync fails, every held output
-//! fails with that error: nobody is told "done" for a write that is not on disk.
-//!
-//! [`required`]: durable_storage::ObjectDatabase::required_seq
+//! What an instance sends out and the output gate holds: replies, calls to other objects,
+//! and work to do once writes are durable (WebSocket frames). The commit pipeline holds
+//! them ([`crate::commit::Output`]) until the writes made before them are durable.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use durable_core::{Error, Result};
-use tokio::sync::oneshot;
+use durable_core::Error;
 
-use crate::object::Outcome;
-use crate::runtime::RuntimeShared;
-use crate::shard::{Event, Reply};
+use crate::event::{Event, Outcome, Reply};
+use crate::shared::RuntimeShared;
 
 /// An output waiting for durability.
 // Boxing the event would cost an allocation per outgoing call; held outputs are few.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum Held {
+pub(crate) enum Output {
     /// The result of an event, for its caller.
     Reply { reply: Reply, outcome: Outcome },
     /// A call the object made to another object.
@@ -30,75 +20,25 @@ pub(crate) enum Held {
         event: Event,
         shared: Arc<RuntimeShared>,
     },
-    /// A `sync()` call.
-    Waiter(oneshot::Sender<Result<()>>),
-    /// Work to do once a commit is durable (bringing the alarm index up to date).
+    /// Work to do once the writes before it are durable (a WebSocket frame to send).
     Then(Box<dyn FnOnce()>),
 }
 
-impl Held {
+impl crate::commit::Output for Output {
     fn deliver(self) {
         match self {
-            Held::Reply { reply, outcome } => reply.send(outcome),
-            Held::Send { event, shared } => shared.send_or_fail(event),
-            Held::Waiter(tx) => drop(tx.send(Ok(()))),
-            Held::Then(work) => work(),
+            Output::Reply { reply, outcome } => reply.send(outcome),
+            Output::Send { event, shared } => shared.send_or_fail(event),
+            Output::Then(work) => work(),
         }
     }
 
     fn fail(self, error: Error) {
         match self {
-            Held::Reply { reply, .. } => reply.fail(error),
-            Held::Send { event, .. } => event.reply.fail(error),
-            Held::Waiter(tx) => drop(tx.send(Err(error))),
-            // The commit it waited for may not be durable: skip the work.
-            Held::Then(_) => {}
-        }
-    }
-}
-
-/// The queue of held outputs, in the order they were produced.
-#[derive(Default)]
-pub(crate) struct OutputQueue {
-    held: RefCell<VecDeque<(u64, Held)>>,
-}
-
-impl OutputQueue {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.held.borrow().is_empty()
-    }
-
-    /// Sends `output` now if nothing is held and `required <= durable`, else holds it.
-    pub(crate) fn submit(&self, required: u64, durable: u64, output: Held) {
-        if required <= durable && self.is_empty() {
-            output.deliver();
-        } else {
-            self.held.borrow_mut().push_back((required, output));
-        }
-    }
-
-    /// Releases, in order, every held output whose writes are durable by now.
-    pub(crate) fn release(&self, durable: u64) {
-        loop {
-            let next = {
-                let mut held = self.held.borrow_mut();
-                match held.front() {
-                    Some((required, _)) if *required <= durable => held.pop_front(),
-                    _ => None,
-                }
-            };
-            match next {
-                Some((_, output)) => output.deliver(),
-                None => return,
-            }
-        }
-    }
-
-    /// Fails every held output with `error`.
-    pub(crate) fn fail_all(&self, error: &Error) {
-        let held = std::mem::take(&mut *self.held.borrow_mut());
-        for (_, output) in held {
-            output.fail(error.clone());
+            Output::Reply { reply, .. } => reply.fail(error),
+            Output::Send { event, .. } => event.reply.fail(error),
+            // The writes it waited for may not be durable: skip the work.
+            Output::Then(_) => {}
         }
     }
 }

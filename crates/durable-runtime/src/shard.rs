@@ -1,90 +1,24 @@
 //! Shard threads: each runs a current-thread Tokio runtime with a `LocalSet`, receives events
 //! for the objects whose ids hash to it, and hands them to its `ObjectDirectory`.
 //!
-//! The per-object admission count (`ShardLoad`) lives outside the thread, behind a mutex,
-//! so a caller on any thread learns at once that an object is overloaded instead of adding to
-//! an unbounded queue.
+//! The sending side ([`ShardHandle`]) counts each object's admitted events (the
+//! deterministic [`Admission`] rule) behind a mutex outside the thread, so a caller on any
+//! thread learns at once that an object is overloaded instead of adding to an unbounded
+//! queue. Counting and queueing happen under one lock, so the count never lags the queue.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use durable_core::{Error, ObjectId, Result};
-use tokio::sync::{mpsc, oneshot};
+use durable_core::Error;
+use tokio::sync::mpsc;
 use tokio::task::LocalSet;
 
-use crate::alarm::AlarmOutcome;
-use crate::body::Response;
+use crate::core::{Admission, ObjectKey, Overloaded};
 use crate::directory::ObjectDirectory;
-use crate::object::{Outcome, Payload};
-use crate::rpc::RpcValue;
-use crate::runtime::RuntimeShared;
-
-/// An object's address inside a runtime: namespace index plus id bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct ObjectKey {
-    pub(crate) ns: u32,
-    pub(crate) id: [u8; 32],
-}
-
-impl ObjectKey {
-    pub(crate) fn new(ns: u32, id: &ObjectId) -> Self {
-        Self {
-            ns,
-            id: *id.as_bytes(),
-        }
-    }
-}
-
-/// Where an event's result goes.
-pub(crate) enum Reply {
-    Rpc(oneshot::Sender<Result<RpcValue>>),
-    Fetch(oneshot::Sender<Result<Response>>),
-    Alarm(oneshot::Sender<Result<AlarmOutcome>>),
-    /// Nobody waits: failures are logged (WebSocket events).
-    Detached,
-}
-
-impl Reply {
-    /// Delivers the result. A caller that stopped waiting is not an error.
-    pub(crate) fn send(self, outcome: Outcome) {
-        match (self, outcome) {
-            (Reply::Rpc(tx), Outcome::Rpc(result)) => drop(tx.send(result)),
-            (Reply::Fetch(tx), Outcome::Fetch(result)) => drop(tx.send(result)),
-            (Reply::Alarm(tx), Outcome::Alarm(result)) => drop(tx.send(result)),
-            (Reply::Detached, Outcome::Done(Ok(()))) => {}
-            (Reply::Detached, Outcome::Done(Err(error))) => {
-                tracing::warn!(error = %error, "a WebSocket handler failed");
-            }
-            (reply, _) => reply.fail(Error::new(
-                durable_core::ErrorKind::Internal,
-                "an event produced a result of another kind than its request",
-            )),
-        }
-    }
-
-    /// Delivers an error.
-    pub(crate) fn fail(self, error: Error) {
-        match self {
-            Reply::Rpc(tx) => drop(tx.send(Err(error))),
-            Reply::Fetch(tx) => drop(tx.send(Err(error))),
-            Reply::Alarm(tx) => drop(tx.send(Err(error))),
-            Reply::Detached => {
-                tracing::warn!(error = %error, "a WebSocket event was not delivered")
-            }
-        }
-    }
-}
-
-/// One event for one object, on its way to the object's shard.
-pub(crate) struct Event {
-    pub(crate) key: ObjectKey,
-    pub(crate) id: ObjectId,
-    pub(crate) payload: Payload,
-    pub(crate) reply: Reply,
-}
+use crate::event::Event;
+use crate::shared::RuntimeShared;
 
 // `Stop` is sent once per shard; boxing every event to shrink it would cost an allocation
 // per call.
@@ -94,63 +28,69 @@ pub(crate) enum ShardMsg {
     Stop,
 }
 
-/// Events admitted and not yet finished, per object of one shard.
-#[derive(Debug, Default)]
-pub(crate) struct ShardLoad {
-    pending: Mutex<HashMap<ObjectKey, usize>>,
+/// The sending side of one shard: its queue and its objects' admission counts.
+#[derive(Debug)]
+pub(crate) struct ShardHandle {
+    tx: mpsc::UnboundedSender<ShardMsg>,
+    admission: Arc<Mutex<Admission>>,
 }
 
-impl ShardLoad {
-    /// Counts one more event for its object and queues it on `tx`, unless `limit` events
-    /// are already pending for the object; a refused event's caller gets the error.
-    /// Counting and queueing happen under one lock, so the count never lags the queue.
-    pub(crate) fn admit(&self, event: Event, limit: usize, tx: &mpsc::UnboundedSender<ShardMsg>) {
+/// Releases admitted events of one shard as they finish (held by the shard's directory).
+#[derive(Debug, Clone)]
+pub(crate) struct AdmissionRelease(Arc<Mutex<Admission>>);
+
+impl AdmissionRelease {
+    /// Forgets one finished event of `key`.
+    pub(crate) fn release(&self, key: &ObjectKey) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(key);
+    }
+}
+
+impl ShardHandle {
+    /// A shard's handle and the receiving end its thread reads.
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<ShardMsg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = Self {
+            tx,
+            admission: Arc::default(),
+        };
+        (handle, rx)
+    }
+
+    fn release_handle(&self) -> AdmissionRelease {
+        AdmissionRelease(Arc::clone(&self.admission))
+    }
+
+    /// Counts one more event for its object and queues it, unless `limit` events are
+    /// already pending for the object; a refused event's caller gets the error.
+    pub(crate) fn admit(&self, event: Event, limit: usize) {
         let key = event.key;
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let count = pending.entry(key).or_insert(0);
-        if *count >= limit {
-            if *count == 0 {
-                pending.remove(&key);
-            }
-            drop(pending);
+        let mut admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(Overloaded { limit }) = admission.admit(key, limit) {
+            drop(admission);
             event.reply.fail(Error::overloaded(format!(
                 "object is overloaded: {limit} events are already queued for it; back off before retrying, or spread the load over more objects"
             )));
             return;
         }
-        match tx.send(ShardMsg::Event(event)) {
-            Ok(()) => *count += 1,
-            Err(mpsc::error::SendError(msg)) => {
-                if *count == 0 {
-                    pending.remove(&key);
-                }
-                drop(pending);
-                if let ShardMsg::Event(event) = msg {
-                    event.reply.fail(Error::disconnected(
-                        "the runtime is shut down: the call was not delivered",
-                    ));
-                }
+        if let Err(mpsc::error::SendError(msg)) = self.tx.send(ShardMsg::Event(event)) {
+            admission.release(&key);
+            drop(admission);
+            if let ShardMsg::Event(event) = msg {
+                event.reply.fail(Error::disconnected(
+                    "the runtime is shut down: the call was not delivered",
+                ));
             }
         }
     }
 
-    /// Forgets one finished event of `key`.
-    pub(crate) fn release(&self, key: &ObjectKey) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = pending.get_mut(key) {
-            *count -= 1;
-            if *count == 0 {
-                pending.remove(key);
-            }
-        }
+    /// Asks the shard's thread to stop; false if it already ended.
+    pub(crate) fn stop(&self) -> bool {
+        self.tx.send(ShardMsg::Stop).is_ok()
     }
-}
-
-/// The sending side of one shard.
-#[derive(Debug)]
-pub(crate) struct ShardHandle {
-    pub(crate) tx: mpsc::UnboundedSender<ShardMsg>,
-    pub(crate) load: Arc<ShardLoad>,
 }
 
 /// Starts shard `index` on its own thread.
@@ -166,9 +106,9 @@ pub(crate) fn spawn(
         .name(format!("durable-shard-{index}"))
         .spawn(move || {
             let local = LocalSet::new();
-            let load = Arc::clone(&shared.shards[index].load);
+            let release = shared.shards[index].release_handle();
             let sweep_every = sweep_interval(shared.config.idle_timeout);
-            let directory = Rc::new(ObjectDirectory::new(shared, load));
+            let directory = Rc::new(ObjectDirectory::new(shared, release));
             local.block_on(&runtime, async {
                 let sweeper = {
                     let directory = Rc::clone(&directory);

@@ -6,10 +6,10 @@ use std::rc::{Rc, Weak};
 
 use durable_core::{Error, ErrorKind, ObjectId, Result, limits};
 
-use crate::directory::Instance;
+use crate::instance::Instance;
 use crate::storage::Storage;
 use crate::turn::AbortUnwind;
-use crate::websocket::{self, WebSocket, WebSocketRequestResponsePair};
+use crate::websocket::{WebSocket, WebSocketRequestResponsePair, hibernation};
 
 /// The instance's handle on the runtime: its id, the input gate, and `abort()`.
 ///
@@ -121,21 +121,21 @@ impl State {
     /// the next event builds a new instance (the constructor runs again). A reset closes it.
     /// An object may hold 32,768 such sockets.
     pub fn accept_web_socket(&self, ws: &WebSocket, tags: &[&str]) -> Result<()> {
-        websocket::api::accept(&*self.instance()?, ws, tags)
+        hibernation::accept(&*self.instance()?, ws, tags)
     }
 
     /// The open hibernatable WebSockets of this object, in accept order; only those with
     /// `tag` if given.
     pub fn get_web_sockets(&self, tag: Option<&str>) -> Vec<WebSocket> {
         match self.instance() {
-            Ok(instance) => websocket::api::sockets(&instance, tag),
+            Ok(instance) => hibernation::sockets(&instance, tag),
             Err(_) => Vec::new(),
         }
     }
 
     /// The tags `ws` was accepted with. Fails for a socket that is not hibernatable.
     pub fn get_tags(&self, ws: &WebSocket) -> Result<Vec<String>> {
-        websocket::api::tags(ws)
+        hibernation::tags(ws)
     }
 
     /// Sets (or with `None` clears) the message the runtime answers by itself on this
@@ -144,7 +144,7 @@ impl State {
         &self,
         pair: Option<WebSocketRequestResponsePair>,
     ) -> Result<()> {
-        websocket::api::set_auto_response(&*self.instance()?, pair);
+        hibernation::set_auto_response(&*self.instance()?, pair);
         Ok(())
     }
 
@@ -152,25 +152,25 @@ impl State {
     pub fn get_web_socket_auto_response(&self) -> Option<WebSocketRequestResponsePair> {
         self.instance()
             .ok()
-            .and_then(|instance| websocket::api::auto_response(&instance))
+            .and_then(|instance| hibernation::auto_response(&instance))
     }
 
     /// When `ws` last got the auto-response, in milliseconds since the Unix epoch.
     pub fn get_web_socket_auto_response_timestamp(&self, ws: &WebSocket) -> Option<i64> {
-        websocket::api::auto_response_timestamp(ws)
+        hibernation::auto_response_timestamp(ws)
     }
 
     /// Bounds the run time of each hibernatable WebSocket event (at most 7 days);
     /// `None` or 0 removes the bound.
     pub fn set_hibernatable_web_socket_event_timeout(&self, ms: Option<u64>) -> Result<()> {
-        websocket::api::set_event_timeout(&*self.instance()?, ms)
+        hibernation::set_event_timeout(&*self.instance()?, ms)
     }
 
     /// The event timeout in force, in milliseconds.
     pub fn get_hibernatable_web_socket_event_timeout(&self) -> Option<u64> {
         self.instance()
             .ok()
-            .and_then(|instance| websocket::api::event_timeout(&instance))
+            .and_then(|instance| hibernation::event_timeout(&instance))
     }
 
     /// Resets the object now: the running handler stops (this function does not return),
@@ -200,7 +200,11 @@ pub(crate) fn hold_gate(instance: &Rc<Instance>) -> Result<GateGuard> {
             "block_concurrency_while and transaction must be awaited by a handler of this object, not by a spawned task or the constructor",
         ));
     };
-    if instance.gate.depth() >= limits::MAX_BLOCK_CONCURRENCY_DEPTH {
+    let closed = instance
+        .gate
+        .borrow_mut()
+        .close(event, limits::MAX_BLOCK_CONCURRENCY_DEPTH);
+    if closed.is_err() {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!(
@@ -209,7 +213,6 @@ pub(crate) fn hold_gate(instance: &Rc<Instance>) -> Result<GateGuard> {
             ),
         ));
     }
-    instance.gate.close(event);
     Ok(GateGuard {
         instance: Rc::clone(instance),
     })
@@ -222,8 +225,15 @@ pub(crate) struct GateGuard {
 
 impl Drop for GateGuard {
     fn drop(&mut self) {
-        if self.instance.gate.open_one_level() {
-            self.instance.order.wake_next();
+        let opened = self.instance.gate.borrow_mut().open_one_level();
+        if let Some(parked) = opened {
+            for waker in parked {
+                waker.wake();
+            }
+            let next = self.instance.order.borrow_mut().next_waiter();
+            if let Some(next) = next {
+                next.wake();
+            }
         }
     }
 }

@@ -1,10 +1,12 @@
-//! [`Storage`]: an object's durable state, as its code sees it (Cloudflare's `ctx.storage`).
+//! [`Storage`]: an object's durable state, as its code sees it (Cloudflare's `ctx.storage`):
+//! the SQL API ([`Sql`]), the KV API in its synchronous ([`SyncKv`]) and async forms,
+//! explicit transactions, the alarm, and `sync()`.
 //!
 //! The database opens on first use and stays open while the instance lives. Every write
-//! joins the instance's open *batch*; a commit task, spawned at the first write after a
-//! commit, commits the batch once the running turn has yielded, so a turn's writes always
-//! commit together. The commit is handed to the durability worker, and the output gate
-//! ([`crate::output`]) holds replies and outgoing calls until it is on disk.
+//! joins the instance's open *batch*, which the commit pipeline ([`crate::commit`]) commits
+//! once the running turn has yielded, so a turn's writes always commit together; the output
+//! gate holds replies and outgoing calls until the commit is durable. The rules users see
+//! are in the storage guide (`docs/storage.md`).
 //!
 //! What happens on failure:
 //! * a handler that returns `Err` keeps its writes (they commit like any others), as
@@ -17,20 +19,13 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use durable_core::{Error, ErrorKind, Result, codec};
-use durable_storage::{
-    CommitError, DurabilityMode, ListOptions, ObjectDatabase, SqlCursor, SqlParams, WalFile, layout,
-};
+use durable_storage::{ListOptions, ObjectDatabase, SqlCursor, SqlParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, oneshot};
-use tokio::task::AbortHandle;
 
-use crate::directory::Instance;
-use crate::output::Held;
+use crate::instance::Instance;
 
 /// Options of a write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,277 +41,6 @@ impl PutOptions {
         Self {
             allow_unconfirmed: true,
         }
-    }
-}
-
-/// Told by the durability worker (any thread) that the WAL is durable further, or failed.
-#[derive(Debug, Default)]
-pub(crate) struct DurableSignal {
-    notify: Notify,
-    failure: Mutex<Option<CommitError>>,
-}
-
-/// What a commit produced: its sequence number, the WAL to sync, and the stored alarm if the
-/// batch changed it.
-struct Committed {
-    seq: u64,
-    wal: Arc<WalFile>,
-    alarm: Option<Option<i64>>,
-}
-
-/// An instance's open database and what tracks its durability.
-pub(crate) struct ObjectStorage {
-    pub(crate) db: ObjectDatabase,
-    pump: AbortHandle,
-}
-
-impl ObjectStorage {
-    pub(crate) fn close(self) {
-        self.pump.abort();
-        self.db.close();
-    }
-}
-
-impl Instance {
-    /// Runs `f` on the database, opening it first if needed.
-    pub(crate) fn with_db<T>(
-        self: &Rc<Self>,
-        f: impl FnOnce(&mut ObjectDatabase) -> T,
-    ) -> Result<T> {
-        if self.is_reset() {
-            return Err(self.failure());
-        }
-        if self.storage.borrow().is_none() {
-            // Opening may close other objects' databases, so no borrow is held meanwhile.
-            let opened = self.open_storage()?;
-            *self.storage.borrow_mut() = Some(opened);
-        }
-        let mut storage = self.storage.borrow_mut();
-        let db = &mut storage.as_mut().expect("opened above").db;
-        Ok(f(db))
-    }
-
-    fn open_storage(self: &Rc<Self>) -> Result<ObjectStorage> {
-        let shared = &self.shared;
-        if shared.open_databases.load(Ordering::Relaxed) >= shared.config.max_open_databases
-            && let Some(directory) = self.directory()
-        {
-            directory.close_idle_databases(shared.config.max_open_databases);
-        }
-        let path = layout::object_db_path(&shared.data_dir, self.class_name, &self.id.to_string());
-        let signal = Arc::new(DurableSignal::default());
-        let notify = Arc::clone(&signal);
-        let db = ObjectDatabase::open(
-            &path,
-            shared.config.durability,
-            shared.config.max_database_bytes,
-            Arc::new(move |result| {
-                if let Err(err) = result {
-                    *notify.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
-                }
-                notify.notify.notify_one();
-            }),
-        )?;
-        let instance = Rc::downgrade(self);
-        let pump =
-            tokio::task::spawn_local(async move {
-                loop {
-                    signal.notify.notified().await;
-                    let Some(instance) = instance.upgrade() else {
-                        return;
-                    };
-                    let failure = signal
-                        .failure
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .take();
-                    match failure {
-                        Some(err) => instance.reset(Error::from(err).context(
-                            "the object was reset because a write could not be made durable",
-                        )),
-                        None => instance.outputs.release(instance.durable_seq()),
-                    }
-                }
-            })
-            .abort_handle();
-        shared.open_databases.fetch_add(1, Ordering::Relaxed);
-        Ok(ObjectStorage { db, pump })
-    }
-
-    /// The highest commit sequence number on disk (0 without storage).
-    pub(crate) fn durable_seq(&self) -> u64 {
-        self.storage
-            .borrow()
-            .as_ref()
-            .map_or(0, |storage| storage.db.wal().synced_seq())
-    }
-
-    /// The commit sequence number an output produced now depends on.
-    fn required_seq(&self) -> u64 {
-        self.storage
-            .borrow()
-            .as_ref()
-            .map_or(0, |storage| storage.db.required_seq())
-    }
-
-    /// Sends `output` when the writes before it are durable (at once if they already are).
-    pub(crate) fn submit_output(&self, output: Held) {
-        self.outputs
-            .submit(self.required_seq(), self.durable_seq(), output);
-    }
-
-    /// True while outputs are held or writes wait for a commit: the instance is not idle.
-    pub(crate) fn has_pending_durability(&self) -> bool {
-        !self.outputs.is_empty()
-            || self.commit_scheduled.get()
-            || self
-                .storage
-                .borrow()
-                .as_ref()
-                .is_some_and(|storage| storage.db.has_uncommitted())
-    }
-
-    /// Makes sure the open batch gets committed once the running turn has yielded.
-    pub(crate) fn schedule_commit(self: &Rc<Self>) {
-        if self.commit_scheduled.replace(true) {
-            return;
-        }
-        let instance = Rc::downgrade(self);
-        tokio::task::spawn_local(async move {
-            if let Some(instance) = instance.upgrade() {
-                instance.commit_task().await;
-            }
-        });
-    }
-
-    /// The commit task: if the batch sets an alarm the index does not cover yet, has the
-    /// index writer make it durable first (the object keeps running meanwhile, and the turns
-    /// that run join the batch), then commits.
-    async fn commit_task(self: &Rc<Self>) {
-        loop {
-            if !self.alarm_dirty.get() || self.is_reset() {
-                break;
-            }
-            let stored = self.with_db(ObjectDatabase::alarm);
-            // No alarm to index, or an error that commit_now reports.
-            let Ok(Ok(Some(time))) = stored else {
-                break;
-            };
-            if !self.shared.alarms.needs_index(&self.key, time) {
-                break;
-            }
-            let indexed = self
-                .shared
-                .alarms
-                .index_now(&self.id, self.class_name, time)
-                .await;
-            match indexed {
-                Ok(Ok(())) => {
-                    self.shared
-                        .alarms
-                        .mark_indexed(self.key, &self.id, self.class_name, time);
-                }
-                Ok(Err(reason)) => {
-                    self.reset(Error::new(
-                        ErrorKind::Storage,
-                        format!(
-                            "the object was reset because its alarm could not be indexed: {reason}"
-                        ),
-                    ));
-                    return;
-                }
-                Err(_) => return, // The runtime is stopping.
-            }
-        }
-        self.commit_now();
-    }
-
-    /// Commits the open batch now and asks for it to be made durable.
-    ///
-    /// If the batch changed the stored alarm, the alarm index learns of the new time before
-    /// the commit (so the index is never behind storage) and the scheduler takes it over once
-    /// the commit is durable.
-    pub(crate) fn commit_now(self: &Rc<Self>) {
-        self.commit_scheduled.set(false);
-        let alarm_dirty = self.alarm_dirty.replace(false);
-        let committed: Result<Option<Committed>> = (|| {
-            let mut storage = self.storage.borrow_mut();
-            let Some(storage) = storage.as_mut() else {
-                return Ok(None);
-            };
-            if !storage.db.can_commit() {
-                // An explicit transaction is still open; it is committed later.
-                self.alarm_dirty.set(alarm_dirty || self.alarm_dirty.get());
-                return Ok(None);
-            }
-            let alarm = if alarm_dirty {
-                Some(storage.db.alarm()?)
-            } else {
-                None
-            };
-            if let Some(Some(time)) = alarm {
-                self.shared
-                    .alarms
-                    .before_commit(self.key, &self.id, self.class_name, time)
-                    .map_err(|reason| {
-                        Error::new(
-                            ErrorKind::Storage,
-                            format!("write the alarm index: {reason}"),
-                        )
-                    })?;
-            }
-            let seq = storage.db.commit()?;
-            Ok(seq.map(|seq| Committed {
-                seq,
-                wal: Arc::clone(storage.db.wal()),
-                alarm,
-            }))
-        })();
-        match committed {
-            Ok(Some(Committed { seq, wal, alarm })) => {
-                self.shared
-                    .metrics
-                    .commits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if self.shared.config.durability == DurabilityMode::GroupCommit {
-                    self.shared.durability.request_sync(&wal);
-                }
-                if let Some(alarm) = alarm {
-                    let shared = Arc::clone(&self.shared);
-                    let (key, id, class) = (self.key, self.id.clone(), self.class_name);
-                    self.outputs.submit(
-                        seq,
-                        self.durable_seq(),
-                        Held::Then(Box::new(move || {
-                            shared.alarms.after_durable(key, &id, class, alarm);
-                        })),
-                    );
-                }
-            }
-            Ok(None) => {}
-            Err(err) => self.reset(
-                err.context("the object was reset because its writes could not be committed"),
-            ),
-        }
-    }
-
-    /// Rolls back uncommitted writes, fails held outputs and closes the database.
-    pub(crate) fn close_storage(&self, error: &Error, commit_first: bool) {
-        let storage = self.storage.borrow_mut().take();
-        if let Some(mut storage) = storage {
-            if commit_first && storage.db.can_commit() {
-                if let Err(err) = storage.db.commit() {
-                    tracing::warn!(namespace = self.class_name, object_id = %self.id, error = %err, "commit at close failed");
-                }
-            } else {
-                storage.db.rollback_uncommitted();
-            }
-            storage.close();
-            self.shared.open_databases.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.alarm_dirty.set(false);
-        self.alarm_running.set(None);
-        self.outputs.fail_all(error);
     }
 }
 
@@ -456,9 +180,7 @@ impl Storage {
     /// Deletes all of the object's data: SQL tables, KV entries and the alarm. It commits
     /// atomically with the other writes of the turn.
     pub async fn delete_all(&self) -> Result<()> {
-        self.run(true, ObjectDatabase::delete_all)?;
-        self.instance()?.alarm_dirty.set(true);
-        Ok(())
+        self.run(true, ObjectDatabase::delete_all)
     }
 
     /// The stored alarm, as it is on disk (the alarm wrapper's view).
@@ -472,9 +194,7 @@ impl Storage {
     }
 
     fn write_alarm_with(&self, time_ms: Option<i64>, options: PutOptions) -> Result<()> {
-        self.run(true, |db| db.set_alarm(time_ms, !options.allow_unconfirmed))?;
-        self.instance()?.alarm_dirty.set(true);
-        Ok(())
+        self.run(true, |db| db.set_alarm(time_ms, !options.allow_unconfirmed))
     }
 
     /// The time of the object's alarm, in milliseconds since the Unix epoch; `None` if there
@@ -546,19 +266,8 @@ impl Storage {
 
     /// Resolves when every write made so far, including `allow_unconfirmed` ones, is durable.
     pub async fn sync(&self) -> Result<()> {
-        let instance = self.instance()?;
-        let target = instance.with_db(|db| db.latest_seq())?;
-        if instance.durable_seq() >= target {
-            return Ok(());
-        }
-        if instance.with_db(|db| db.can_commit())? {
-            instance.commit_now();
-        }
-        let (tx, rx) = oneshot::channel();
-        instance
-            .outputs
-            .submit(target, instance.durable_seq(), Held::Waiter(tx));
-        rx.await.unwrap_or_else(|_| Err(gone()))
+        let synced = self.instance()?.sync()?;
+        synced.await.unwrap_or_else(|_| Err(gone()))
     }
 }
 

@@ -15,11 +15,12 @@ use durable_core::{Error, ErrorKind, ObjectId, Result};
 use tokio::sync::oneshot;
 
 use crate::body::{Request, Response};
-use crate::object::{ObjectClass, Payload};
-use crate::output::Held;
+use crate::core::ObjectKey;
+use crate::event::{Event, Payload, Reply};
+use crate::object::ObjectClass;
+use crate::output::Output;
 use crate::rpc::{RpcCall, RpcClient, RpcInvocation, RpcType};
-use crate::runtime::RuntimeShared;
-use crate::shard::{Event, ObjectKey, Reply};
+use crate::shared::RuntimeShared;
 
 /// An untyped stub: the id plus the route to the object's shard.
 #[derive(Clone)]
@@ -73,7 +74,7 @@ impl RawStub {
                     reply,
                 };
                 match crate::turn::current_instance() {
-                    Some(instance) => instance.submit_output(Held::Send {
+                    Some(instance) => instance.submit_output(Output::Send {
                         event,
                         shared: Arc::clone(shared),
                     }),

@@ -17,17 +17,17 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use durable_core::Error;
 use durable_storage::DurabilityMode;
 
 use crate::LocalBoxFuture;
-use crate::directory::Instance;
-use crate::object::Outcome;
-use crate::output::Held;
-use crate::shard::{Reply, ShardLoad};
+use crate::core::gate::{Admit, admit};
+use crate::event::{Outcome, Reply};
+use crate::instance::Instance;
+use crate::output::Output;
+use crate::shard::AdmissionRelease;
 
 thread_local! {
     /// The instance whose turn this shard thread is running, if any.
@@ -63,7 +63,7 @@ pub(crate) struct EventTask {
     started: bool,
     handler: LocalBoxFuture<Outcome>,
     reply: Option<Reply>,
-    load: Arc<ShardLoad>,
+    admission: AdmissionRelease,
 }
 
 impl EventTask {
@@ -72,7 +72,7 @@ impl EventTask {
         seq: u64,
         handler: LocalBoxFuture<Outcome>,
         reply: Reply,
-        load: Arc<ShardLoad>,
+        admission: AdmissionRelease,
     ) -> Self {
         Self {
             instance,
@@ -80,7 +80,7 @@ impl EventTask {
             started: false,
             handler,
             reply: Some(reply),
-            load,
+            admission,
         }
     }
 }
@@ -95,14 +95,25 @@ impl Future for EventTask {
             // Drop tells the caller why.
             return Poll::Ready(());
         }
-        if !this.started {
-            if !instance.order.may_start(this.seq) || instance.gate.blocks(this.seq) {
-                instance.order.park(this.seq, cx.waker());
+        let decision = admit(
+            &instance.order.borrow(),
+            &instance.gate.borrow(),
+            this.seq,
+            this.started,
+        );
+        match decision {
+            Admit::Run => {}
+            Admit::WaitToStart => {
+                instance
+                    .order
+                    .borrow_mut()
+                    .park(this.seq, cx.waker().clone());
                 return Poll::Pending;
             }
-        } else if instance.gate.blocks(this.seq) {
-            instance.gate.park(cx.waker());
-            return Poll::Pending;
+            Admit::WaitForGate => {
+                instance.gate.borrow_mut().park(cx.waker().clone());
+                return Poll::Pending;
+            }
         }
 
         instance.current_event.set(Some(this.seq));
@@ -119,7 +130,10 @@ impl Future for EventTask {
         }
         if !this.started {
             this.started = true;
-            instance.order.started(this.seq);
+            let next = instance.order.borrow_mut().started(this.seq);
+            if let Some(next) = next {
+                next.wake();
+            }
         }
 
         match turn {
@@ -141,7 +155,7 @@ impl Future for EventTask {
             Ok(_) if instance.is_reset() => Poll::Ready(()),
             Ok(Poll::Ready(outcome)) => {
                 if let Some(reply) = this.reply.take() {
-                    instance.submit_output(Held::Reply { reply, outcome });
+                    instance.submit_output(Output::Reply { reply, outcome });
                 }
                 Poll::Ready(())
             }
@@ -156,7 +170,7 @@ impl Drop for EventTask {
             reply.fail(self.instance.failure());
         }
         self.instance.event_finished(self.seq);
-        self.load.release(&self.instance.key);
+        self.admission.release(&self.instance.key);
     }
 }
 
@@ -180,8 +194,8 @@ impl Future for SideTask {
         if instance.is_reset() {
             return Poll::Ready(());
         }
-        if instance.gate.is_closed() {
-            instance.gate.park(cx.waker());
+        if instance.gate.borrow().is_closed() {
+            instance.gate.borrow_mut().park(cx.waker().clone());
             return Poll::Pending;
         }
         let outer = CURRENT.with(|current| current.replace(Some(Rc::clone(&instance))));

@@ -1,31 +1,46 @@
 //! [`ObjectDatabase`]: one object's SQLite database, its write batches and its commits.
 //!
-//! Writes are grouped in *batches*: the first write after a commit opens a transaction
-//! (`BEGIN`), and the runtime commits it between turns, never in the middle of one. A turn's
-//! writes therefore always commit together, possibly with the writes of other turns that ran
-//! before the commit (write coalescing). Each commit gets a sequence number; the durability
-//! worker reports which sequence numbers are on disk, and a reply must wait for the number
-//! its writes belong to ([`ObjectDatabase::required_seq`]).
+//! Writes are grouped in *batches* ([`BatchState`] holds the rules): the first write after a
+//! commit opens a transaction (`BEGIN`), and the runtime commits it between turns, never in
+//! the middle of one. A turn's writes therefore always commit together, possibly with the
+//! writes of other turns that ran before the commit (write coalescing).
+//!
+//! [`ObjectDatabase::commit`] returns a [`CommitTicket`]: the commit's sequence number, the
+//! WAL the durability worker must sync, the stored alarm if the batch changed it, and (when
+//! the database was opened with `capture`) the WAL frames the commit wrote. The runtime's
+//! commit pipeline takes it from there. Checkpoints are ours too: the database registers
+//! its own WAL hook (which replaces SQLite's automatic checkpoint), learns how many frames
+//! the WAL holds after each commit, and checkpoints once it passes
+//! [`CHECKPOINT_FRAMES`], after the commit's frames were read.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use durable_core::limits;
 use rusqlite::config::DbConfig;
 use rusqlite::limits::Limit;
+use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 
 use crate::authorizer::Guard;
+use crate::batch::BatchState;
 use crate::cursor::SqlCursor;
 use crate::durability::{DurableCallback, WalFile};
-use crate::error::{CommitError, KvError, OpenError, SqlError};
+use crate::error::{CommitError, KvError, OpenError, OpenFailure, SqlError, SqliteCode};
 use crate::kv::{self, KV_TABLE, ListOptions};
+use crate::layout::DataLayout;
+use crate::split::split_statements;
+use crate::value::SqlValue;
+use crate::wal::{CommitFrames, WalReader};
 
 /// The reserved table of per-object metadata; the alarm is its row `alarm`.
 const META_TABLE: &str = "_cf_METADATA";
-use crate::split::split_statements;
-use crate::value::SqlValue;
+
+/// WAL frames after which a commit checkpoints the WAL into the database (SQLite's own
+/// automatic checkpoint uses the same threshold).
+pub const CHECKPOINT_FRAMES: u32 = 1_000;
 
 /// How commits become durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,17 +55,41 @@ pub enum DurabilityMode {
     FsyncEachCommit,
 }
 
-#[derive(Debug, Default)]
-struct Batch {
-    /// A transaction is open.
-    open: bool,
-    /// The open transaction holds writes whose replies must wait for them.
-    confirmed: bool,
-    /// Explicit transactions (savepoints) open inside the batch.
-    savepoints: u32,
-    committed_seq: u64,
-    /// The last committed batch that held confirmed writes.
-    confirmed_seq: u64,
+/// How to open an object database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DatabaseOptions {
+    /// How commits become durable.
+    pub mode: DurabilityMode,
+    /// Largest size of the database; past it writes fail with `SQLITE_FULL`.
+    pub max_bytes: u64,
+    /// Read back the WAL frames of every commit into its ticket (for the capture point).
+    pub capture: bool,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> Self {
+        Self {
+            mode: DurabilityMode::GroupCommit,
+            max_bytes: limits::DEFAULT_MAX_DATABASE_BYTES,
+            capture: false,
+        }
+    }
+}
+
+/// What one commit produced: what the steps after it (durability, capture, the alarm
+/// index, releasing outputs) need, so they do not reach back into the database.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct CommitTicket {
+    /// The commit's sequence number (1, 2, 3, ... per open database).
+    pub seq: u64,
+    /// The WAL to sync for it to become durable.
+    pub wal: Arc<WalFile>,
+    /// The stored alarm after the commit, if the batch changed it (`Some(None)`: removed).
+    pub alarm: Option<Option<i64>>,
+    /// The WAL frames it wrote, if the database captures them.
+    pub frames: Option<CommitFrames>,
 }
 
 fn sqlite(err: rusqlite::Error) -> SqlError {
@@ -133,14 +172,13 @@ fn run(conn: &Connection, sql: &str) -> Result<(), SqlError> {
 fn begin_write(
     conn: &Connection,
     internal: &InternalSql,
-    batch: &mut Batch,
+    batch: &mut BatchState,
     confirmed: bool,
 ) -> Result<(), SqlError> {
-    if !batch.open {
+    if batch.needs_begin() {
         run(conn, &internal.begin)?;
-        batch.open = true;
     }
-    batch.confirmed |= confirmed;
+    batch.wrote(confirmed);
     Ok(())
 }
 
@@ -151,11 +189,15 @@ pub struct ObjectDatabase {
     internal: InternalSql,
     path: PathBuf,
     mode: DurabilityMode,
-    batch: Batch,
+    batch: BatchState,
     kv_ready: bool,
     meta_ready: bool,
     wal: Arc<WalFile>,
-    broken: Option<String>,
+    /// Frames in the WAL after the last commit, as the WAL hook reported.
+    wal_frames: Arc<AtomicU32>,
+    /// Reads each commit's frames back, when the database captures them.
+    reader: Option<WalReader>,
+    broken: Option<CommitError>,
 }
 
 impl std::fmt::Debug for ObjectDatabase {
@@ -172,16 +214,16 @@ impl ObjectDatabase {
     /// limits and authorizer. `on_durable` is told whenever commits become durable.
     pub fn open(
         path: &Path,
-        mode: DurabilityMode,
-        max_bytes: u64,
+        options: DatabaseOptions,
         on_durable: DurableCallback,
     ) -> Result<Self, OpenError> {
-        let fail = |reason: String| OpenError {
+        let fail = |failure: OpenFailure| OpenError {
             path: path.to_path_buf(),
-            reason,
+            failure,
         };
+        let sql_fail = |err: rusqlite::Error| fail(OpenFailure::Sqlite(sqlite(err)));
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|err| fail(err.to_string()))?;
+            std::fs::create_dir_all(parent).map_err(|err| fail(OpenFailure::CreateFolder(err)))?;
         }
         let mut conn = Connection::open_with_flags(
             path,
@@ -189,28 +231,35 @@ impl ObjectDatabase {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|err| fail(err.to_string()))?;
-        let synchronous = match mode {
+        .map_err(sql_fail)?;
+        let synchronous = match options.mode {
             DurabilityMode::GroupCommit => "NORMAL",
             DurabilityMode::FsyncEachCommit => "FULL",
         };
         let journal: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
-            .map_err(|err| fail(format!("{err}; is it an SQLite database?")))?;
+            .map_err(|err| {
+                let err = sqlite(err);
+                if err.sqlite_code() == Some(SqliteCode::NotADatabase) {
+                    fail(OpenFailure::NotADatabase(err))
+                } else {
+                    fail(OpenFailure::Sqlite(err))
+                }
+            })?;
         if !journal.eq_ignore_ascii_case("wal") {
-            return Err(fail(format!("journal mode is {journal}, not wal")));
+            return Err(fail(OpenFailure::JournalMode { found: journal }));
         }
         // The page limit makes a full object answer SQLITE_FULL to writes while reads and
         // deletes keep working, as on Cloudflare at its 10 GB limit.
         let page_size: u64 = conn
             .query_row("PRAGMA page_size", [], |row| row.get::<_, i64>(0))
             .map(|size| u64::try_from(size).unwrap_or(4096))
-            .map_err(|err| fail(err.to_string()))?;
+            .map_err(sql_fail)?;
         conn.execute_batch(&format!(
             "PRAGMA synchronous={synchronous}; PRAGMA max_page_count={}",
-            (max_bytes / page_size).max(2)
+            (options.max_bytes / page_size).max(2)
         ))
-        .map_err(|err| fail(err.to_string()))?;
+        .map_err(sql_fail)?;
         for (limit, value) in [
             (Limit::SQLITE_LIMIT_LENGTH, limits::MAX_SQL_VALUE_BYTES),
             (
@@ -241,24 +290,39 @@ impl ObjectDatabase {
             ),
             (Limit::SQLITE_LIMIT_ATTACHED, 0),
         ] {
-            conn.set_limit(limit, value)
-                .map_err(|err| fail(err.to_string()))?;
+            conn.set_limit(limit, value).map_err(sql_fail)?;
         }
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
-            .map_err(|err| fail(err.to_string()))?;
+            .map_err(sql_fail)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let guard = Guard::install(&mut conn).map_err(|err| fail(err.to_string()))?;
-        let wal_path = PathBuf::from(format!("{}-wal", path.display()));
+        // Our hook replaces SQLite's automatic checkpoint: `commit` checkpoints, after the
+        // commit's frames were read back, so no frame is checkpointed before it is captured.
+        let wal_frames = Arc::new(AtomicU32::new(0));
+        let frames_seen = Arc::clone(&wal_frames);
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames: i32| {
+            frames_seen.store(u32::try_from(frames).unwrap_or(0), Ordering::Relaxed);
+            Ok(())
+        }))
+        .map_err(sql_fail)?;
+        let guard = Guard::install(&mut conn).map_err(sql_fail)?;
+        let wal_path = DataLayout::wal_of(path);
+        let reader = if options.capture {
+            Some(WalReader::open(&wal_path).map_err(|err| fail(OpenFailure::Wal(err)))?)
+        } else {
+            None
+        };
         Ok(Self {
             conn,
             guard,
             internal: InternalSql::new(),
             path: path.to_path_buf(),
-            mode,
-            batch: Batch::default(),
+            mode: options.mode,
+            batch: BatchState::default(),
             kv_ready: false,
             meta_ready: false,
             wal: Arc::new(WalFile::new(wal_path, on_durable)),
+            wal_frames,
+            reader,
             broken: None,
         })
     }
@@ -280,7 +344,7 @@ impl ObjectDatabase {
 
     fn check_usable(&self) -> Result<(), SqlError> {
         match &self.broken {
-            Some(reason) => Err(SqlError::Broken(reason.clone())),
+            Some(failure) => Err(SqlError::Broken(Box::new(failure.clone()))),
             None => Ok(()),
         }
     }
@@ -289,83 +353,109 @@ impl ObjectDatabase {
 
     /// True when writes are waiting for a commit.
     pub fn has_uncommitted(&self) -> bool {
-        self.batch.open
+        self.batch.has_uncommitted()
     }
 
     /// True when the open batch may be committed now (no explicit transaction spans it).
     pub fn can_commit(&self) -> bool {
-        self.batch.open && self.batch.savepoints == 0
+        self.batch.can_commit()
     }
 
     /// The commit sequence number a reply sent now must wait for: that of the open batch if
     /// it holds confirmed writes, else that of the last batch that did.
     pub fn required_seq(&self) -> u64 {
-        if self.batch.open && self.batch.confirmed {
-            self.batch.committed_seq + 1
-        } else {
-            self.batch.confirmed_seq
-        }
+        self.batch.required_seq()
     }
 
     /// The sequence number every write so far belongs to, confirmed or not (for `sync()`).
     pub fn latest_seq(&self) -> u64 {
-        self.batch.committed_seq + u64::from(self.batch.open)
+        self.batch.latest_seq()
     }
 
-    /// Commits the open batch; returns its sequence number, or `None` when there was nothing
-    /// to commit (or an explicit transaction is still open). On failure the database is
-    /// broken: the batch is lost, and the object must be reset.
-    pub fn commit(&mut self) -> Result<Option<u64>, CommitError> {
-        if let Some(reason) = &self.broken {
-            return Err(CommitError {
-                reason: reason.clone(),
-            });
-        }
-        if !self.can_commit() {
+    /// The stored alarm as the open batch leaves it, if the batch changed it (`Some(None)`:
+    /// the batch removes it); `None` if the batch did not touch the alarm.
+    pub fn batch_alarm(&mut self) -> Result<Option<Option<i64>>, SqlError> {
+        if !self.batch.alarm_touched() {
             return Ok(None);
         }
+        self.alarm().map(Some)
+    }
+
+    /// Commits the open batch; returns its ticket, or `None` when there was nothing to commit
+    /// (or an explicit transaction is still open). On failure the database is broken: the
+    /// batch is lost (or, if only the capture failed, committed but never confirmed), and the
+    /// object must be reset.
+    pub fn commit(&mut self) -> Result<Option<CommitTicket>, CommitError> {
+        if let Some(failure) = &self.broken {
+            return Err(failure.clone());
+        }
+        if !self.batch.can_commit() {
+            return Ok(None);
+        }
+        let alarm = match self.batch_alarm() {
+            Ok(alarm) => alarm,
+            Err(err) => return Err(self.break_with(CommitError::Sqlite(err))),
+        };
         if self.conn.is_autocommit() {
             // SQLite rolled the transaction back itself after an error (disk full, I/O).
-            return Err(self.break_with(
-                "SQLite rolled back the open transaction after an earlier error".to_owned(),
-            ));
+            return Err(self.break_with(CommitError::RolledBack));
         }
         if let Err(err) = run(&self.conn, &self.internal.commit) {
             let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(self.break_with(err.to_string()));
+            return Err(self.break_with(CommitError::Sqlite(err)));
         }
-        self.batch.open = false;
-        self.batch.committed_seq += 1;
-        let seq = self.batch.committed_seq;
-        if self.batch.confirmed {
-            self.batch.confirmed_seq = seq;
-        }
-        self.batch.confirmed = false;
+        let committed = self.batch.committed();
+        let seq = committed.seq;
+        let wal_frames = self.wal_frames.load(Ordering::Relaxed);
+        let frames = match self
+            .reader
+            .as_mut()
+            .map(|reader| reader.read_commit(wal_frames))
+        {
+            None => None,
+            Some(Ok(frames)) => Some(frames),
+            Some(Err(err)) => return Err(self.break_with(CommitError::Capture(err))),
+        };
         self.wal.publish_commit(seq);
         if self.mode == DurabilityMode::FsyncEachCommit {
             // synchronous=FULL: the commit fsynced the WAL before returning.
             self.wal.mark_synced(seq);
         }
-        Ok(Some(seq))
+        if wal_frames >= CHECKPOINT_FRAMES {
+            self.checkpoint();
+        }
+        Ok(Some(CommitTicket {
+            seq,
+            wal: Arc::clone(&self.wal),
+            alarm,
+            frames,
+        }))
     }
 
-    fn break_with(&mut self, reason: String) -> CommitError {
-        tracing::error!(database = %self.path.display(), %reason, "object database broken");
-        self.batch = Batch {
-            committed_seq: self.batch.committed_seq,
-            confirmed_seq: self.batch.confirmed_seq,
-            ..Batch::default()
-        };
-        self.broken = Some(reason.clone());
-        CommitError { reason }
+    /// Copies the WAL into the database (a passive checkpoint: this connection is the only
+    /// one, so it completes). A failure is not an error of the commit: the frames stay in
+    /// the WAL, durable, and the next checkpoint tries again.
+    fn checkpoint(&mut self) {
+        if let Err(err) = self
+            .conn
+            .wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)
+        {
+            tracing::warn!(database = %self.path.display(), error = %err, "checkpoint failed; the WAL keeps growing until one succeeds");
+        }
+    }
+
+    fn break_with(&mut self, failure: CommitError) -> CommitError {
+        self.batch.rolled_back();
+        self.broken = Some(failure.clone());
+        failure
     }
 
     /// After a failed statement: true if SQLite rolled the whole open batch back itself (it
     /// may, on SQLITE_FULL or an I/O error). The batch's writes are gone, so the database is
     /// marked broken and the object must be reset.
     pub fn lost_batch(&mut self) -> bool {
-        if self.batch.open && self.conn.is_autocommit() {
-            self.break_with("SQLite rolled back the open transaction after an error".to_owned());
+        if self.batch.has_uncommitted() && self.conn.is_autocommit() {
+            self.break_with(CommitError::RolledBack);
             true
         } else {
             false
@@ -374,13 +464,11 @@ impl ObjectDatabase {
 
     /// Discards the open batch (a reset: panic, `abort()`): its writes never happened.
     pub fn rollback_uncommitted(&mut self) {
-        if self.batch.open {
+        if self.batch.has_uncommitted() {
             if let Err(err) = self.conn.execute_batch("ROLLBACK") {
                 tracing::warn!(database = %self.path.display(), error = %err, "rollback failed");
             }
-            self.batch.open = false;
-            self.batch.confirmed = false;
-            self.batch.savepoints = 0;
+            self.batch.rolled_back();
             self.kv_ready = false;
             self.meta_ready = false;
         }
@@ -401,17 +489,16 @@ impl ObjectDatabase {
         self.check_usable()?;
         begin_write(&self.conn, &self.internal, &mut self.batch, true)?;
         run(&self.conn, &self.internal.savepoint)?;
-        self.batch.savepoints += 1;
+        self.batch.savepoint_opened();
         Ok(())
     }
 
     /// Ends the innermost explicit transaction, keeping (`rollback` false) or undoing its
     /// writes.
     pub fn end_transaction(&mut self, rollback: bool) -> Result<(), SqlError> {
-        if self.batch.savepoints == 0 {
+        if !self.batch.savepoint_closed() {
             return Ok(());
         }
-        self.batch.savepoints -= 1;
         if rollback {
             run(&self.conn, &self.internal.rollback_to)?;
             // Tables created inside may be gone again.
@@ -531,6 +618,7 @@ impl ObjectDatabase {
         self.conn.flush_prepared_statement_cache();
         self.kv_ready = false;
         self.meta_ready = false;
+        self.batch.touched_alarm();
         Ok(())
     }
 
@@ -571,6 +659,7 @@ impl ObjectDatabase {
     pub fn set_alarm(&mut self, time_ms: Option<i64>, confirmed: bool) -> Result<(), SqlError> {
         self.check_usable()?;
         begin_write(&self.conn, &self.internal, &mut self.batch, confirmed)?;
+        self.batch.touched_alarm();
         if !self.meta_exists()? {
             if time_ms.is_none() {
                 return Ok(());
@@ -724,11 +813,5 @@ impl ObjectDatabase {
             })
             .map_err(sqlite)?;
         Ok(rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)?)
-    }
-}
-
-impl From<rusqlite::Error> for KvError {
-    fn from(err: rusqlite::Error) -> Self {
-        KvError::Sql(sqlite(err))
     }
 }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::error::CommitError;
+use crate::error::{CommitError, IoFailure};
 
 /// Told when a WAL is durable up to a sequence number, or that syncing it failed.
 pub type DurableCallback = Arc<dyn Fn(Result<u64, CommitError>) + Send + Sync>;
@@ -262,18 +262,18 @@ fn run(queue: &Queue) {
             batch[0].with_file(|file| rustix::fs::syncfs(file).map_err(io::Error::from))
         };
         queue.stats.record(started.elapsed());
+        let synced = synced.map_err(IoFailure::new);
         for (wal, target) in batch.iter().zip(targets) {
             match &synced {
                 Ok(()) => {
                     wal.synced.fetch_max(target, Ordering::SeqCst);
                     (wal.notify)(Ok(target));
                 }
-                Err(err) => {
-                    tracing::error!(wal = %wal.path.display(), error = %err, "fsync of object WAL failed");
-                    (wal.notify)(Err(CommitError {
-                        reason: format!("fsync {}: {err}", wal.path.display()),
-                    }));
-                }
+                // Logged where it is handled: the object that owns the WAL resets.
+                Err(err) => (wal.notify)(Err(CommitError::Sync {
+                    path: wal.path.clone(),
+                    source: err.clone(),
+                })),
             }
             wal.syncing.store(false, Ordering::SeqCst);
             // A commit published while we synced needs another round, unless a new request

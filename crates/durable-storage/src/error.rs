@@ -1,9 +1,135 @@
-//! Errors of storage operations, one enum per API, each convertible into the public `Error`.
+//! Errors of storage operations: one type per API or operation, each with typed fields and
+//! each convertible into the public `Error`.
+//!
+//! * [`SqlError`]: a statement that could not run (SQLite's result code is a [`SqliteCode`]);
+//! * [`KvError`]: a KV operation refused or failed;
+//! * [`OpenError`]: an object database that could not be opened;
+//! * [`CommitError`]: a commit, its capture or its fsync that failed (the object must reset);
+//! * [`AlarmIndexError`]: the node's alarm index could not be read or written;
+//! * [`WalError`]: the WAL frames of a commit could not be read back.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use durable_core::codec::CodecError;
 use durable_core::{Error, ErrorKind};
 
 use crate::authorizer::Refusal;
+
+/// An SQLite result code, by its primary code; the extended code is kept for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SqliteCode {
+    /// `SQLITE_ERROR`: a generic error (syntax, missing table, ...).
+    Error,
+    /// `SQLITE_INTERNAL`.
+    Internal,
+    /// `SQLITE_PERM`: access permission denied.
+    Perm,
+    /// `SQLITE_ABORT`.
+    Abort,
+    /// `SQLITE_BUSY`.
+    Busy,
+    /// `SQLITE_LOCKED`.
+    Locked,
+    /// `SQLITE_NOMEM`: out of memory.
+    NoMem,
+    /// `SQLITE_READONLY`.
+    ReadOnly,
+    /// `SQLITE_INTERRUPT`.
+    Interrupt,
+    /// `SQLITE_IOERR`: the disk or the operating system failed.
+    IoErr,
+    /// `SQLITE_CORRUPT`: the database file is damaged.
+    Corrupt,
+    /// `SQLITE_FULL`: the disk, or the object's size limit, is full.
+    Full,
+    /// `SQLITE_CANTOPEN`.
+    CantOpen,
+    /// `SQLITE_NOTADB`: the file is not an SQLite database.
+    NotADatabase,
+    /// `SQLITE_TOOBIG`: a string or blob is over the size limit.
+    TooBig,
+    /// `SQLITE_CONSTRAINT`: a constraint failed.
+    Constraint,
+    /// `SQLITE_MISMATCH`: a data type mismatch.
+    Mismatch,
+    /// `SQLITE_MISUSE`.
+    Misuse,
+    /// `SQLITE_AUTH`: the authorizer refused.
+    Auth,
+    /// `SQLITE_RANGE`: a parameter index out of range.
+    Range,
+    /// Any other primary code.
+    Other(i32),
+}
+
+impl SqliteCode {
+    /// The code of an (extended) SQLite result code.
+    pub fn from_extended(extended: i32) -> Self {
+        match extended & 0xff {
+            1 => Self::Error,
+            2 => Self::Internal,
+            3 => Self::Perm,
+            4 => Self::Abort,
+            5 => Self::Busy,
+            6 => Self::Locked,
+            7 => Self::NoMem,
+            8 => Self::ReadOnly,
+            9 => Self::Interrupt,
+            10 => Self::IoErr,
+            11 => Self::Corrupt,
+            13 => Self::Full,
+            14 => Self::CantOpen,
+            18 => Self::TooBig,
+            19 => Self::Constraint,
+            20 => Self::Mismatch,
+            21 => Self::Misuse,
+            23 => Self::Auth,
+            25 => Self::Range,
+            26 => Self::NotADatabase,
+            other => Self::Other(other),
+        }
+    }
+
+    /// True for codes that mean the storage underneath failed, not the statement.
+    pub fn is_storage_failure(self) -> bool {
+        matches!(
+            self,
+            Self::IoErr | Self::Corrupt | Self::Full | Self::CantOpen | Self::NoMem
+        )
+    }
+}
+
+impl fmt::Display for SqliteCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::Error => "SQLITE_ERROR",
+            Self::Internal => "SQLITE_INTERNAL",
+            Self::Perm => "SQLITE_PERM",
+            Self::Abort => "SQLITE_ABORT",
+            Self::Busy => "SQLITE_BUSY",
+            Self::Locked => "SQLITE_LOCKED",
+            Self::NoMem => "SQLITE_NOMEM",
+            Self::ReadOnly => "SQLITE_READONLY",
+            Self::Interrupt => "SQLITE_INTERRUPT",
+            Self::IoErr => "SQLITE_IOERR",
+            Self::Corrupt => "SQLITE_CORRUPT",
+            Self::Full => "SQLITE_FULL",
+            Self::CantOpen => "SQLITE_CANTOPEN",
+            Self::NotADatabase => "SQLITE_NOTADB",
+            Self::TooBig => "SQLITE_TOOBIG",
+            Self::Constraint => "SQLITE_CONSTRAINT",
+            Self::Mismatch => "SQLITE_MISMATCH",
+            Self::Misuse => "SQLITE_MISUSE",
+            Self::Auth => "SQLITE_AUTH",
+            Self::Range => "SQLITE_RANGE",
+            Self::Other(code) => return write!(f, "SQLITE_ERROR_{code}"),
+        };
+        f.write_str(name)
+    }
+}
 
 /// An SQL statement that could not run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -52,12 +178,12 @@ pub enum SqlError {
     Sqlite {
         /// SQLite's message.
         message: String,
-        /// The symbolic result code.
-        code: String,
+        /// The result code.
+        code: SqliteCode,
     },
     /// The object's storage failed earlier and no longer accepts work.
     #[error("storage is unavailable: {0}")]
-    Broken(String),
+    Broken(Box<CommitError>),
 }
 
 impl SqlError {
@@ -65,7 +191,7 @@ impl SqlError {
         match err {
             rusqlite::Error::SqliteFailure(failure, message) => SqlError::Sqlite {
                 message: message.clone().unwrap_or_else(|| failure.to_string()),
-                code: code_name(failure.extended_code),
+                code: SqliteCode::from_extended(failure.extended_code),
             },
             rusqlite::Error::InvalidParameterCount(given, expected) => SqlError::ParameterCount {
                 given: *given,
@@ -73,56 +199,34 @@ impl SqlError {
             },
             rusqlite::Error::MultipleStatement => SqlError::Sqlite {
                 message: "multiple statements where one was expected".to_owned(),
-                code: "SQLITE_MISUSE".to_owned(),
+                code: SqliteCode::Misuse,
             },
             other => SqlError::Sqlite {
                 message: other.to_string(),
-                code: "SQLITE_ERROR".to_owned(),
+                code: SqliteCode::Error,
             },
+        }
+    }
+
+    /// SQLite's result code, for errors SQLite reported.
+    pub fn sqlite_code(&self) -> Option<SqliteCode> {
+        match self {
+            SqlError::Sqlite { code, .. } => Some(*code),
+            _ => None,
         }
     }
 }
 
-/// The symbolic name of an SQLite result code, as Cloudflare prints them.
-fn code_name(extended: i32) -> String {
-    let primary = extended & 0xff;
-    let name = match primary {
-        1 => "SQLITE_ERROR",
-        2 => "SQLITE_INTERNAL",
-        3 => "SQLITE_PERM",
-        4 => "SQLITE_ABORT",
-        5 => "SQLITE_BUSY",
-        6 => "SQLITE_LOCKED",
-        7 => "SQLITE_NOMEM",
-        8 => "SQLITE_READONLY",
-        9 => "SQLITE_INTERRUPT",
-        10 => "SQLITE_IOERR",
-        11 => "SQLITE_CORRUPT",
-        13 => "SQLITE_FULL",
-        14 => "SQLITE_CANTOPEN",
-        18 => "SQLITE_TOOBIG",
-        19 => "SQLITE_CONSTRAINT",
-        20 => "SQLITE_MISMATCH",
-        21 => "SQLITE_MISUSE",
-        23 => "SQLITE_AUTH",
-        25 => "SQLITE_RANGE",
-        _ => return format!("SQLITE_ERROR_{extended}"),
-    };
-    name.to_owned()
+impl From<rusqlite::Error> for SqlError {
+    fn from(err: rusqlite::Error) -> Self {
+        SqlError::from_sqlite(&err)
+    }
 }
 
 impl From<SqlError> for Error {
     fn from(err: SqlError) -> Self {
         let kind = match &err {
-            SqlError::Sqlite { code, .. }
-                if code == "SQLITE_IOERR"
-                    || code == "SQLITE_CORRUPT"
-                    || code == "SQLITE_FULL"
-                    || code == "SQLITE_CANTOPEN"
-                    || code == "SQLITE_NOMEM" =>
-            {
-                ErrorKind::Storage
-            }
+            SqlError::Sqlite { code, .. } if code.is_storage_failure() => ErrorKind::Storage,
             SqlError::Broken(_) => ErrorKind::Storage,
             SqlError::Conversion { .. } => ErrorKind::Codec,
             _ => ErrorKind::InvalidInput,
@@ -187,14 +291,45 @@ impl From<KvError> for Error {
     }
 }
 
+impl From<rusqlite::Error> for KvError {
+    fn from(err: rusqlite::Error) -> Self {
+        KvError::Sql(SqlError::from_sqlite(&err))
+    }
+}
+
 /// The database of an object could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("open object database {path}: {reason}")]
+#[error("open object database {}: {failure}", path.display())]
 pub struct OpenError {
     /// The database file.
-    pub path: std::path::PathBuf,
+    pub path: PathBuf,
     /// What failed.
-    pub reason: String,
+    #[source]
+    pub failure: OpenFailure,
+}
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenFailure {
+    /// Its folder could not be created.
+    #[error("create its folder: {0}")]
+    CreateFolder(#[source] std::io::Error),
+    /// SQLite failed to open or configure it.
+    #[error(transparent)]
+    Sqlite(#[from] SqlError),
+    /// The file exists but is not an SQLite database.
+    #[error("the file is not an SQLite database ({0}); restore it from a backup or move it away")]
+    NotADatabase(SqlError),
+    /// SQLite would not switch the database to WAL mode.
+    #[error("journal mode is {found:?}, not wal")]
+    JournalMode {
+        /// The mode SQLite reported.
+        found: String,
+    },
+    /// The existing WAL could not be read to find where new commits start.
+    #[error(transparent)]
+    Wal(#[from] WalError),
 }
 
 impl From<OpenError> for Error {
@@ -203,17 +338,119 @@ impl From<OpenError> for Error {
     }
 }
 
-/// A commit or fsync failed: the writes since the last durable point may be lost, and the
-/// object must be reset.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("commit failed: {reason}")]
-pub struct CommitError {
-    /// What failed.
-    pub reason: String,
+/// An operating-system error that can be shared and compared (by its kind and OS code).
+#[derive(Debug, Clone)]
+pub struct IoFailure(Arc<std::io::Error>);
+
+impl IoFailure {
+    /// Wraps `error`.
+    pub fn new(error: std::io::Error) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// The kind of the error.
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.0.kind()
+    }
+
+    /// The operating system's error code, if any.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.0.raw_os_error()
+    }
+}
+
+impl PartialEq for IoFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind() == other.kind() && self.raw_os_error() == other.raw_os_error()
+    }
+}
+
+impl fmt::Display for IoFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for IoFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// A commit, its capture or its fsync failed: the writes since the last durable point may be
+/// lost, and the object must be reset.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// SQLite refused the `COMMIT`.
+    #[error("commit failed: {0}")]
+    Sqlite(SqlError),
+    /// SQLite rolled the open transaction back by itself after an earlier error (a full disk,
+    /// an I/O error), so the batch's writes are gone.
+    #[error("commit failed: SQLite rolled back the open transaction after an earlier error")]
+    RolledBack,
+    /// The WAL frames of the commit could not be read back for the capture point.
+    #[error("commit capture failed: {0}")]
+    Capture(WalError),
+    /// The WAL could not be fsynced.
+    #[error("fsync {}: {source}", path.display())]
+    Sync {
+        /// The WAL file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: IoFailure,
+    },
 }
 
 impl From<CommitError> for Error {
     fn from(err: CommitError) -> Self {
         Error::new(ErrorKind::Storage, err.to_string())
     }
+}
+
+/// The node's alarm index could not be read or written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("alarm index {}: {operation}: {source}", path.display())]
+pub struct AlarmIndexError {
+    /// The index file.
+    pub path: PathBuf,
+    /// What was being done ("open", "apply changes", "load", ...).
+    pub operation: &'static str,
+    /// What SQLite said.
+    #[source]
+    pub source: SqlError,
+}
+
+/// The WAL frames of a commit could not be read back.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalError {
+    /// Reading the WAL file failed.
+    #[error("read {}: {source}", path.display())]
+    Io {
+        /// The WAL file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: IoFailure,
+    },
+    /// The WAL header is not one SQLite writes.
+    #[error("{} has an invalid header: {reason}", path.display())]
+    BadHeader {
+        /// The WAL file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// No valid commit frame follows the last one read: the file does not hold the commit
+    /// that was just made.
+    #[error(
+        "{} holds no valid commit frame after offset {offset}; the object's WAL does not match its commits",
+        path.display()
+    )]
+    NoCommit {
+        /// The WAL file.
+        path: PathBuf,
+        /// Where reading started.
+        offset: u64,
+    },
 }

@@ -1,7 +1,12 @@
-//! Where an object's database lives in the data folder (an API boundary: tools read it).
+//! The data folder's layout: every path the platform keeps state at. It is an API boundary
+//! (tools and later versions read it), so no other module builds these paths by hand.
 //!
 //! ```text
-//! <data>/objects/<Class>/<first two hex digits of the id>/<id>.sqlite   (+ -wal, -shm)
+//! <data>/LOCK                                  held (flock) by the one process using the folder
+//! <data>/MIGRATIONS                            one line per applied migration: "<tag> <sha-256>"
+//! <data>/namespaces/<Class>.key                the namespace key of class <Class>, 64 hex digits
+//! <data>/alarms.sqlite                         the node's alarm index (+ -wal, -shm)
+//! <data>/objects/<Class>/<id[0..2]>/<id>.sqlite  one object's database (+ -wal, -shm)
 //! ```
 //!
 //! The two-digit fan-out keeps directories small: 100,000 objects make about 390 databases
@@ -9,19 +14,105 @@
 
 use std::path::{Path, PathBuf};
 
-/// The database file of object `id_hex` of class `class`.
-///
-/// ```
-/// use std::path::Path;
-///
-/// let path = durable_storage::layout::object_db_path(Path::new("/data"), "Counter", "ab12");
-/// assert_eq!(path, Path::new("/data/objects/Counter/ab/ab12.sqlite"));
-/// ```
-pub fn object_db_path(data_dir: &Path, class: &str, id_hex: &str) -> PathBuf {
-    let fan = id_hex.get(..2).unwrap_or("00");
-    data_dir
-        .join("objects")
-        .join(class)
-        .join(fan)
-        .join(format!("{id_hex}.sqlite"))
+/// The paths of one data folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataLayout {
+    root: PathBuf,
+}
+
+impl DataLayout {
+    /// The layout of the data folder at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The data folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The lock file that keeps a second process off the folder.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("LOCK")
+    }
+
+    /// The record of applied class migrations.
+    pub fn migrations_record(&self) -> PathBuf {
+        self.root.join("MIGRATIONS")
+    }
+
+    /// The node's alarm index database.
+    pub fn alarm_index(&self) -> PathBuf {
+        self.root.join("alarms.sqlite")
+    }
+
+    /// The folder of the namespace key files.
+    pub fn namespaces_dir(&self) -> PathBuf {
+        self.root.join("namespaces")
+    }
+
+    /// The key file of class `class`.
+    pub fn namespace_key(&self, class: &str) -> PathBuf {
+        self.namespaces_dir().join(format!("{class}.key"))
+    }
+
+    /// The folder of every class's object databases.
+    pub fn objects_dir(&self) -> PathBuf {
+        self.root.join("objects")
+    }
+
+    /// The folder of class `class`'s object databases.
+    pub fn class_dir(&self, class: &str) -> PathBuf {
+        self.objects_dir().join(class)
+    }
+
+    /// The database file of object `id_hex` of class `class`.
+    pub fn object_db(&self, class: &str, id_hex: &str) -> PathBuf {
+        let fan = id_hex.get(..2).unwrap_or("00");
+        self.class_dir(class)
+            .join(fan)
+            .join(format!("{id_hex}.sqlite"))
+    }
+
+    /// The WAL file that belongs to the database file `db`.
+    pub fn wal_of(db: &Path) -> PathBuf {
+        let mut name = db.as_os_str().to_owned();
+        name.push("-wal");
+        PathBuf::from(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_is_under_the_root_where_the_layout_says() {
+        let layout = DataLayout::new("/data");
+        let cases: [(PathBuf, &str); 8] = [
+            (layout.lock_file(), "/data/LOCK"),
+            (layout.migrations_record(), "/data/MIGRATIONS"),
+            (layout.alarm_index(), "/data/alarms.sqlite"),
+            (
+                layout.namespace_key("Counter"),
+                "/data/namespaces/Counter.key",
+            ),
+            (layout.class_dir("Counter"), "/data/objects/Counter"),
+            (
+                layout.object_db("Counter", "ab12"),
+                "/data/objects/Counter/ab/ab12.sqlite",
+            ),
+            (
+                layout.object_db("Counter", "a"),
+                "/data/objects/Counter/00/a.sqlite",
+            ),
+            (
+                DataLayout::wal_of(Path::new("/data/objects/C/ab/ab12.sqlite")),
+                "/data/objects/C/ab/ab12.sqlite-wal",
+            ),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(path, Path::new(expected));
+        }
+    }
 }

@@ -3,12 +3,17 @@
 //! commits durable with group fsyncs.
 //!
 //! * [`ObjectDatabase`] ([`database`]) owns the connection: open and pragmas, batches,
-//!   commits, SQL `exec`, the KV table, `delete_all`, explicit transactions.
+//!   commits (each returns a [`CommitTicket`]), SQL `exec`, the KV table, `delete_all`,
+//!   explicit transactions, and its own checkpoints.
+//! * [`batch`] holds the batch and sequence-number rules as a plain value.
+//! * [`wal`] reads back the WAL frames each commit wrote, for the runtime's capture point.
 //! * `authorizer` decides what user SQL may do; `split` cuts a query into statements.
 //! * [`value`] and [`cursor`] are the SQL API's values, parameters, rows and cursors.
 //! * [`kv`] holds the KV API's limits and `list` options.
 //! * [`durability`] fsyncs WALs off the object's thread and reports durable points.
-//! * [`layout`] says where an object's database lives in the data folder.
+//! * [`alarm_index`] is the node's persistent index of pending alarms.
+//! * [`layout`] owns every path of the data folder.
+//! * [`error`] holds one error type per operation.
 //!
 //! Architecture invariant: this crate is synchronous and knows nothing of tokio, HTTP or the
 //! runtime's turns; the runtime decides *when* to commit, this crate decides *how*.
@@ -17,6 +22,7 @@
 
 pub mod alarm_index;
 pub mod authorizer;
+pub mod batch;
 pub mod cursor;
 pub mod database;
 pub mod durability;
@@ -25,13 +31,19 @@ pub mod kv;
 pub mod layout;
 mod split;
 pub mod value;
+pub mod wal;
 
 pub use alarm_index::{AlarmEntry, AlarmIndex, IndexChange};
 pub use cursor::{SqlCursor, SqlRow};
-pub use database::{DurabilityMode, ObjectDatabase};
+pub use database::{CommitTicket, DatabaseOptions, DurabilityMode, ObjectDatabase};
 pub use durability::{
     DurabilityWorker, DurableCallback, SYNC_LATENCY_BUCKETS, SyncStats, SyncStatsSnapshot, WalFile,
 };
-pub use error::{CommitError, KvError, OpenError, SqlError};
+pub use error::{
+    AlarmIndexError, CommitError, IoFailure, KvError, OpenError, OpenFailure, SqlError, SqliteCode,
+    WalError,
+};
 pub use kv::ListOptions;
+pub use layout::DataLayout;
 pub use value::{FromSqlValue, SqlParams, SqlValue};
+pub use wal::{CommitFrames, WalFrame, WalPosition};

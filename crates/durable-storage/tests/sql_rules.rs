@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use durable_storage::authorizer::Rule;
-use durable_storage::{DurabilityMode, ObjectDatabase, SqlError, SqlValue};
+use durable_storage::{DatabaseOptions, ObjectDatabase, SqlError, SqlValue};
 
 fn open() -> (tempfile::TempDir, ObjectDatabase) {
     let dir = tempfile::tempdir().unwrap();
     let db = ObjectDatabase::open(
         &dir.path().join("o.sqlite"),
-        DurabilityMode::GroupCommit,
-        10_000_000_000,
+        DatabaseOptions::default(),
         Arc::new(|_| {}),
     )
     .unwrap();

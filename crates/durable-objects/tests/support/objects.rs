@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+use durable_objects::RuntimeBuilder;
 use durable_objects::prelude::*;
-use durable_objects::{RuntimeBuilder, SqlValue};
+use durable_objects::storage::SqlValue;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -342,8 +343,8 @@ pub struct ListSpec {
 }
 
 impl ListSpec {
-    fn options(&self) -> durable_objects::ListOptions {
-        let mut options = durable_objects::ListOptions::new().reverse(self.reverse);
+    fn options(&self) -> durable_objects::storage::ListOptions {
+        let mut options = durable_objects::storage::ListOptions::new().reverse(self.reverse);
         if let Some(v) = &self.start {
             options = options.start(v.clone());
         }
@@ -521,7 +522,7 @@ impl Store {
             .state
             .storage()
             .kv()
-            .list(durable_objects::ListOptions::new().prefix("n"))?;
+            .list(durable_objects::storage::ListOptions::new().prefix("n"))?;
         Ok(entries.into_iter().map(|(_, n)| n).collect())
     }
 
@@ -565,14 +566,22 @@ impl Store {
     pub async fn put_unconfirmed(&self, key: String, value: String) -> Result<()> {
         self.state
             .storage()
-            .put_with(&key, &value, durable_objects::PutOptions::unconfirmed())
+            .put_with(
+                &key,
+                &value,
+                durable_objects::storage::PutOptions::unconfirmed(),
+            )
             .await
     }
 
     pub async fn unconfirmed_then_sync(&self, key: String) -> Result<()> {
         let storage = self.state.storage();
         storage
-            .put_with(&key, &"x", durable_objects::PutOptions::unconfirmed())
+            .put_with(
+                &key,
+                &"x",
+                durable_objects::storage::PutOptions::unconfirmed(),
+            )
             .await?;
         storage.sync().await
     }
@@ -759,7 +768,7 @@ impl Reminder {
             .state
             .storage()
             .kv()
-            .list(durable_objects::ListOptions::new().prefix("fired:"))?;
+            .list(durable_objects::storage::ListOptions::new().prefix("fired:"))?;
         Ok(entries.into_iter().map(|(_, time)| time).collect())
     }
 }

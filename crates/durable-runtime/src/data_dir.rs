@@ -1,11 +1,5 @@
-//! The data folder: its lock and the namespace keys kept in it.
-//!
-//! Layout (an API boundary: tools and later versions read it):
-//!
-//! ```text
-//! <data>/LOCK                      held (flock) by the one process using the folder
-//! <data>/namespaces/<Class>.key    the namespace key of class <Class>, 64 hex digits
-//! ```
+//! The data folder while a runtime holds it: its lock and the namespace keys kept in it.
+//! Where things are is [`DataLayout`]'s business.
 //!
 //! The lock is what makes "one live instance per object" hold across processes on one
 //! machine: a second process on the same folder refuses to start instead of running a second
@@ -14,71 +8,69 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use durable_core::NamespaceKey;
+use durable_storage::DataLayout;
 
 use crate::runtime::StartError;
 
 /// An open, locked data folder.
 #[derive(Debug)]
 pub(crate) struct DataDir {
-    root: PathBuf,
+    layout: DataLayout,
     _lock: File,
 }
 
 impl DataDir {
-    pub(crate) fn open(root: &Path) -> Result<Self, StartError> {
-        let io_err = |source: io::Error| StartError::DataDir {
-            path: root.to_path_buf(),
+    pub(crate) fn open(layout: DataLayout) -> Result<Self, StartError> {
+        let io_err = |path: &Path, source: io::Error| StartError::DataDir {
+            path: path.to_path_buf(),
             source,
         };
-        fs::create_dir_all(root.join("namespaces")).map_err(io_err)?;
-        let lock_path = root.join("LOCK");
+        let namespaces = layout.namespaces_dir();
+        fs::create_dir_all(&namespaces).map_err(|err| io_err(&namespaces, err))?;
+        let lock_path = layout.lock_file();
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(io_err)?;
+            .map_err(|err| io_err(&lock_path, err))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 return Err(StartError::Locked {
-                    path: root.to_path_buf(),
+                    path: layout.root().to_path_buf(),
                 });
             }
-            Err(fs::TryLockError::Error(source)) => return Err(io_err(source)),
+            Err(fs::TryLockError::Error(source)) => return Err(io_err(&lock_path, source)),
         }
         Ok(Self {
-            root: root.to_path_buf(),
+            layout,
             _lock: lock,
         })
     }
 
+    pub(crate) fn layout(&self) -> &DataLayout {
+        &self.layout
+    }
+
     /// The key of `class`, created (randomly) and persisted the first time it is asked for.
     pub(crate) fn namespace_key(&self, class: &str) -> Result<NamespaceKey, StartError> {
-        let path = self.root.join("namespaces").join(format!("{class}.key"));
+        let path = self.layout.namespace_key(class);
         match fs::read_to_string(&path) {
-            Ok(text) => NamespaceKey::from_hex(&text).map_err(|err| StartError::KeyFile {
-                path: path.clone(),
-                reason: format!(
-                    "{err}; the file is damaged: restore it from a backup, since every id of the namespace depends on it"
-                ),
-            }),
+            Ok(text) => {
+                NamespaceKey::from_hex(&text).map_err(|source| StartError::KeyFile { path, source })
+            }
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 32];
-                getrandom::fill(&mut bytes).map_err(|err| StartError::KeyFile {
-                    path: path.clone(),
-                    reason: format!("the system random source failed: {err}"),
-                })?;
+                if let Err(error) = getrandom::fill(&mut bytes) {
+                    return Err(StartError::Random { path, error });
+                }
                 let key = NamespaceKey::from_bytes(bytes);
-                write_durably(&path, format!("{}\n", key.to_hex()).as_bytes()).map_err(
-                    |source| StartError::DataDir {
-                        path: path.clone(),
-                        source,
-                    },
-                )?;
+                write_durably(&path, format!("{}\n", key.to_hex()).as_bytes())
+                    .map_err(|source| StartError::DataDir { path, source })?;
                 Ok(key)
             }
             Err(source) => Err(StartError::DataDir { path, source }),
@@ -106,28 +98,32 @@ mod tests {
     #[test]
     fn keys_persist_and_a_second_opener_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let first = DataDir::open(dir.path()).unwrap();
+        let layout = DataLayout::new(dir.path());
+        let first = DataDir::open(layout.clone()).unwrap();
         let key = first.namespace_key("Counter").unwrap();
         assert_eq!(first.namespace_key("Counter").unwrap(), key);
         assert_ne!(first.namespace_key("Other").unwrap(), key);
         assert!(matches!(
-            DataDir::open(dir.path()),
+            DataDir::open(layout.clone()),
             Err(StartError::Locked { .. })
         ));
         drop(first);
-        let again = DataDir::open(dir.path()).unwrap();
+        let again = DataDir::open(layout).unwrap();
         assert_eq!(again.namespace_key("Counter").unwrap(), key);
     }
 
     #[test]
     fn a_damaged_key_file_is_an_error_not_a_new_key() {
         let dir = tempfile::tempdir().unwrap();
-        let data = DataDir::open(dir.path()).unwrap();
-        fs::write(dir.path().join("namespaces/Counter.key"), "not a key").unwrap();
-        let err = data.namespace_key("Counter").unwrap_err().to_string();
+        let layout = DataLayout::new(dir.path());
+        let data = DataDir::open(layout.clone()).unwrap();
+        fs::write(layout.namespace_key("Counter"), "not a key").unwrap();
+        let err = data.namespace_key("Counter").unwrap_err();
+        assert!(matches!(err, StartError::KeyFile { .. }), "{err:?}");
+        let text = err.to_string();
         assert!(
-            err.contains("Counter.key") && err.contains("backup"),
-            "{err}"
+            text.contains("Counter.key") && text.contains("backup"),
+            "{text}"
         );
     }
 }

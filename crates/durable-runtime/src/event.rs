@@ -1,0 +1,80 @@
+//! What travels to an object: an [`Event`] (its object, its [`Payload`], and where its
+//! result goes, a [`Reply`]) and what comes back (an [`Outcome`]).
+
+use durable_core::{Error, ErrorKind, ObjectId, Result};
+use tokio::sync::oneshot;
+
+use crate::alarm::{AlarmCall, AlarmOutcome};
+use crate::body::{Request, Response};
+use crate::core::ObjectKey;
+use crate::rpc::{RpcInvocation, RpcValue};
+use crate::websocket::SocketDelivery;
+
+/// One event for one object, on its way to the object's shard.
+pub(crate) struct Event {
+    pub(crate) key: ObjectKey,
+    pub(crate) id: ObjectId,
+    pub(crate) payload: Payload,
+    pub(crate) reply: Reply,
+}
+
+/// An event's input, as the directory hands it to an instance.
+pub(crate) enum Payload {
+    Rpc(RpcInvocation),
+    /// A call still in its envelope; decoded on the object's thread, as a remote call is.
+    RpcEncoded(Vec<u8>),
+    Fetch(Request),
+    Alarm(AlarmCall),
+    /// An event of a hibernatable WebSocket.
+    WebSocket(SocketDelivery),
+}
+
+/// An event's result, matched to the payload's kind.
+pub(crate) enum Outcome {
+    Rpc(Result<RpcValue>),
+    Fetch(Result<Response>),
+    Alarm(Result<AlarmOutcome>),
+    /// An event nobody waits for (WebSocket events).
+    Done(Result<()>),
+}
+
+/// Where an event's result goes.
+pub(crate) enum Reply {
+    Rpc(oneshot::Sender<Result<RpcValue>>),
+    Fetch(oneshot::Sender<Result<Response>>),
+    Alarm(oneshot::Sender<Result<AlarmOutcome>>),
+    /// Nobody waits: failures are logged (WebSocket events).
+    Detached,
+}
+
+impl Reply {
+    /// Delivers the result. A caller that stopped waiting is not an error.
+    pub(crate) fn send(self, outcome: Outcome) {
+        match (self, outcome) {
+            (Reply::Rpc(tx), Outcome::Rpc(result)) => drop(tx.send(result)),
+            (Reply::Fetch(tx), Outcome::Fetch(result)) => drop(tx.send(result)),
+            (Reply::Alarm(tx), Outcome::Alarm(result)) => drop(tx.send(result)),
+            (Reply::Detached, Outcome::Done(Ok(()))) => {}
+            // Nobody else hears of it: this is where it is handled.
+            (Reply::Detached, Outcome::Done(Err(error))) => {
+                tracing::warn!(error = %error, "a WebSocket handler failed");
+            }
+            (reply, _) => reply.fail(Error::new(
+                ErrorKind::Internal,
+                "an event produced a result of another kind than its request",
+            )),
+        }
+    }
+
+    /// Delivers an error.
+    pub(crate) fn fail(self, error: Error) {
+        match self {
+            Reply::Rpc(tx) => drop(tx.send(Err(error))),
+            Reply::Fetch(tx) => drop(tx.send(Err(error))),
+            Reply::Alarm(tx) => drop(tx.send(Err(error))),
+            Reply::Detached => {
+                tracing::warn!(error = %error, "a WebSocket event was not delivered");
+            }
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! [`RuntimeBuilder`]: the classes, bindings, variables, migrations and settings of a
+//! runtime, and `build`, which starts it in steps: settings, bindings, the data folder,
+//! migrations, namespaces, the shared state, the alarm index, then the threads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use durable_core::Clock;
+use durable_storage::{AlarmIndex, DataLayout, DurabilityMode, DurabilityWorker};
+use tokio::sync::mpsc;
+
+use super::{Runtime, RuntimeConfig, StartError};
+use crate::alarm::{AlarmScheduler, delivery};
+use crate::clock::SystemClock;
+use crate::commit::{CommitObserver, CommitServices};
+use crate::core::ObjectKey;
+use crate::data_dir::DataDir;
+use crate::metrics::Metrics;
+use crate::migrations::{self, Migration};
+use crate::object::{ClassVTable, DurableObject};
+use crate::shard::{self, ShardHandle, ShardMsg};
+use crate::shared::{NamespaceShared, RuntimeShared};
+use crate::websocket::Hubs;
+
+/// A change of one setting, made with a setter; applied over the base configuration.
+type Setting = Box<dyn Fn(&mut RuntimeConfig) + Send>;
+
+/// Builds a [`Runtime`].
+///
+/// Settings come from a base ([`RuntimeConfig::default`], or one given with
+/// [`config`](RuntimeBuilder::config)) and the setters; a setter wins over the base whatever
+/// the order of the calls, so `config` never silently undoes a setting made before it.
+///
+/// ```no_run
+/// # use durable_objects::prelude::*;
+/// # #[durable_object] pub struct Counter;
+/// # impl DurableObject for Counter { fn new(_: State, _: Env) -> Self { Counter } }
+/// use std::time::Duration;
+///
+/// let runtime = Runtime::builder()
+///     .data_dir("./.durable")
+///     .bind::<Counter>("COUNTER")
+///     .var("GREETING", "hello")
+///     .idle_timeout(Duration::from_secs(70))
+///     .build()?;
+/// # Ok::<(), durable_objects::StartError>(())
+/// ```
+pub struct RuntimeBuilder {
+    data_dir: Option<PathBuf>,
+    base: RuntimeConfig,
+    settings: Vec<(&'static str, Setting)>,
+    bindings: Vec<(String, ClassVTable)>,
+    classes: Vec<ClassVTable>,
+    named_bindings: Vec<(String, String)>,
+    migrations: Option<Vec<Migration>>,
+    vars: BTreeMap<String, String>,
+    clock: Arc<dyn Clock>,
+    observer: Option<Arc<dyn CommitObserver>>,
+}
+
+impl fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("data_dir", &self.data_dir)
+            .field("config", &self.effective_config())
+            .field("bindings", &self.bindings)
+            .field("named_bindings", &self.named_bindings)
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .field("observer", &self.observer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeBuilder {
+    pub(crate) fn new() -> Self {
+        Self {
+            data_dir: None,
+            base: RuntimeConfig::default(),
+            settings: Vec::new(),
+            bindings: Vec::new(),
+            classes: Vec::new(),
+            named_bindings: Vec::new(),
+            migrations: None,
+            vars: BTreeMap::new(),
+            clock: Arc::new(SystemClock),
+            observer: None,
+        }
+    }
+
+    /// The folder that holds the runtime's data (required).
+    pub fn data_dir(mut self, path: impl AsRef<Path>) -> Self {
+        self.data_dir = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Binds class `T` under `binding`, for `env.namespace::<T>(binding)`. Several bindings may
+    /// name one class; they share its namespace.
+    pub fn bind<T: DurableObject>(mut self, binding: impl Into<String>) -> Self {
+        self.bindings.push((binding.into(), ClassVTable::of::<T>()));
+        self
+    }
+
+    /// Registers class `T` without binding it, so configuration can bind it by name with
+    /// [`bind_class`](RuntimeBuilder::bind_class).
+    pub fn class<T: DurableObject>(mut self) -> Self {
+        self.classes.push(ClassVTable::of::<T>());
+        self
+    }
+
+    /// Binds the registered class called `class_name` under `binding` (as a config file's
+    /// `durable_objects.bindings` entry does). An unknown class fails `build`.
+    pub fn bind_class(mut self, binding: impl Into<String>, class_name: impl Into<String>) -> Self {
+        self.named_bindings
+            .push((binding.into(), class_name.into()));
+        self
+    }
+
+    /// The class migrations of the data folder, applied at `build` once each, in order.
+    /// With migrations set, every bound class must be created by one of them.
+    pub fn migrations(mut self, migrations: Vec<Migration>) -> Self {
+        self.migrations = Some(migrations);
+        self
+    }
+
+    /// Adds a variable, readable with `env.var(name)`.
+    pub fn var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// The base settings: every setting not made with a setter comes from `config`.
+    /// Settings made with setters (before or after this call) are kept.
+    pub fn config(mut self, config: RuntimeConfig) -> Self {
+        self.base = config;
+        self
+    }
+
+    /// The wall clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Installs the observer of every commit of every object: the capture point's consumer.
+    /// Outputs that depend on a commit wait for its acknowledgement (see
+    /// [`CommitObserver`]).
+    pub fn commit_observer(mut self, observer: Arc<dyn CommitObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn set(
+        mut self,
+        name: &'static str,
+        setting: impl Fn(&mut RuntimeConfig) + Send + 'static,
+    ) -> Self {
+        self.settings.push((name, Box::new(setting)));
+        self
+    }
+
+    /// Number of shard threads ([`RuntimeConfig::shards`]).
+    pub fn shards(self, shards: usize) -> Self {
+        self.set("shards", move |c| c.shards = shards)
+    }
+
+    /// Idle time before eviction ([`RuntimeConfig::idle_timeout`]).
+    pub fn idle_timeout(self, idle: Duration) -> Self {
+        self.set("idle_timeout", move |c| c.idle_timeout = idle)
+    }
+
+    /// Per-object limit of queued and running events ([`RuntimeConfig::max_queued_events`]).
+    pub fn max_queued_events(self, limit: usize) -> Self {
+        self.set("max_queued_events", move |c| c.max_queued_events = limit)
+    }
+
+    /// Time limit of `block_concurrency_while`
+    /// ([`RuntimeConfig::block_concurrency_timeout`]).
+    pub fn block_concurrency_timeout(self, timeout: Duration) -> Self {
+        self.set("block_concurrency_timeout", move |c| {
+            c.block_concurrency_timeout = timeout;
+        })
+    }
+
+    /// Encode RPC calls in the envelope even in-process ([`RuntimeConfig::encode_rpc`]).
+    pub fn encode_rpc(self, encode: bool) -> Self {
+        self.set("encode_rpc", move |c| c.encode_rpc = encode)
+    }
+
+    /// How commits become durable ([`RuntimeConfig::durability`]).
+    pub fn durability(self, mode: DurabilityMode) -> Self {
+        self.set("durability", move |c| c.durability = mode)
+    }
+
+    /// Threads that fsync object WALs ([`RuntimeConfig::fsync_threads`]).
+    pub fn fsync_threads(self, threads: usize) -> Self {
+        self.set("fsync_threads", move |c| c.fsync_threads = threads)
+    }
+
+    /// Object databases open at once over the node ([`RuntimeConfig::max_open_databases`]).
+    pub fn max_open_databases(self, limit: usize) -> Self {
+        self.set("max_open_databases", move |c| c.max_open_databases = limit)
+    }
+
+    /// Largest database of one object ([`RuntimeConfig::max_database_bytes`]).
+    pub fn max_database_bytes(self, bytes: u64) -> Self {
+        self.set("max_database_bytes", move |c| c.max_database_bytes = bytes)
+    }
+
+    /// Wall-time limit of an alarm handler ([`RuntimeConfig::alarm_timeout`]).
+    pub fn alarm_timeout(self, timeout: Duration) -> Self {
+        self.set("alarm_timeout", move |c| c.alarm_timeout = timeout)
+    }
+
+    /// Delay before the first retry of a failed alarm ([`RuntimeConfig::alarm_retry_base`]).
+    pub fn alarm_retry_base(self, delay: Duration) -> Self {
+        self.set("alarm_retry_base", move |c| c.alarm_retry_base = delay)
+    }
+
+    /// Random extra delay of alarm retries, as a fraction from 0 to 1; 0 makes them exact
+    /// ([`RuntimeConfig::alarm_retry_jitter`]).
+    pub fn alarm_retry_jitter(self, jitter: f64) -> Self {
+        self.set("alarm_retry_jitter", move |c| c.alarm_retry_jitter = jitter)
+    }
+
+    /// Retries of a failing alarm before it is given up
+    /// ([`RuntimeConfig::alarm_max_retries`]).
+    pub fn alarm_max_retries(self, retries: u32) -> Self {
+        self.set("alarm_max_retries", move |c| c.alarm_max_retries = retries)
+    }
+
+    /// Alarm deliveries under way at once over the node
+    /// ([`RuntimeConfig::max_concurrent_alarms`]).
+    pub fn max_concurrent_alarms(self, limit: usize) -> Self {
+        self.set("max_concurrent_alarms", move |c| {
+            c.max_concurrent_alarms = limit
+        })
+    }
+
+    /// Longest the alarm scheduler sleeps between looks at the clock
+    /// ([`RuntimeConfig::alarm_max_wait`]).
+    pub fn alarm_max_wait(self, wait: Duration) -> Self {
+        self.set("alarm_max_wait", move |c| c.alarm_max_wait = wait)
+    }
+
+    /// How long an instance with only hibernatable WebSockets stays in memory without events
+    /// ([`RuntimeConfig::hibernation_timeout`]).
+    pub fn hibernation_timeout(self, timeout: Duration) -> Self {
+        self.set("hibernation_timeout", move |c| {
+            c.hibernation_timeout = timeout
+        })
+    }
+
+    /// The settings `build` would use: the base with every setter applied.
+    pub fn effective_config(&self) -> RuntimeConfig {
+        let mut config = self.base.clone();
+        for (_, setting) in &self.settings {
+            setting(&mut config);
+        }
+        config
+    }
+
+    /// Opens the data folder, applies migrations, loads or creates the namespace keys and
+    /// the alarm index, and starts the shards and the alarm scheduler.
+    pub fn build(self) -> Result<Runtime, StartError> {
+        let config = self.effective_config();
+        config.check()?;
+        let data_dir = self.data_dir.clone().ok_or(StartError::NoDataDir)?;
+        let bindings = self.resolve_bindings()?;
+        let data = DataDir::open(DataLayout::new(data_dir))?;
+        let index = AlarmIndex::open(&data.layout().alarm_index())?;
+        if let Some(migrations) = &self.migrations {
+            apply_migrations(data.layout(), &index, migrations, &bindings)?;
+        }
+        let (namespaces, binding_map) = namespaces(&data, bindings)?;
+        let durability =
+            DurabilityWorker::start(config.fsync_threads).map_err(|source| StartError::Thread {
+                thread: "fsync",
+                source,
+            })?;
+        let alarms = Arc::new(
+            AlarmScheduler::new(index).map_err(|source| StartError::Thread {
+                thread: "alarm index writer",
+                source,
+            })?,
+        );
+        let commits = Arc::new(CommitServices::new(
+            durability,
+            Arc::clone(&alarms),
+            self.observer,
+            config.durability,
+            config.max_database_bytes,
+        ));
+        let mut receivers = Vec::new();
+        let mut shards = Vec::new();
+        for _ in 0..config.shards {
+            let (handle, rx) = ShardHandle::new();
+            shards.push(handle);
+            receivers.push(rx);
+        }
+        let shared = Arc::new(RuntimeShared {
+            config,
+            layout: data.layout().clone(),
+            namespaces,
+            bindings: binding_map,
+            vars: self.vars,
+            shards,
+            clock: self.clock,
+            active_objects: AtomicUsize::new(0),
+            commits,
+            alarms,
+            hubs: Hubs::default(),
+            metrics: Metrics::default(),
+        });
+        let alarms_pending = load_alarms(&shared)?;
+        let (threads, alarm_thread) = start_threads(&shared, receivers)?;
+        tracing::info!(
+            data_dir = %shared.layout.root().display(),
+            shards = shared.shards.len(),
+            classes = shared.namespaces.len(),
+            alarms_pending,
+            "runtime started"
+        );
+        Ok(Runtime {
+            shared,
+            threads,
+            alarm_thread: Some(alarm_thread),
+            _data: data,
+        })
+    }
+
+    /// Every binding with its class: those made with `bind`, and those `bind_class` names.
+    fn resolve_bindings(&self) -> Result<Vec<(String, ClassVTable)>, StartError> {
+        let mut known = self.classes.clone();
+        known.extend(self.bindings.iter().map(|(_, class)| *class));
+        let mut all = self.bindings.clone();
+        for (binding, class_name) in &self.named_bindings {
+            let class = known
+                .iter()
+                .find(|class| class.class_name == class_name)
+                .copied()
+                .ok_or_else(|| {
+                    let mut names: Vec<String> =
+                        known.iter().map(|c| c.class_name.to_owned()).collect();
+                    names.sort();
+                    names.dedup();
+                    StartError::UnknownClass {
+                        binding: binding.clone(),
+                        class: class_name.clone(),
+                        known: names,
+                    }
+                })?;
+            all.push((binding.clone(), class));
+        }
+        Ok(all)
+    }
+}
+
+/// Applies the migrations and checks that every bound class exists afterwards.
+fn apply_migrations(
+    layout: &DataLayout,
+    index: &AlarmIndex,
+    migrations: &[Migration],
+    bindings: &[(String, ClassVTable)],
+) -> Result<(), StartError> {
+    let bound: BTreeSet<String> = bindings
+        .iter()
+        .map(|(_, class)| class.class_name.to_owned())
+        .collect();
+    let live = migrations::apply(layout, index, migrations, &bound)?;
+    match bindings
+        .iter()
+        .find(|(_, class)| !live.contains(class.class_name))
+    {
+        Some((binding, class)) => Err(StartError::UnmigratedClass {
+            binding: binding.clone(),
+            class: class.class_name.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The namespaces of a runtime, and each binding's namespace index.
+type Namespaces = (Vec<Arc<NamespaceShared>>, HashMap<String, u32>);
+
+/// One namespace per bound class (with its key), and the bindings' namespace indexes.
+fn namespaces(
+    data: &DataDir,
+    bindings: Vec<(String, ClassVTable)>,
+) -> Result<Namespaces, StartError> {
+    let mut namespaces: Vec<Arc<NamespaceShared>> = Vec::new();
+    let mut map = HashMap::new();
+    for (binding, class) in bindings {
+        let existing = namespaces
+            .iter()
+            .find(|ns| ns.class.class_name == class.class_name)
+            .map(|ns| ns.index);
+        let index = match existing {
+            Some(index) => index,
+            None => {
+                let index = u32::try_from(namespaces.len()).expect("fewer than 2^32 classes");
+                namespaces.push(Arc::new(NamespaceShared {
+                    index,
+                    class,
+                    key: data.namespace_key(class.class_name)?,
+                }));
+                index
+            }
+        };
+        if map.insert(binding.clone(), index).is_some() {
+            return Err(StartError::DuplicateBinding { binding });
+        }
+    }
+    Ok((namespaces, map))
+}
+
+/// Schedules every entry of the alarm index; returns how many there are.
+fn load_alarms(shared: &RuntimeShared) -> Result<usize, StartError> {
+    let scheduler = &shared.alarms;
+    for entry in scheduler.index_entries()? {
+        let Some(ns) = shared.namespace_of(&entry.class) else {
+            tracing::warn!(class = %entry.class, object_id = %entry.id, "alarm of a class that is not bound; kept in the index");
+            continue;
+        };
+        let Ok(id) = ns.key.id_from_string(&entry.id) else {
+            tracing::warn!(class = %entry.class, object_id = %entry.id, "alarm index entry with an invalid id; removed");
+            scheduler.push(durable_storage::IndexChange::Remove(entry.class, entry.id));
+            continue;
+        };
+        let key = ObjectKey::new(ns.index, &id);
+        scheduler.load(key, id, ns.class.class_name, entry.time_ms);
+    }
+    Ok(scheduler.len())
+}
+
+/// Starts the shard threads and the alarm scheduler's thread; stops what started if one
+/// fails.
+fn start_threads(
+    shared: &Arc<RuntimeShared>,
+    receivers: Vec<mpsc::UnboundedReceiver<ShardMsg>>,
+) -> Result<(Vec<JoinHandle<()>>, JoinHandle<()>), StartError> {
+    let mut threads = Vec::new();
+    for (index, rx) in receivers.into_iter().enumerate() {
+        match shard::spawn(index, Arc::clone(shared), rx) {
+            Ok(thread) => threads.push(thread),
+            Err(source) => {
+                stop_shards(shared, &mut threads);
+                return Err(StartError::Thread {
+                    thread: "shard",
+                    source,
+                });
+            }
+        }
+    }
+    match delivery::spawn(Arc::clone(shared)) {
+        Ok(alarm_thread) => Ok((threads, alarm_thread)),
+        Err(source) => {
+            stop_shards(shared, &mut threads);
+            Err(StartError::Thread {
+                thread: "alarm scheduler",
+                source,
+            })
+        }
+    }
+}
+
+/// Stops the shard threads and waits for them.
+pub(super) fn stop_shards(shared: &RuntimeShared, threads: &mut Vec<JoinHandle<()>>) {
+    for shard in &shared.shards {
+        // A shard whose thread already ended has dropped its receiver; nothing to stop.
+        shard.stop();
+    }
+    for thread in threads.drain(..) {
+        if thread.join().is_err() {
+            tracing::error!("a shard thread panicked while stopping");
+        }
+    }
+}

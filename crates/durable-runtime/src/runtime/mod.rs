@@ -1,0 +1,136 @@
+//! The [`Runtime`]: shard threads, the data folder and the registered classes, built with
+//! [`RuntimeBuilder`] ([`builder`]) from a [`RuntimeConfig`] ([`config`]); why it may fail to
+//! start is a [`StartError`] ([`error`]).
+
+mod builder;
+mod config;
+mod error;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use durable_core::ObjectId;
+
+pub use builder::RuntimeBuilder;
+pub use config::RuntimeConfig;
+pub use error::StartError;
+
+use crate::alarm::ScheduledAlarm;
+use crate::core::ObjectKey;
+use crate::data_dir::DataDir;
+use crate::env::Env;
+use crate::metrics::MetricsSnapshot;
+use crate::object::DurableObject;
+use crate::shared::RuntimeShared;
+
+/// Reads a runtime's metrics; cheap to clone, `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct MetricsHandle {
+    shared: Arc<RuntimeShared>,
+}
+
+impl MetricsHandle {
+    /// The counters and gauges now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot(&self.shared)
+    }
+}
+
+/// A running set of shards hosting objects; the entry point of the runtime.
+///
+/// Dropping it (or calling [`shutdown`](Runtime::shutdown)) stops the shards: calls still in
+/// progress fail with a retryable error, and later calls through stubs fail the same way.
+#[derive(Debug)]
+pub struct Runtime {
+    shared: Arc<RuntimeShared>,
+    threads: Vec<JoinHandle<()>>,
+    alarm_thread: Option<JoinHandle<()>>,
+    _data: DataDir,
+}
+
+impl Runtime {
+    /// Starts configuring a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::new()
+    }
+
+    /// The environment: namespaces by binding name and variables.
+    pub fn env(&self) -> Env {
+        Env::new(Arc::clone(&self.shared))
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.shared.config
+    }
+
+    /// Objects whose instance is in memory now, over all shards.
+    pub fn active_objects(&self) -> usize {
+        self.shared.active_objects.load(Ordering::Relaxed)
+    }
+
+    /// Makes the next `count` WAL syncs fail, to test the failure path of durability.
+    #[cfg(feature = "testing")]
+    pub fn inject_sync_failures(&self, count: u64) {
+        self.shared.commits.durability.inject_sync_failures(count);
+    }
+
+    /// Injected sync failures not yet used.
+    #[cfg(feature = "testing")]
+    pub fn injected_sync_failures_left(&self) -> u64 {
+        self.shared.commits.durability.injected_sync_failures_left()
+    }
+
+    /// The scheduler's plan for the alarm of object `id` of class `T`, if it has one.
+    pub fn scheduled_alarm<T: DurableObject>(&self, id: &ObjectId) -> Option<ScheduledAlarm> {
+        let ns = self.shared.namespace_of(T::CLASS_NAME)?;
+        self.shared.alarms.scheduled(&ObjectKey::new(ns.index, id))
+    }
+
+    /// Object databases open now, over all shards.
+    pub fn open_databases(&self) -> usize {
+        self.shared.commits.open_databases.load(Ordering::Relaxed)
+    }
+
+    /// Alarms the scheduler holds (set and not yet run), over all objects.
+    pub fn pending_alarms(&self) -> usize {
+        self.shared.alarms.len()
+    }
+
+    /// Counters and gauges of the runtime, for monitoring.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot(&self.shared)
+    }
+
+    /// A handle that reads the metrics from anywhere while the runtime runs.
+    pub fn metrics_handle(&self) -> MetricsHandle {
+        MetricsHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Stops the shards and waits for their threads to end.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        // No new alarm deliveries first, then the shards.
+        self.shared.alarms.stop();
+        if let Some(thread) = self.alarm_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the alarm scheduler thread panicked");
+        }
+        builder::stop_shards(&self.shared, &mut self.threads);
+        // Last: index changes made by the shards' final commits.
+        self.shared.alarms.stop_writer();
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,423 @@
+//! [`WebSocket`]: one socket as an object sees it, and `SocketShared`, the record every
+//! handle on the socket shares (its mode, tags, attachment, and where its events go).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use durable_core::{Error, ErrorKind, Result, codec, limits};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use super::hub::Hub;
+use super::transport::OutgoingFrame;
+use crate::object::WebSocketMessage;
+use crate::output::Output;
+use crate::shared::RuntimeShared;
+
+static NEXT_SOCKET_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An event of a standard (non-hibernatable) WebSocket, read with [`WebSocketEvents::next`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WebSocketEvent {
+    /// A message from the peer.
+    Message(WebSocketMessage),
+    /// The socket closed.
+    Close {
+        /// Close code (1006 when the peer vanished).
+        code: u16,
+        /// Close reason.
+        reason: String,
+        /// False when the peer vanished without a close frame.
+        was_clean: bool,
+    },
+    /// A protocol or transport error; a close follows.
+    Error(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Unaccepted,
+    Standard,
+    Hibernatable,
+}
+
+pub(crate) struct SocketState {
+    pub(crate) mode: Mode,
+    pub(crate) tags: Vec<String>,
+    pub(crate) attachment: Option<Vec<u8>>,
+    pub(crate) hub: Weak<Hub>,
+    pub(crate) shared: Weak<RuntimeShared>,
+    pub(crate) events_tx: Option<mpsc::UnboundedSender<WebSocketEvent>>,
+    pub(crate) events_rx: Option<mpsc::UnboundedReceiver<WebSocketEvent>>,
+    /// A close frame was queued to the peer.
+    pub(crate) close_sent: bool,
+    /// The close event was delivered (at most once).
+    pub(crate) close_dispatched: bool,
+    /// The transport is gone.
+    pub(crate) disconnected: bool,
+    pub(crate) auto_response_at: Option<i64>,
+}
+
+/// What every handle on one socket shares.
+pub(crate) struct SocketShared {
+    pub(crate) id: u64,
+    pub(crate) out: mpsc::UnboundedSender<OutgoingFrame>,
+    pub(crate) state: Mutex<SocketState>,
+}
+
+impl SocketShared {
+    /// A new socket, not yet accepted, whose frames for the peer go to `out`.
+    pub(crate) fn new(out: mpsc::UnboundedSender<OutgoingFrame>) -> Arc<Self> {
+        Arc::new(Self {
+            id: NEXT_SOCKET_ID.fetch_add(1, Ordering::Relaxed),
+            out,
+            state: Mutex::new(SocketState {
+                mode: Mode::Unaccepted,
+                tags: Vec::new(),
+                attachment: None,
+                hub: Weak::new(),
+                shared: Weak::new(),
+                events_tx: None,
+                events_rx: None,
+                close_sent: false,
+                close_dispatched: false,
+                disconnected: false,
+                auto_response_at: None,
+            }),
+        })
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, SocketState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True until the socket closed or its peer went away.
+    pub(crate) fn is_open(&self) -> bool {
+        let state = self.state();
+        !state.disconnected && !state.close_dispatched
+    }
+
+    pub(crate) fn push(&self, frame: OutgoingFrame) {
+        // A transport that is gone has dropped its receiver; the frame has nowhere to go.
+        let _ = self.out.send(frame);
+    }
+
+    /// Reports the end of the socket: the close event, once.
+    pub(crate) fn finish(self: &Arc<Self>, code: u16, reason: String, was_clean: bool) {
+        let (mode, hub) = {
+            let mut state = self.state();
+            let first = !state.close_dispatched;
+            state.close_dispatched = true;
+            state.disconnected = true;
+            if !first {
+                return;
+            }
+            (state.mode, state.hub.upgrade())
+        };
+        let event = WebSocketEvent::Close {
+            code,
+            reason,
+            was_clean,
+        };
+        self.deliver(mode, hub.as_ref(), event);
+        if let Some(hub) = hub.filter(|_| mode == Mode::Hibernatable) {
+            hub.forget(self.id);
+            if let Some(shared) = hub.shared.upgrade() {
+                shared.hubs.drop_if_unused(&hub.key);
+            }
+        }
+    }
+
+    /// Where this socket's events go now (its mode and hub); `None` once it has closed.
+    pub(crate) fn route(&self) -> Option<(Mode, Option<Arc<Hub>>)> {
+        let state = self.state();
+        (!state.close_dispatched).then(|| (state.mode, state.hub.upgrade()))
+    }
+
+    /// Hands `event` to the standard API's listener or, for a hibernatable socket, to the
+    /// object through its hub. Events of a socket nobody accepted are dropped.
+    pub(crate) fn deliver(
+        self: &Arc<Self>,
+        mode: Mode,
+        hub: Option<&Arc<Hub>>,
+        event: WebSocketEvent,
+    ) {
+        match mode {
+            Mode::Unaccepted => {
+                tracing::debug!(
+                    socket = self.id,
+                    "event on a WebSocket nobody accepted; dropped"
+                );
+            }
+            Mode::Standard => self.to_listener(event),
+            Mode::Hibernatable => {
+                if let Some(hub) = hub {
+                    hub.dispatch(self, event);
+                }
+            }
+        }
+    }
+
+    /// Hands an event of a standard socket to its listener.
+    pub(crate) fn to_listener(&self, event: WebSocketEvent) {
+        if let Some(tx) = &self.state().events_tx {
+            // A listener that stopped reading is not an error.
+            let _ = tx.send(event);
+        }
+    }
+
+    /// Closes from the runtime's side (reset, shutdown), without an event to the object.
+    pub(crate) fn close_now(&self, code: u16, reason: &str) {
+        let mut state = self.state();
+        if state.close_sent || state.disconnected {
+            return;
+        }
+        state.close_sent = true;
+        state.close_dispatched = true;
+        drop(state);
+        self.push(OutgoingFrame::Close {
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+}
+
+/// One WebSocket as an object sees it: the server end of a [`WebSocketPair`], or a socket
+/// handed to a `web_socket_*` handler. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct WebSocket {
+    pub(crate) socket: Arc<SocketShared>,
+}
+
+impl fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.socket.state();
+        f.debug_struct("WebSocket")
+            .field("id", &self.socket.id)
+            .field("mode", &state.mode)
+            .field("tags", &state.tags)
+            .finish()
+    }
+}
+
+impl PartialEq for WebSocket {
+    fn eq(&self, other: &Self) -> bool {
+        self.socket.id == other.socket.id
+    }
+}
+
+impl Eq for WebSocket {}
+
+impl WebSocket {
+    pub(crate) fn from_shared(socket: Arc<SocketShared>) -> Self {
+        Self { socket }
+    }
+
+    /// Accepts the socket with the standard API: read its events with
+    /// [`events`](WebSocket::events). The object stays in memory while such a socket is
+    /// open, and a reset closes it. Prefer `State::accept_web_socket` (hibernation).
+    pub fn accept(&self) -> Result<()> {
+        let instance = crate::turn::current_instance().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                "WebSocket::accept must be called by a handler of the object that keeps the socket",
+            )
+        })?;
+        {
+            let mut state = self.socket.state();
+            check_unaccepted(&state)?;
+            state.mode = Mode::Standard;
+            state.shared = Arc::downgrade(&instance.shared);
+            let (tx, rx) = mpsc::unbounded_channel();
+            state.events_tx = Some(tx);
+            state.events_rx = Some(rx);
+        }
+        instance.pin_socket(Arc::clone(&self.socket));
+        Ok(())
+    }
+
+    /// The events of a socket accepted with [`accept`](WebSocket::accept); can be taken once.
+    pub fn events(&self) -> Result<WebSocketEvents> {
+        let mut state = self.socket.state();
+        if state.mode != Mode::Standard {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "events() is for sockets accepted with WebSocket::accept; hibernatable sockets deliver events to the web_socket_* handlers",
+            ));
+        }
+        let rx = state.events_rx.take().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                "the events of this WebSocket were already taken",
+            )
+        })?;
+        Ok(WebSocketEvents { rx })
+    }
+
+    /// Sends a message. Inside a handler it leaves once the writes made before it are
+    /// durable (the output gate). Fails if the socket is not accepted, is closing, or the
+    /// message is over 32 MiB.
+    pub fn send(&self, message: WebSocketMessage) -> Result<()> {
+        let len = match &message {
+            WebSocketMessage::Text(text) => text.len(),
+            WebSocketMessage::Binary(bytes) => bytes.len(),
+        };
+        if len > limits::MAX_WEB_SOCKET_MESSAGE_BYTES {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "WebSocket message of {len} bytes is over the limit of {} bytes; split it",
+                    limits::MAX_WEB_SOCKET_MESSAGE_BYTES
+                ),
+            ));
+        }
+        {
+            let state = self.socket.state();
+            if state.mode == Mode::Unaccepted {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "send on a WebSocket that was not accepted: call State::accept_web_socket or WebSocket::accept first",
+                ));
+            }
+            if state.close_sent || state.disconnected {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "send on a closed WebSocket",
+                ));
+            }
+        }
+        let frame = match message {
+            WebSocketMessage::Text(text) => OutgoingFrame::Text(text),
+            WebSocketMessage::Binary(bytes) => OutgoingFrame::Binary(bytes),
+        };
+        self.emit(frame);
+        Ok(())
+    }
+
+    /// Sends a text message; see [`send`](WebSocket::send).
+    pub fn send_text(&self, text: impl Into<String>) -> Result<()> {
+        self.send(WebSocketMessage::Text(text.into()))
+    }
+
+    /// Sends a binary message; see [`send`](WebSocket::send).
+    pub fn send_binary(&self, bytes: impl Into<Vec<u8>>) -> Result<()> {
+        self.send(WebSocketMessage::Binary(bytes.into()))
+    }
+
+    /// Closes the socket with `code` (default 1000) and `reason` (at most 123 UTF-8 bytes).
+    /// Codes must be 1000 or 3000..=4999. Closing twice is a no-op.
+    pub fn close(&self, code: Option<u16>, reason: Option<&str>) -> Result<()> {
+        let code = code.unwrap_or(1000);
+        if code != 1000 && !(3000..=4999).contains(&code) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("close code {code} is not allowed: use 1000 or 3000 to 4999"),
+            ));
+        }
+        let reason = reason.unwrap_or("");
+        if reason.len() > limits::MAX_WEB_SOCKET_CLOSE_REASON_BYTES {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "close reason of {} bytes is over the limit of {} UTF-8 bytes",
+                    reason.len(),
+                    limits::MAX_WEB_SOCKET_CLOSE_REASON_BYTES
+                ),
+            ));
+        }
+        {
+            let mut state = self.socket.state();
+            if state.close_sent || state.disconnected {
+                return Ok(());
+            }
+            state.close_sent = true;
+        }
+        self.emit(OutgoingFrame::Close {
+            code,
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// True until the socket closed or its peer went away.
+    pub fn is_open(&self) -> bool {
+        self.socket.is_open() && !self.socket.state().close_sent
+    }
+
+    /// Keeps a copy of `value` with the socket, across hibernation (in memory, not durable).
+    /// The encoded value may be at most 16 KiB.
+    pub fn serialize_attachment<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let bytes =
+            codec::encode(value).map_err(|err| Error::from(err).context("serialize_attachment"))?;
+        if bytes.len() > limits::MAX_WEB_SOCKET_ATTACHMENT_BYTES {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "a WebSocket attachment cannot be larger than {} bytes; this one encodes to {} bytes: keep large state in storage",
+                    limits::MAX_WEB_SOCKET_ATTACHMENT_BYTES,
+                    bytes.len()
+                ),
+            ));
+        }
+        self.socket.state().attachment = Some(bytes);
+        Ok(())
+    }
+
+    /// The value last given to [`serialize_attachment`](WebSocket::serialize_attachment),
+    /// or `None`.
+    pub fn deserialize_attachment<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        let bytes = self.socket.state().attachment.clone();
+        match bytes {
+            None => Ok(None),
+            Some(bytes) => codec::decode(&bytes)
+                .map(Some)
+                .map_err(|err| Error::from(err).context("deserialize_attachment")),
+        }
+    }
+
+    pub(crate) fn hub_event_timeout(&self) -> Option<u64> {
+        let hub = self.socket.state().hub.upgrade();
+        hub.and_then(|hub| hub.event_timeout_ms())
+    }
+
+    /// Sends `frame` through the output gate of the object whose turn is running, if any.
+    fn emit(&self, frame: OutgoingFrame) {
+        match crate::turn::current_instance() {
+            Some(instance) => {
+                let socket = Arc::clone(&self.socket);
+                instance.submit_output(Output::Then(Box::new(move || socket.push(frame))));
+            }
+            None => self.socket.push(frame),
+        }
+    }
+}
+
+pub(crate) fn check_unaccepted(state: &SocketState) -> Result<()> {
+    match state.mode {
+        Mode::Unaccepted => Ok(()),
+        Mode::Standard => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "this WebSocket was already accepted with WebSocket::accept",
+        )),
+        Mode::Hibernatable => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "this WebSocket was already accepted with State::accept_web_socket",
+        )),
+    }
+}
+
+/// The events of a standard WebSocket.
+#[derive(Debug)]
+pub struct WebSocketEvents {
+    pub(crate) rx: mpsc::UnboundedReceiver<WebSocketEvent>,
+}
+
+impl WebSocketEvents {
+    /// The next event; `None` after the close event.
+    pub async fn next(&mut self) -> Option<WebSocketEvent> {
+        self.rx.recv().await
+    }
+}
