@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use durable_core::limits;
 use rusqlite::config::DbConfig;
@@ -88,9 +88,15 @@ pub struct CommitTicket {
     pub wal: Arc<WalFile>,
     /// The stored alarm after the commit, if the batch changed it (`Some(None)`: removed).
     pub alarm: Option<Option<i64>>,
-    /// The WAL frames it wrote, if the database captures them.
+    /// False if the commit changed no page (its statements wrote nothing, such as a
+    /// `CREATE TABLE IF NOT EXISTS` of a table that exists): SQLite wrote no frame for it.
+    pub changed: bool,
+    /// The WAL frames it wrote, if the database captures them and it changed a page.
     pub frames: Option<CommitFrames>,
 }
+
+/// What the WAL hook stores before a commit: "not called yet".
+const HOOK_NOT_CALLED: u64 = u64::MAX;
 
 fn sqlite(err: rusqlite::Error) -> SqlError {
     SqlError::from_sqlite(&err)
@@ -193,8 +199,9 @@ pub struct ObjectDatabase {
     kv_ready: bool,
     meta_ready: bool,
     wal: Arc<WalFile>,
-    /// Frames in the WAL after the last commit, as the WAL hook reported.
-    wal_frames: Arc<AtomicU32>,
+    /// Frames in the WAL after the last commit, as the WAL hook reported it
+    /// ([`HOOK_NOT_CALLED`] if SQLite wrote no frame for the last commit).
+    wal_frames: Arc<AtomicU64>,
     /// Reads each commit's frames back, when the database captures them.
     reader: Option<WalReader>,
     broken: Option<CommitError>,
@@ -297,10 +304,10 @@ impl ObjectDatabase {
         conn.set_prepared_statement_cache_capacity(64);
         // Our hook replaces SQLite's automatic checkpoint: `commit` checkpoints, after the
         // commit's frames were read back, so no frame is checkpointed before it is captured.
-        let wal_frames = Arc::new(AtomicU32::new(0));
+        let wal_frames = Arc::new(AtomicU64::new(HOOK_NOT_CALLED));
         let frames_seen = Arc::clone(&wal_frames);
         conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames: i32| {
-            frames_seen.store(u32::try_from(frames).unwrap_or(0), Ordering::Relaxed);
+            frames_seen.store(u64::try_from(frames).unwrap_or(0), Ordering::Relaxed);
             Ok(())
         }))
         .map_err(sql_fail)?;
@@ -400,34 +407,38 @@ impl ObjectDatabase {
             // SQLite rolled the transaction back itself after an error (disk full, I/O).
             return Err(self.break_with(CommitError::RolledBack));
         }
+        self.wal_frames.store(HOOK_NOT_CALLED, Ordering::Relaxed);
         if let Err(err) = run(&self.conn, &self.internal.commit) {
             let _ = self.conn.execute_batch("ROLLBACK");
             return Err(self.break_with(CommitError::Sqlite(err)));
         }
         let committed = self.batch.committed();
         let seq = committed.seq;
-        let wal_frames = self.wal_frames.load(Ordering::Relaxed);
-        let frames = match self
-            .reader
-            .as_mut()
-            .map(|reader| reader.read_commit(wal_frames))
-        {
-            None => None,
-            Some(Ok(frames)) => Some(frames),
-            Some(Err(err)) => return Err(self.break_with(CommitError::Capture(err))),
+        // SQLite calls the hook only for a commit that wrote frames.
+        let wal_frames = match self.wal_frames.load(Ordering::Relaxed) {
+            HOOK_NOT_CALLED => None,
+            frames => Some(u32::try_from(frames).unwrap_or(u32::MAX)),
+        };
+        let frames = match (self.reader.as_mut(), wal_frames) {
+            (Some(reader), Some(count)) => match reader.read_commit(count) {
+                Ok(frames) => Some(frames),
+                Err(err) => return Err(self.break_with(CommitError::Capture(err))),
+            },
+            _ => None,
         };
         self.wal.publish_commit(seq);
         if self.mode == DurabilityMode::FsyncEachCommit {
             // synchronous=FULL: the commit fsynced the WAL before returning.
             self.wal.mark_synced(seq);
         }
-        if wal_frames >= CHECKPOINT_FRAMES {
+        if wal_frames.is_some_and(|count| count >= CHECKPOINT_FRAMES) {
             self.checkpoint();
         }
         Ok(Some(CommitTicket {
             seq,
             wal: Arc::clone(&self.wal),
             alarm,
+            changed: wal_frames.is_some(),
             frames,
         }))
     }

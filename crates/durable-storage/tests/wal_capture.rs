@@ -274,3 +274,24 @@ fn a_wal_that_holds_another_writers_commit_stops_the_database() {
     assert!(db.kv_put("x", &[1], true).is_err());
     assert!(matches!(db.commit(), Err(CommitError::Capture(_))));
 }
+
+#[test]
+fn a_commit_that_changed_nothing_has_no_frames_and_does_not_disturb_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    let mut db = open(&path);
+    let mut replica = Replica::default();
+    exec(&mut db, "CREATE TABLE IF NOT EXISTS t (v)", vec![]);
+    let first = replica.commit(&mut db);
+    assert!(first.changed);
+    // The table exists: the statement opens a batch but changes no page.
+    exec(&mut db, "CREATE TABLE IF NOT EXISTS t (v)", vec![]);
+    let empty = db.commit().unwrap().unwrap();
+    assert!(!empty.changed);
+    assert!(empty.frames.is_none());
+    assert_eq!(empty.seq, first.seq + 1);
+    exec(&mut db, "INSERT INTO t VALUES (1)", vec![]);
+    let next = replica.commit(&mut db);
+    assert!(next.changed);
+    replica.assert_matches(db, &path);
+}

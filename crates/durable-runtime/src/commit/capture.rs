@@ -67,8 +67,10 @@ impl CapturedCommit {
     }
 
     /// The commit's sequence number: 1, 2, 3, ... for each time the object's database is
-    /// opened (it starts again at 1 after an eviction or a restart). The WAL position in
-    /// [`frames`](Self::frames) places the commit in the object's WAL across reopenings.
+    /// opened (it starts again at 1 after an eviction or a restart). Commits that changed no
+    /// page (a `CREATE TABLE IF NOT EXISTS` of a table that exists) are not shown, so the
+    /// observer may see gaps. The WAL position in [`frames`](Self::frames) places the commit
+    /// in the object's WAL across reopenings.
     pub fn seq(&self) -> u64 {
         self.seq
     }
@@ -127,7 +129,10 @@ impl CommitAck {
     /// waits for this commit (or a later one) fails with `error`.
     pub fn fail(mut self, error: Error) {
         if let Some(signal) = self.signal.take() {
-            signal.fail(error);
+            signal.fail(error.context(format!(
+                "the object was reset because the commit observer failed commit {}",
+                self.seq
+            )));
         }
     }
 }
@@ -138,7 +143,7 @@ impl Drop for CommitAck {
             signal.fail(Error::new(
                 ErrorKind::Storage,
                 format!(
-                    "the commit observer dropped its acknowledgement of commit {} unanswered",
+                    "the object was reset because the commit observer dropped its acknowledgement of commit {} unanswered",
                     self.seq
                 ),
             ));

@@ -256,9 +256,11 @@ impl<O: Output> CommitPipeline<O> {
             self.services.durability.request_sync(&ticket.wal);
         }
         // The capture point: every durable write of every object passes here, before any
-        // output that depends on it can be released.
+        // output that depends on it can be released. A commit that changed no page has
+        // nothing to show.
         match &self.services.observer {
             None => open.signal.acknowledge_now(seq),
+            Some(_) if !ticket.changed => open.signal.acknowledge_now(seq),
             Some(observer) => {
                 let Some(frames) = ticket.frames else {
                     return Err(Error::new(
