@@ -1,17 +1,22 @@
-//! Interleaving at awaits and the input gate (`block_concurrency_while`).
+//! Interleaving at awaits and the input gate (`block_concurrency_while`), end to end.
+//!
+//! The rules themselves (start order, who the gate holds back, nesting) are unit-tested in
+//! the runtime's deterministic core; these tests check that real calls on a real shard obey
+//! them. They wait on signals, never on time.
 #![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
 
 mod support;
 
+use support::objects::raise;
 use support::{TestRuntime, bounded, probe};
 
 #[tokio::test]
-async fn a_call_awaiting_a_timer_lets_another_call_run() {
+async fn a_call_that_awaits_lets_another_call_run() {
     let test = TestRuntime::start(|b| b);
     let stub = probe(&test, "interleave");
-    let slow = stub.sleep_then(200, "slow".into());
-    let fast = stub.record("fast".into());
-    bounded(fast).await.unwrap();
+    let slow = stub.wait_for("interleave-signal".into(), "slow".into());
+    bounded(stub.record("fast".into())).await.unwrap();
+    raise("interleave-signal");
     bounded(slow).await.unwrap();
     assert_eq!(
         stub.log().await.unwrap(),
@@ -23,8 +28,9 @@ async fn a_call_awaiting_a_timer_lets_another_call_run() {
 async fn inside_block_concurrency_while_no_other_call_starts() {
     let test = TestRuntime::start(|b| b);
     let stub = probe(&test, "gated");
-    let slow = stub.blocking_sleep(200, "slow".into());
+    let slow = stub.blocking_wait("gated-signal".into(), "slow".into());
     let fast = stub.record("fast".into());
+    raise("gated-signal");
     bounded(fast).await.unwrap();
     bounded(slow).await.unwrap();
     assert_eq!(
@@ -40,7 +46,7 @@ async fn a_started_call_does_not_resume_while_another_holds_the_gate() {
     // `a` waits for a signal that `b` raises from inside its block_concurrency_while: `a` is
     // woken while the gate is held, and must not run until `b` is done.
     let a = stub.wait_for("gate-signal-1".into(), "a".into());
-    let b = stub.raise_then_sleep("gate-signal-1".into(), "b".into(), true);
+    let b = stub.raise_then_yield("gate-signal-1".into(), "b".into(), true);
     bounded(b).await.unwrap();
     bounded(a).await.unwrap();
     assert_eq!(
@@ -54,7 +60,7 @@ async fn without_the_gate_a_woken_call_resumes_at_once() {
     let test = TestRuntime::start(|b| b);
     let stub = probe(&test, "open");
     let a = stub.wait_for("gate-signal-2".into(), "a".into());
-    let b = stub.raise_then_sleep("gate-signal-2".into(), "b".into(), false);
+    let b = stub.raise_then_yield("gate-signal-2".into(), "b".into(), false);
     bounded(b).await.unwrap();
     bounded(a).await.unwrap();
     assert_eq!(
@@ -67,9 +73,10 @@ async fn without_the_gate_a_woken_call_resumes_at_once() {
 async fn calls_queued_behind_the_gate_start_in_order_afterwards() {
     let test = TestRuntime::start(|b| b.encode_rpc(true));
     let stub = probe(&test, "queue");
-    let slow = stub.blocking_sleep(100, "gate".into());
+    let gate = stub.blocking_wait("queue-signal".into(), "gate".into());
     let queued: Vec<_> = (0..200).map(|i| stub.push(i)).collect();
-    bounded(slow).await.unwrap();
+    raise("queue-signal");
+    bounded(gate).await.unwrap();
     for call in queued {
         bounded(call).await.unwrap();
     }

@@ -39,9 +39,24 @@ async fn busy_objects_are_not_evicted() {
     let test = TestRuntime::start(|b| b.idle_timeout(Duration::from_millis(20)));
     let stub = probe(&test, "busy");
     let serial = stub.serial().await.unwrap();
-    // A call in progress for many idle periods keeps the instance.
-    bounded(stub.sleep_then(300, "long".into())).await.unwrap();
-    assert_eq!(stub.serial().await.unwrap(), serial);
+    let long = stub.wait_for("busy-signal".into(), "long".into());
+    // An object that became idle after the busy one became busy: once it is evicted, the
+    // busy one has been without a finished event for longer than an idle period, in front
+    // of the same sweeps.
+    let idle = probe(&test, "idle-witness");
+    idle.serial().await.unwrap();
+    assert_eq!(test.runtime().active_objects(), 2);
+    wait_until("the idle witness is evicted", || {
+        test.runtime().active_objects() == 1
+    })
+    .await;
+    raise("busy-signal");
+    bounded(long).await.unwrap();
+    assert_eq!(
+        stub.serial().await.unwrap(),
+        serial,
+        "the busy object kept its instance"
+    );
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use durable_objects::http;
 use durable_objects::prelude::*;
 use durable_objects::transport::{OutgoingFrame, WebSocketConnection, WebSocketPeer};
 use durable_objects::websocket::{WebSocketEvent, WebSocketRequestResponsePair};
+use support::objects::{raise, wait_signal};
 use support::{TestRuntime, bounded, wait_until};
 
 /// A hibernatable room: echoes, counts, reads attachments, and logs closes in storage.
@@ -222,11 +223,12 @@ impl DurableObject for Echo {
 
 #[rpc]
 impl Echo {
-    /// Holds the input gate for `ms` milliseconds.
-    pub async fn hold(&self, ms: u64) -> Result<()> {
+    /// Holds the input gate: raises signal `held`, then waits for signal `release`.
+    pub async fn hold(&self, held: String, release: String) -> Result<()> {
         self.state
             .block_concurrency_while(async {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                raise(&held);
+                wait_signal(&release).await;
                 Ok(())
             })
             .await
@@ -495,19 +497,28 @@ async fn standard_sockets_pin_the_instance_and_deliver_events_to_the_object() {
         .get_by_name("e");
     let mut socket = connect(&echo, "").await;
     assert_eq!(ask(&mut socket, "hi").await, "std:hi");
-    // Well past the idle timeout the instance is still there: the socket pins it.
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(test.runtime().active_objects(), 1);
+    // An object that became idle after the socket's did is evicted first: the socket's
+    // instance, idle as long, stays because the socket pins it.
+    room(&test, "idle-witness").closes().await.unwrap();
+    assert_eq!(test.runtime().active_objects(), 2);
+    wait_until("the idle witness is evicted", || {
+        test.runtime().active_objects() == 1
+    })
+    .await;
     assert_eq!(ask(&mut socket, "still").await, "std:still");
     // The listener task waits while a handler holds the input gate.
-    let holding = tokio::spawn(echo.hold(300));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let sent = std::time::Instant::now();
-    assert_eq!(ask(&mut socket, "gated").await, "std:gated");
+    let holding = tokio::spawn(echo.hold("echo-held".into(), "echo-release".into()));
+    bounded(wait_signal("echo-held")).await;
+    socket.received(WebSocketMessage::Text("gated".to_owned()));
+    let early = tokio::time::timeout(Duration::from_millis(200), socket.next_frame()).await;
     assert!(
-        sent.elapsed() >= Duration::from_millis(200),
-        "answered after {:?}, while the gate was held",
-        sent.elapsed()
+        early.is_err(),
+        "the listener answered while the gate was held: {early:?}"
+    );
+    raise("echo-release");
+    assert_eq!(
+        bounded(socket.next_frame()).await,
+        Some(OutgoingFrame::Text("std:gated".to_owned()))
     );
     holding.await.unwrap().unwrap();
     socket.closed(1000, String::new());

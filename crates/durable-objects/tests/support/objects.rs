@@ -54,7 +54,8 @@ pub fn raise(key: &str) {
     signal(key).send_replace(true);
 }
 
-async fn wait_signal(key: &str) {
+/// Waits until signal `key` is raised.
+pub async fn wait_signal(key: &str) {
     let mut rx = signal(key).subscribe();
     let _ = rx.wait_for(|raised| *raised).await;
 }
@@ -130,17 +131,12 @@ impl Probe {
         Err(Error::user(message))
     }
 
-    pub async fn sleep_then(&self, millis: u64, label: String) {
-        self.log.borrow_mut().push(format!("{label}:start"));
-        tokio::time::sleep(Duration::from_millis(millis)).await;
-        self.log.borrow_mut().push(format!("{label}:end"));
-    }
-
-    pub async fn blocking_sleep(&self, millis: u64, label: String) -> Result<()> {
+    /// Inside `block_concurrency_while`: records start, waits for signal `key`, records end.
+    pub async fn blocking_wait(&self, key: String, label: String) -> Result<()> {
         self.state
             .block_concurrency_while(async {
                 self.log.borrow_mut().push(format!("{label}:start"));
-                tokio::time::sleep(Duration::from_millis(millis)).await;
+                wait_signal(&key).await;
                 self.log.borrow_mut().push(format!("{label}:end"));
                 Ok(())
             })
@@ -154,13 +150,16 @@ impl Probe {
         self.log.borrow_mut().push(format!("{label}:end"));
     }
 
-    /// Records start, raises signal `key`, sleeps, records end; inside the input gate when
+    /// Records start, raises signal `key`, yields to the shard's other tasks (so the call
+    /// the signal woke gets its chance to run), records end; inside the input gate when
     /// `blocking`.
-    pub async fn raise_then_sleep(&self, key: String, label: String, blocking: bool) -> Result<()> {
+    pub async fn raise_then_yield(&self, key: String, label: String, blocking: bool) -> Result<()> {
         let work = async {
             self.log.borrow_mut().push(format!("{label}:start"));
             raise(&key);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
             self.log.borrow_mut().push(format!("{label}:end"));
             Ok(())
         };
