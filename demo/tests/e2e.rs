@@ -375,7 +375,10 @@ async fn a_bad_configuration_stops_the_binary_with_a_clear_error() {
             durable_demo::BUILT_IN_CONFIG.replace("\"Counter\", \"KvStore\"", "\"KvStore\""),
             "no migration creates",
         ),
-        ("{ \"durable_objects\": 3 }".to_owned(), "must be an object"),
+        (
+            "{ \"durable_objects\": 3 }".to_owned(),
+            "expected an object",
+        ),
     ];
     for (text, expected) in cases {
         let path = dir.path().join("bad.jsonc");

@@ -16,23 +16,104 @@
 //! Wrangler's deployment keys (`name`, `main`, `compatibility_date`, `routes`, ...) are
 //! accepted and ignored; `exports` (declarative class states) is refused in favour of
 //! `migrations`; any other unknown key is refused, naming it, so a typo is not silently
-//! ignored. JSONC means JSON with `//` and `/* */` comments and trailing commas.
+//! ignored. JSONC means JSON with `//` and `/* */` comments and trailing commas, nothing
+//! more (parsed with `jsonc-parser`); TOML is parsed with `toml`. Both deserialize into the
+//! same typed structs, so every error names the key and the line.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use durable_runtime::{DurabilityMode, Migration, RuntimeBuilder};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", path.display())]
-pub struct ConfigError {
-    /// The file.
-    pub path: PathBuf,
-    /// What is wrong and how to fix it.
-    pub message: String,
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read it: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// No configuration file was found.
+    #[error(
+        "{}: no configuration file: create one of {CONFIG_FILE_NAMES:?}, or pass --config FILE",
+        dir.display()
+    )]
+    NotFound {
+        /// The folder searched.
+        dir: PathBuf,
+    },
+    /// The text is not valid JSONC / TOML, or does not have the configuration's shape: an
+    /// unknown or refused key, a value of the wrong type, a missing field.
+    #[error("{}: {message}", place(path.as_deref(), *line))]
+    Invalid {
+        /// The file, if the text came from one.
+        path: Option<PathBuf>,
+        /// The line (1-based) the problem is on, when the parser knows it.
+        line: Option<usize>,
+        /// What is wrong and how to fix it; it names the key.
+        message: String,
+    },
+}
+
+/// "wrangler.toml, line 3", "line 3", "wrangler.toml" or "configuration".
+fn place(path: Option<&Path>, line: Option<usize>) -> String {
+    match (path, line) {
+        (Some(path), Some(line)) => format!("{}, line {line}", path.display()),
+        (Some(path), None) => path.display().to_string(),
+        (None, Some(line)) => format!("line {line}"),
+        (None, None) => "configuration".to_owned(),
+    }
+}
+
+impl ConfigError {
+    /// The line the problem is on, if known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Invalid { line, .. } => *line,
+            _ => None,
+        }
+    }
+
+    fn in_file(self, file: &Path) -> Self {
+        match self {
+            ConfigError::Invalid { line, message, .. } => ConfigError::Invalid {
+                path: Some(file.to_path_buf()),
+                line,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// The syntax of a configuration text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON with comments and trailing commas (`wrangler.jsonc`, `wrangler.json`).
+    Jsonc,
+    /// TOML (`wrangler.toml`).
+    Toml,
+}
+
+impl Format {
+    /// The format a file name implies: TOML for `.toml`, else JSONC.
+    pub fn of(path: &Path) -> Self {
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            Format::Toml
+        } else {
+            Format::Jsonc
+        }
+    }
 }
 
 /// One `durable_objects.bindings` entry.
@@ -54,7 +135,7 @@ pub struct Config {
     pub bindings: Vec<Binding>,
     /// The migrations, in order.
     pub migrations: Vec<Migration>,
-    /// The variables.
+    /// The variables, by name.
     pub vars: Vec<(String, String)>,
     /// Where to listen (`durable.listen`).
     pub listen: Option<SocketAddr>,
@@ -145,341 +226,488 @@ const IGNORED_KEYS: &[&str] = &[
 impl Config {
     /// Finds `wrangler.jsonc`, `wrangler.json` or `wrangler.toml` in `dir` and loads it.
     pub fn discover(dir: &Path) -> Result<Config, ConfigError> {
-        for name in CONFIG_FILE_NAMES {
-            let path = dir.join(name);
-            if path.is_file() {
-                return Config::load(&path);
-            }
+        match Config::find(dir) {
+            Some(path) => Config::load(&path),
+            None => Err(ConfigError::NotFound {
+                dir: dir.to_path_buf(),
+            }),
         }
-        Err(ConfigError {
-            path: dir.to_path_buf(),
-            message: format!(
-                "no configuration file: create one of {CONFIG_FILE_NAMES:?}, or pass --config FILE"
-            ),
-        })
     }
 
-    /// Loads a configuration file; its extension picks the syntax (`.toml`, or JSON/JSONC).
+    /// The configuration file in `dir`, if there is one.
+    pub fn find(dir: &Path) -> Option<PathBuf> {
+        CONFIG_FILE_NAMES
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|path| path.is_file())
+    }
+
+    /// Loads a configuration file; its extension picks the syntax (`.toml`, or JSONC).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
-            message: format!("cannot read it: {err}"),
+            source,
         })?;
-        let toml = path.extension().is_some_and(|ext| ext == "toml");
-        let mut config = Config::parse(&text, toml).map_err(|message| ConfigError {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        let mut config = Config::parse(&text, Format::of(path)).map_err(|err| err.in_file(path))?;
         config.path = Some(path.to_path_buf());
         Ok(config)
     }
 
-    /// Parses configuration text: TOML if `toml`, else JSON with comments and trailing
-    /// commas allowed.
-    pub fn parse(text: &str, toml: bool) -> Result<Config, String> {
-        let value: Value = if toml {
-            ::toml::from_str(text).map_err(|err| format!("invalid TOML: {err}"))?
-        } else {
-            serde_json::from_str(&strip_jsonc(text))
-                .map_err(|err| format!("invalid JSON: {err}"))?
+    /// Parses configuration text.
+    pub fn parse(text: &str, format: Format) -> Result<Config, ConfigError> {
+        let invalid = |line: Option<usize>, message: String| ConfigError::Invalid {
+            path: None,
+            line,
+            message,
         };
-        let Value::Object(top) = value else {
-            return Err("the configuration must be an object (a table in TOML)".to_owned());
-        };
-        let mut config = Config::default();
-        for (key, value) in &top {
-            match key.as_str() {
-                "durable_objects" => config.bindings = parse_bindings(value)?,
-                "migrations" => config.migrations = parse_migrations(value)?,
-                "vars" => config.vars = parse_vars(value)?,
-                "durable" => parse_own(value, &mut config)?,
-                "exports" => {
-                    return Err("\"exports\" (declarative class states) is not supported: declare classes with \"migrations\" instead".to_owned());
-                }
-                key if IGNORED_KEYS.contains(&key) => {
-                    tracing::debug!(
-                        key,
-                        "configuration key ignored: it only matters on Cloudflare"
-                    );
-                }
-                other => {
-                    return Err(format!(
-                        "unknown key {other:?}: supported are \"durable_objects\", \"migrations\", \"vars\" and \"durable\" (Wrangler's deployment keys are ignored)"
-                    ));
-                }
+        let raw: RawConfig = match format {
+            Format::Jsonc => {
+                let value: serde_json::Value =
+                    jsonc_parser::parse_to_serde_value(text, &jsonc_options())
+                        .map_err(|err| invalid(Some(err.line_display()), err.kind().to_string()))?;
+                serde_path_to_error::deserialize(value).map_err(|err| {
+                    let line = jsonc_line(text, err.path());
+                    invalid(line, with_key(err.path(), &err.inner().to_string()))
+                })?
             }
-        }
-        Ok(config)
-    }
-}
-
-fn object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, String> {
-    value
-        .as_object()
-        .ok_or_else(|| format!("{what} must be an object"))
-}
-
-fn array<'a>(value: &'a Value, what: &str) -> Result<&'a Vec<Value>, String> {
-    value
-        .as_array()
-        .ok_or_else(|| format!("{what} must be an array"))
-}
-
-fn string(value: &Value, what: &str) -> Result<String, String> {
-    value
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("{what} must be a string"))
-}
-
-fn strings(value: &Value, what: &str) -> Result<Vec<String>, String> {
-    array(value, what)?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| string(v, &format!("{what}[{i}]")))
-        .collect()
-}
-
-fn parse_bindings(value: &Value) -> Result<Vec<Binding>, String> {
-    let section = object(value, "\"durable_objects\"")?;
-    let mut bindings = Vec::new();
-    for (key, value) in section {
-        if key != "bindings" {
-            return Err(format!(
-                "unknown key \"durable_objects.{key}\": only \"bindings\" is allowed"
-            ));
-        }
-        for (i, entry) in array(value, "\"durable_objects.bindings\"")?
-            .iter()
-            .enumerate()
-        {
-            let what = format!("\"durable_objects.bindings[{i}]\"");
-            let entry = object(entry, &what)?;
-            let mut name = None;
-            let mut class_name = None;
-            for (key, value) in entry {
-                match key.as_str() {
-                    "name" => name = Some(value),
-                    "class_name" => class_name = Some(value),
-                    "script_name" | "environment" => {
-                        return Err(format!(
-                            "{what}: \"{key}\" (a class of another Worker) is not supported; bind classes of this program only"
-                        ));
-                    }
-                    other => return Err(format!("{what}: unknown key {other:?}")),
-                }
-            }
-            let name = name
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("{what}: binding should have a string \"name\" field."))?;
-            let class_name = class_name.and_then(Value::as_str).ok_or_else(|| {
-                format!("{what}: binding should have a string \"class_name\" field.")
-            })?;
-            if bindings.iter().any(|b: &Binding| b.name == name) {
-                return Err(format!(
-                    "{what}: binding name {name:?} is used twice: binding names must be unique"
-                ));
-            }
-            bindings.push(Binding {
-                name: name.to_owned(),
-                class_name: class_name.to_owned(),
-            });
-        }
-    }
-    Ok(bindings)
-}
-
-fn parse_migrations(value: &Value) -> Result<Vec<Migration>, String> {
-    let mut migrations = Vec::new();
-    for (i, entry) in array(value, "\"migrations\"")?.iter().enumerate() {
-        let what = format!("\"migrations[{i}]\"");
-        let entry = object(entry, &what)?;
-        let tag = entry
-            .get("tag")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("{what}: a migration needs a string \"tag\""))?;
-        let mut migration = Migration::new(tag);
-        for (key, value) in entry {
-            let field = format!("{what}.{key}");
-            match key.as_str() {
-                "tag" => {}
-                "new_sqlite_classes" => migration.new_sqlite_classes = strings(value, &field)?,
-                "new_classes" => migration.new_classes = strings(value, &field)?,
-                "deleted_classes" => migration.deleted_classes = strings(value, &field)?,
-                "renamed_classes" => {
-                    for (j, rename) in array(value, &field)?.iter().enumerate() {
-                        let rename = object(rename, &format!("{field}[{j}]"))?;
-                        if let Some(other) = rename.keys().find(|k| *k != "from" && *k != "to") {
-                            return Err(format!("{field}[{j}]: unknown key {other:?}"));
-                        }
-                        let from = rename
-                            .get("from")
-                            .ok_or_else(|| format!("{field}[{j}] needs \"from\""))?;
-                        let to = rename
-                            .get("to")
-                            .ok_or_else(|| format!("{field}[{j}] needs \"to\""))?;
-                        migration.renamed_classes.push((
-                            string(from, &format!("{field}[{j}].from"))?,
-                            string(to, &format!("{field}[{j}].to"))?,
-                        ));
-                    }
-                }
-                "transferred_classes" => {
-                    return Err(format!(
-                        "{field}: transferring classes between Workers is not supported: there is one program per server"
-                    ));
-                }
-                other => return Err(format!("{what}: unknown key {other:?}")),
-            }
-        }
-        migrations.push(migration);
-    }
-    Ok(migrations)
-}
-
-fn parse_vars(value: &Value) -> Result<Vec<(String, String)>, String> {
-    object(value, "\"vars\"")?
-        .iter()
-        .map(|(name, value)| {
-            let text = match value {
-                Value::String(text) => text.clone(),
-                Value::Number(number) => number.to_string(),
-                Value::Bool(flag) => flag.to_string(),
-                _ => {
-                    return Err(format!(
-                        "\"vars.{name}\" must be a string, number or boolean"
-                    ));
-                }
-            };
-            Ok((name.clone(), text))
-        })
-        .collect()
-}
-
-fn parse_own(value: &Value, config: &mut Config) -> Result<(), String> {
-    let millis = |value: &Value, key: &str| {
-        value
-            .as_u64()
-            .map(Duration::from_millis)
-            .ok_or_else(|| format!("\"durable.{key}\" must be a whole number of milliseconds"))
-    };
-    let count = |value: &Value, key: &str| {
-        value
-            .as_u64()
-            .ok_or_else(|| format!("\"durable.{key}\" must be a whole number"))
-    };
-    for (key, value) in object(value, "\"durable\"")? {
-        let settings = &mut config.runtime;
-        match key.as_str() {
-            "listen" => {
-                let text = string(value, "\"durable.listen\"")?;
-                config.listen = Some(text.parse().map_err(|_| {
-                    format!(
-                        "\"durable.listen\" is {text:?}; use an address such as \"127.0.0.1:8787\""
+            Format::Toml => {
+                let deserializer = toml::de::Deserializer::parse(text).map_err(|err| {
+                    invalid(
+                        err.span().map(|span| line_of(text, span.start)),
+                        err.message().to_owned(),
                     )
-                })?);
+                })?;
+                serde_path_to_error::deserialize(deserializer).map_err(|err| {
+                    let line = err.inner().span().map(|span| line_of(text, span.start));
+                    invalid(line, with_key(err.path(), err.inner().message()))
+                })?
             }
-            "data_dir" => config.data_dir = Some(string(value, "\"durable.data_dir\"")?.into()),
-            "shutdown_timeout_ms" => config.shutdown_timeout = Some(millis(value, key)?),
-            "shards" => settings.shards = Some(count(value, key)? as usize),
-            "idle_timeout_ms" => settings.idle_timeout = Some(millis(value, key)?),
-            "hibernation_timeout_ms" => settings.hibernation_timeout = Some(millis(value, key)?),
-            "max_queued_events" => settings.max_queued_events = Some(count(value, key)? as usize),
-            "max_database_bytes" => settings.max_database_bytes = Some(count(value, key)?),
-            "durability" => {
-                settings.durability = Some(match value.as_str() {
-                    Some("group_commit") => DurabilityMode::GroupCommit,
-                    Some("fsync_each_commit") => DurabilityMode::FsyncEachCommit,
-                    _ => {
-                        return Err("\"durable.durability\" must be \"group_commit\" or \"fsync_each_commit\"".to_owned());
-                    }
-                });
-            }
-            other => {
-                return Err(format!(
-                    "unknown key \"durable.{other}\": the keys are listen, data_dir, shards, idle_timeout_ms, hibernation_timeout_ms, max_queued_events, max_database_bytes, shutdown_timeout_ms, durability"
-                ));
-            }
-        }
+        };
+        Ok(raw.into_config())
     }
-    Ok(())
 }
 
-/// JSONC to JSON: drops comments and trailing commas, leaving strings untouched.
-pub fn strip_jsonc(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '"' => {
-                out.push(c);
-                i += 1;
-                while i < chars.len() {
-                    out.push(chars[i]);
-                    if chars[i] == '\\' && i + 1 < chars.len() {
-                        out.push(chars[i + 1]);
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    if chars[i - 1] == '"' {
-                        break;
-                    }
+/// The line (1-based) of byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    1 + text
+        .as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|b| **b == b'\n')
+        .count()
+}
+
+/// Wrangler's JSONC: comments and trailing commas, nothing else of JSON5.
+fn jsonc_options() -> jsonc_parser::ParseOptions {
+    jsonc_parser::ParseOptions {
+        allow_comments: true,
+        allow_trailing_commas: true,
+        allow_loose_object_property_names: false,
+        allow_missing_commas: false,
+        allow_single_quoted_strings: false,
+        allow_hexadecimal_numbers: false,
+        allow_unary_plus_numbers: false,
+        allow_bare_decimal_point_numbers: false,
+        allow_non_finite_numbers: false,
+        allow_extended_string_escapes: false,
+    }
+}
+
+/// The message, prefixed with the key it is about (`durable.listen: ...`).
+fn with_key(path: &serde_path_to_error::Path, message: &str) -> String {
+    let key = path.to_string();
+    if key.is_empty() || key == "." {
+        message.to_owned()
+    } else {
+        format!("{key}: {message}")
+    }
+}
+
+/// The line of the deepest part of `path` the JSONC text has (the key itself when it is
+/// there: an unknown or refused key; its object when the key is missing).
+fn jsonc_line(text: &str, path: &serde_path_to_error::Path) -> Option<usize> {
+    use jsonc_parser::ast::Value;
+    use jsonc_parser::common::Ranged;
+    use serde_path_to_error::Segment;
+
+    let parsed = jsonc_parser::parse_to_ast(text, &Default::default(), &jsonc_options()).ok()?;
+    let mut node = parsed.value?;
+    let mut at = node.start();
+    for segment in path.iter() {
+        let next = match (segment, &node) {
+            (Segment::Map { key }, Value::Object(object)) => object.get(key).map(|prop| {
+                at = prop.range.start;
+                prop.value.clone()
+            }),
+            (Segment::Seq { index }, Value::Array(array)) => array.elements.get(*index).cloned(),
+            _ => None,
+        };
+        match next {
+            Some(child) => {
+                if !matches!(segment, Segment::Map { .. }) {
+                    at = child.start();
                 }
+                node = child;
             }
-            '/' if chars.get(i + 1) == Some(&'/') => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-            }
-            '/' if chars.get(i + 1) == Some(&'*') => {
-                i += 2;
-                while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
-                    // Keep line breaks so JSON errors point at the right line.
-                    if chars[i] == '\n' {
-                        out.push('\n');
-                    }
-                    i += 1;
-                }
-                i += 2;
-            }
-            ',' => {
-                // A comma followed (after blanks and comments) by a closing bracket is dropped.
-                let mut j = i + 1;
-                loop {
-                    while j < chars.len() && chars[j].is_whitespace() {
-                        j += 1;
-                    }
-                    if chars.get(j) == Some(&'/') && chars.get(j + 1) == Some(&'/') {
-                        while j < chars.len() && chars[j] != '\n' {
-                            j += 1;
-                        }
-                    } else if chars.get(j) == Some(&'/') && chars.get(j + 1) == Some(&'*') {
-                        j += 2;
-                        while j < chars.len()
-                            && !(chars[j] == '*' && chars.get(j + 1) == Some(&'/'))
-                        {
-                            j += 1;
-                        }
-                        j += 2;
-                    } else {
-                        break;
-                    }
-                }
-                if !matches!(chars.get(j), Some('}') | Some(']')) {
-                    out.push(c);
-                }
-                i += 1;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
+            None => break,
         }
     }
-    out
+    Some(line_of(text, at))
+}
+
+// ----- the typed shape of the file ---------------------------------------------------------
+
+/// The whole file. Its keys are dispatched by hand so that Wrangler's deployment keys are
+/// ignored and any other unknown key gets a message that lists the supported ones.
+#[derive(Debug, Default)]
+struct RawConfig {
+    durable_objects: Option<RawDurableObjects>,
+    migrations: Vec<RawMigration>,
+    vars: BTreeMap<String, VarValue>,
+    durable: Option<RawOwn>,
+}
+
+impl<'de> Deserialize<'de> for RawConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Top;
+        impl<'de> Visitor<'de> for Top {
+            type Value = RawConfig;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the configuration as an object (a table in TOML)")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawConfig, A::Error> {
+                let mut config = RawConfig::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "durable_objects" => config.durable_objects = Some(map.next_value()?),
+                        "migrations" => config.migrations = map.next_value()?,
+                        "vars" => config.vars = map.next_value()?,
+                        "durable" => config.durable = Some(map.next_value()?),
+                        "exports" => {
+                            return Err(refuse(
+                                &mut map,
+                                "\"exports\" (declarative class states) is not supported: declare classes with \"migrations\" instead",
+                            ));
+                        }
+                        key if IGNORED_KEYS.contains(&key) => {
+                            tracing::debug!(
+                                key,
+                                "configuration key ignored: it only matters on Cloudflare"
+                            );
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        other => {
+                            return Err(refuse(
+                                &mut map,
+                                &format!(
+                                    "unknown key {other:?}: supported are \"durable_objects\", \"migrations\", \"vars\" and \"durable\" (Wrangler's deployment keys are ignored)"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Ok(config)
+            }
+        }
+        deserializer.deserialize_map(Top)
+    }
+}
+
+/// Fails with `message` while reading the current key's value, so the parser places the
+/// error on that value's line.
+fn refuse<'de, A: MapAccess<'de>>(map: &mut A, message: &str) -> A::Error {
+    match map.next_value_seed(Refusal(message)) {
+        Err(err) => err,
+        Ok(()) => de::Error::custom(message),
+    }
+}
+
+/// A value that is never accepted: deserializing it fails with the message.
+struct Refusal<'m>(&'m str);
+
+impl<'de> de::DeserializeSeed<'de> for Refusal<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Refusal<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(E::custom(self.0))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(E::custom(self.0))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(E::custom(self.0))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom(self.0))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(self.0))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(E::custom(self.0))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(self.0))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(self.0))
+    }
+}
+
+/// Why a key is refused; the marker type's message is the error.
+trait RefusedKey {
+    const MESSAGE: &'static str;
+}
+
+/// A key that is accepted by the parser's shape but never allowed.
+struct Refused<K>(PhantomData<K>);
+
+impl<K> fmt::Debug for Refused<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Refused")
+    }
+}
+
+impl<'de, K: RefusedKey> Deserialize<'de> for Refused<K> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        de::DeserializeSeed::deserialize(Refusal(K::MESSAGE), deserializer)?;
+        Ok(Refused(PhantomData))
+    }
+}
+
+#[derive(Debug)]
+struct AnotherWorker;
+impl RefusedKey for AnotherWorker {
+    const MESSAGE: &'static str = "\"script_name\" and \"environment\" (a class of another Worker) are not supported; bind classes of this program only";
+}
+
+#[derive(Debug)]
+struct Transfer;
+impl RefusedKey for Transfer {
+    const MESSAGE: &'static str = "\"transferred_classes\": transferring classes between Workers is not supported: there is one program per server";
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object with \"bindings\"")]
+struct RawDurableObjects {
+    #[serde(default)]
+    bindings: Bindings,
+}
+
+/// The bindings, refusing a name used twice.
+#[derive(Debug, Default)]
+struct Bindings(Vec<RawBinding>);
+
+impl<'de> Deserialize<'de> for Bindings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bindings = Vec::<RawBinding>::deserialize(deserializer)?;
+        for (index, binding) in bindings.iter().enumerate() {
+            if bindings[..index].iter().any(|b| b.name == binding.name) {
+                return Err(de::Error::custom(format!(
+                    "\"durable_objects.bindings[{index}]\": binding name {:?} is used twice: binding names must be unique",
+                    binding.name
+                )));
+            }
+        }
+        Ok(Bindings(bindings))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a binding: an object with \"name\" and \"class_name\""
+)]
+struct RawBinding {
+    name: String,
+    class_name: String,
+    // Present only to be refused, with their own message.
+    #[serde(rename = "script_name")]
+    _script_name: Option<Refused<AnotherWorker>>,
+    #[serde(rename = "environment")]
+    _environment: Option<Refused<AnotherWorker>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a migration: an object with a \"tag\""
+)]
+struct RawMigration {
+    tag: String,
+    #[serde(default)]
+    new_sqlite_classes: Vec<String>,
+    #[serde(default)]
+    new_classes: Vec<String>,
+    #[serde(default)]
+    renamed_classes: Vec<RawRename>,
+    #[serde(default)]
+    deleted_classes: Vec<String>,
+    #[serde(rename = "transferred_classes")]
+    _transferred_classes: Option<Refused<Transfer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a rename: an object with \"from\" and \"to\""
+)]
+struct RawRename {
+    from: String,
+    to: String,
+}
+
+/// A variable: a string, number or boolean (the latter two become their text).
+#[derive(Debug)]
+struct VarValue(String);
+
+impl<'de> Deserialize<'de> for VarValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = VarValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a variable: a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<VarValue, E> {
+                Ok(VarValue(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<VarValue, E> {
+                Ok(VarValue(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<VarValue, E> {
+                Ok(VarValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<VarValue, E> {
+                Ok(VarValue(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<VarValue, E> {
+                Ok(VarValue(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Text)
+    }
+}
+
+/// Our own section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object of our own settings")]
+struct RawOwn {
+    listen: Option<ListenAddr>,
+    data_dir: Option<PathBuf>,
+    shards: Option<usize>,
+    idle_timeout_ms: Option<u64>,
+    hibernation_timeout_ms: Option<u64>,
+    max_queued_events: Option<usize>,
+    max_database_bytes: Option<u64>,
+    shutdown_timeout_ms: Option<u64>,
+    durability: Option<RawDurability>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawDurability {
+    GroupCommit,
+    FsyncEachCommit,
+}
+
+/// `durable.listen`: an address such as `127.0.0.1:8787`.
+#[derive(Debug, Clone, Copy)]
+struct ListenAddr(SocketAddr);
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Parsed inside the visitor, so a bad address is reported at its own line.
+        struct Address;
+        impl Visitor<'_> for Address {
+            type Value = ListenAddr;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address such as \"127.0.0.1:8787\"")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ListenAddr, E> {
+                text.parse().map(ListenAddr).map_err(|_| {
+                    E::custom(format!(
+                        "\"durable.listen\" is {text:?}; use an address such as \"127.0.0.1:8787\""
+                    ))
+                })
+            }
+        }
+        deserializer.deserialize_str(Address)
+    }
+}
+
+impl RawConfig {
+    fn into_config(self) -> Config {
+        let bindings = self
+            .durable_objects
+            .map(|section| section.bindings.0)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|raw| Binding {
+                name: raw.name,
+                class_name: raw.class_name,
+            })
+            .collect();
+        let migrations = self
+            .migrations
+            .into_iter()
+            .map(|raw| {
+                let mut migration = Migration::new(raw.tag);
+                migration.new_sqlite_classes = raw.new_sqlite_classes;
+                migration.new_classes = raw.new_classes;
+                migration.renamed_classes = raw
+                    .renamed_classes
+                    .into_iter()
+                    .map(|rename| (rename.from, rename.to))
+                    .collect();
+                migration.deleted_classes = raw.deleted_classes;
+                migration
+            })
+            .collect();
+        let own = self.durable.unwrap_or_default();
+        let millis = |ms: Option<u64>| ms.map(Duration::from_millis);
+        Config {
+            path: None,
+            bindings,
+            migrations,
+            vars: self
+                .vars
+                .into_iter()
+                .map(|(name, value)| (name, value.0))
+                .collect(),
+            listen: own.listen.map(|addr| addr.0),
+            data_dir: own.data_dir,
+            shutdown_timeout: millis(own.shutdown_timeout_ms),
+            runtime: RuntimeSettings {
+                shards: own.shards,
+                idle_timeout: millis(own.idle_timeout_ms),
+                hibernation_timeout: millis(own.hibernation_timeout_ms),
+                max_queued_events: own.max_queued_events,
+                max_database_bytes: own.max_database_bytes,
+                durability: own.durability.map(|mode| match mode {
+                    RawDurability::GroupCommit => DurabilityMode::GroupCommit,
+                    RawDurability::FsyncEachCommit => DurabilityMode::FsyncEachCommit,
+                }),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -504,7 +732,7 @@ mod tests {
 
     #[test]
     fn jsonc_with_comments_and_trailing_commas_parses() {
-        let config = Config::parse(JSONC, false).unwrap();
+        let config = Config::parse(JSONC, Format::Jsonc).unwrap();
         assert_eq!(
             config.bindings,
             vec![Binding {
@@ -549,7 +777,7 @@ mod tests {
             [durable]
             durability = "fsync_each_commit"
         "#;
-        let config = Config::parse(text, true).unwrap();
+        let config = Config::parse(text, Format::Toml).unwrap();
         assert_eq!(config.bindings[0].class_name, "Counter");
         assert_eq!(config.migrations[0].tag, "v1");
         assert_eq!(config.vars, vec![("GREETING".to_owned(), "hi".to_owned())]);
@@ -559,49 +787,126 @@ mod tests {
         );
     }
 
-    #[test]
-    fn unsupported_and_malformed_entries_are_refused_by_name() {
-        let cases = [
-            (r#"{"exports": {}}"#, "declare classes with \"migrations\""),
-            (r#"{"nonsense": 1}"#, "unknown key \"nonsense\""),
-            (
-                r#"{"durable_objects": {"bindings": [{"class_name": "A"}]}}"#,
-                "binding should have a string \"name\" field.",
-            ),
-            (
-                r#"{"durable_objects": {"bindings": [{"name": "A"}]}}"#,
-                "binding should have a string \"class_name\" field.",
-            ),
-            (
-                r#"{"durable_objects": {"bindings": [{"name": "A", "class_name": "A", "script_name": "w"}]}}"#,
-                "another Worker",
-            ),
-            (
-                r#"{"durable_objects": {"bindings": [{"name": "A", "class_name": "A", "x": 1}]}}"#,
-                "unknown key \"x\"",
-            ),
-            (
-                r#"{"migrations": [{"tag": "v1", "transferred_classes": []}]}"#,
-                "not supported",
-            ),
-            (r#"{"migrations": [{"new_classes": []}]}"#, "\"tag\""),
-            (r#"{"durable": {"listen": "nowhere"}}"#, "127.0.0.1:8787"),
-            (r#"{"durable": {"shard": 2}}"#, "durable.shard"),
-            (r#"{"vars": {"A": [1]}}"#, "vars.A"),
-            (r#"{"a": 1"#, "invalid JSON"),
-        ];
-        for (text, expected) in cases {
-            let err = Config::parse(text, false).unwrap_err();
-            assert!(err.contains(expected), "{text}: {err}");
+    /// Each case: the text, what the message must say, and the line it must name.
+    fn check(format: Format, cases: &[(&str, &str, Option<usize>)]) {
+        for (text, expected, line) in cases {
+            let err = Config::parse(text, format).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains(expected), "{text}: {message}");
+            assert_eq!(err.line(), *line, "{text}: {message}");
         }
     }
 
     #[test]
-    fn strings_keep_their_slashes_and_commas() {
-        assert_eq!(
-            strip_jsonc(r#"{"a": "x//y,]", "b": "q\"/*"} // c"#),
-            r#"{"a": "x//y,]", "b": "q\"/*"} "#
+    fn unsupported_and_malformed_entries_are_refused_by_name_and_line() {
+        check(
+            Format::Jsonc,
+            &[
+                (
+                    r#"{"exports": {}}"#,
+                    "declare classes with \"migrations\"",
+                    Some(1),
+                ),
+                (
+                    "{\n\n  \"nonsense\": 1}",
+                    "unknown key \"nonsense\"",
+                    Some(3),
+                ),
+                (
+                    "{\"durable_objects\": {\"bindings\": [\n{\"class_name\": \"A\"}]}}",
+                    "missing field `name`",
+                    Some(2),
+                ),
+                (
+                    r#"{"durable_objects": {"bindings": [{"name": "A"}]}}"#,
+                    "missing field `class_name`",
+                    Some(1),
+                ),
+                (
+                    "{\"durable_objects\": {\"bindings\": [{\"name\": \"A\", \"class_name\": \"A\",\n \"script_name\": \"w\"}]}}",
+                    "another Worker",
+                    Some(2),
+                ),
+                (
+                    "{\"durable_objects\": {\"bindings\": [\n{\"name\": \"A\", \"class_name\": \"A\", \"x\": 1}]}}",
+                    "unknown field `x`",
+                    Some(2),
+                ),
+                (
+                    r#"{"durable_objects": {"bindings": [{"name": "A", "class_name": "A"}, {"name": "A", "class_name": "B"}]}}"#,
+                    "binding name \"A\" is used twice",
+                    Some(1),
+                ),
+                (
+                    r#"{"migrations": [{"tag": "v1", "transferred_classes": []}]}"#,
+                    "not supported",
+                    Some(1),
+                ),
+                (
+                    r#"{"migrations": [{"new_classes": []}]}"#,
+                    "missing field `tag`",
+                    Some(1),
+                ),
+                (
+                    "{\"durable\": {\n\"listen\": \"nowhere\"}}",
+                    "127.0.0.1:8787",
+                    Some(2),
+                ),
+                (
+                    "{\"durable\": {\n\n\"shard\": 2}}",
+                    "unknown field `shard`",
+                    Some(3),
+                ),
+                (
+                    r#"{"durable": {"durability": "sometimes"}}"#,
+                    "unknown variant `sometimes`",
+                    Some(1),
+                ),
+                (r#"{"durable": {"shards": "two"}}"#, "invalid type", Some(1)),
+                (
+                    r#"{"vars": {"A": [1]}}"#,
+                    "a string, number or boolean",
+                    Some(1),
+                ),
+                ("{\"a\": 1", "", Some(1)),
+                // JSON5 extensions are not JSONC.
+                ("{'name': 'x'}", "", Some(1)),
+                ("{\"shards\": 0x10}", "", Some(1)),
+            ],
         );
-        assert_eq!(strip_jsonc("[1, 2, /* c */ ]"), "[1, 2  ]");
+    }
+
+    #[test]
+    fn toml_errors_name_the_key_and_line_too() {
+        check(
+            Format::Toml,
+            &[
+                (
+                    "name = \"x\"\nnonsense = 1\n",
+                    "unknown key \"nonsense\"",
+                    Some(2),
+                ),
+                (
+                    "[[durable_objects.bindings]]\nname = \"A\"\nclass_name = \"A\"\nscript_name = \"w\"\n",
+                    "another Worker",
+                    Some(4),
+                ),
+                ("[durable]\nshard = 2\n", "unknown field `shard`", Some(2)),
+                ("[durable\n", "", Some(1)),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_file_error_names_the_file_and_missing_files_name_what_to_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::discover(dir.path()).unwrap_err();
+        assert!(matches!(err, ConfigError::NotFound { .. }), "{err}");
+        assert!(err.to_string().contains("wrangler.jsonc"), "{err}");
+        let file = dir.path().join("wrangler.toml");
+        std::fs::write(&file, "[durable]\nshard = 2\n").unwrap();
+        let err = Config::discover(dir.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("wrangler.toml, line 2: "), "{text}");
     }
 }

@@ -1,95 +1,160 @@
-//! `/metrics`: the runtime's counters and gauges in Prometheus' text format.
+//! `/metrics`: the runtime's counters and gauges, and the HTTP responses by status class,
+//! exposed in the Prometheus / OpenMetrics text format by `prometheus-client`.
+//!
+//! The runtime keeps its own atomics (cheap on the hot path); at each scrape a collector
+//! reads one [`MetricsSnapshot`] and encodes it, so no number is kept twice.
 
-use std::fmt::Write as _;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
-use durable_runtime::MetricsSnapshot;
+use durable_runtime::{MetricsSnapshot, SYNC_LATENCY_BUCKETS};
+
+/// The content type of what [`render`] returns.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One scrape: the runtime's snapshot and the HTTP responses by status class (1xx..5xx).
+#[derive(Debug)]
+struct Scrape {
+    snapshot: MetricsSnapshot,
+    responses: Vec<u64>,
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: usize,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// A counter with one label, one sample per `(label value, count)`.
+fn labelled_counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, count) in samples {
+        let labels = [(label, *value)];
+        ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.snapshot;
+        gauge(
+            &mut encoder,
+            "durable_objects_active",
+            "Object instances in memory.",
+            s.active_objects,
+        )?;
+        gauge(
+            &mut encoder,
+            "durable_websockets_open",
+            "WebSockets connected to objects.",
+            s.web_sockets_open,
+        )?;
+        gauge(
+            &mut encoder,
+            "durable_databases_open",
+            "Object databases open.",
+            s.open_databases,
+        )?;
+        gauge(
+            &mut encoder,
+            "durable_alarms_pending",
+            "Alarms set and not yet run.",
+            s.pending_alarms,
+        )?;
+        let classes: Vec<String> = (1..=self.responses.len())
+            .map(|class| format!("{class}xx"))
+            .collect();
+        let responses: Vec<(&str, u64)> = classes
+            .iter()
+            .map(String::as_str)
+            .zip(self.responses.iter().copied())
+            .collect();
+        labelled_counter(
+            &mut encoder,
+            "durable_http_responses",
+            "HTTP responses by status class.",
+            "code",
+            &responses,
+        )?;
+        labelled_counter(
+            &mut encoder,
+            "durable_object_requests",
+            "Events delivered to objects, by kind.",
+            "kind",
+            &[
+                ("rpc", s.rpc_calls),
+                ("fetch", s.fetches),
+                ("websocket", s.web_socket_events),
+            ],
+        )?;
+        counter(
+            &mut encoder,
+            "durable_commits",
+            "Storage commits.",
+            s.commits,
+        )?;
+        labelled_counter(
+            &mut encoder,
+            "durable_alarms",
+            "Alarm handler runs by outcome.",
+            "outcome",
+            &[("ok", s.alarms_run), ("failed", s.alarms_failed)],
+        )?;
+        // The snapshot's buckets are cumulative; the encoder wants each bucket's own count.
+        let fsync = &s.fsync;
+        let mut buckets = Vec::with_capacity(SYNC_LATENCY_BUCKETS.len() + 1);
+        let mut below = 0;
+        for (bound, cumulative) in SYNC_LATENCY_BUCKETS.iter().zip(&fsync.buckets) {
+            buckets.push((*bound, cumulative.saturating_sub(below)));
+            below = *cumulative;
+        }
+        buckets.push((f64::INFINITY, fsync.count.saturating_sub(below)));
+        let mut histogram = encoder.encode_descriptor(
+            "durable_fsync_seconds",
+            "Latency of WAL syncs (group commit).",
+            None,
+            MetricType::Histogram,
+        )?;
+        histogram.encode_histogram::<NoLabelSet>(fsync.sum_seconds, fsync.count, &buckets, None)
+    }
+}
 
 /// Renders `snapshot` and the HTTP response counts by status class (1xx..5xx).
 pub fn render(snapshot: &MetricsSnapshot, responses: &[u64]) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape {
+        snapshot: snapshot.clone(),
+        responses: responses.to_vec(),
+    }));
     let mut out = String::with_capacity(2048);
-    let mut gauge = |name: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        );
-    };
-    gauge(
-        "durable_objects_active",
-        "Object instances in memory.",
-        snapshot.active_objects as u64,
-    );
-    gauge(
-        "durable_websockets_open",
-        "WebSockets connected to objects.",
-        snapshot.web_sockets_open as u64,
-    );
-    gauge(
-        "durable_databases_open",
-        "Object databases open.",
-        snapshot.open_databases as u64,
-    );
-    gauge(
-        "durable_alarms_pending",
-        "Alarms set and not yet run.",
-        snapshot.pending_alarms as u64,
-    );
-
-    let _ = writeln!(
-        out,
-        "# HELP durable_http_responses_total HTTP responses by status class.\n# TYPE durable_http_responses_total counter"
-    );
-    for (i, count) in responses.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "durable_http_responses_total{{code=\"{}xx\"}} {count}",
-            i + 1
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP durable_object_requests_total Events delivered to objects, by kind.\n# TYPE durable_object_requests_total counter"
-    );
-    for (kind, count) in [
-        ("rpc", snapshot.rpc_calls),
-        ("fetch", snapshot.fetches),
-        ("websocket", snapshot.web_socket_events),
-    ] {
-        let _ = writeln!(
-            out,
-            "durable_object_requests_total{{kind=\"{kind}\"}} {count}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP durable_commits_total Storage commits.\n# TYPE durable_commits_total counter\ndurable_commits_total {}",
-        snapshot.commits
-    );
-    let _ = writeln!(
-        out,
-        "# HELP durable_alarms_total Alarm handler runs by outcome.\n# TYPE durable_alarms_total counter\ndurable_alarms_total{{outcome=\"ok\"}} {}\ndurable_alarms_total{{outcome=\"failed\"}} {}",
-        snapshot.alarms_run, snapshot.alarms_failed
-    );
-    let fsync = &snapshot.fsync;
-    let _ = writeln!(
-        out,
-        "# HELP durable_fsync_seconds Latency of WAL syncs (group commit).\n# TYPE durable_fsync_seconds histogram"
-    );
-    for (bound, count) in durable_storage_buckets().iter().zip(&fsync.buckets) {
-        let _ = writeln!(
-            out,
-            "durable_fsync_seconds_bucket{{le=\"{bound}\"}} {count}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "durable_fsync_seconds_bucket{{le=\"+Inf\"}} {}\ndurable_fsync_seconds_sum {}\ndurable_fsync_seconds_count {}",
-        fsync.count, fsync.sum_seconds, fsync.count
-    );
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
-}
-
-fn durable_storage_buckets() -> &'static [f64] {
-    &durable_runtime::SYNC_LATENCY_BUCKETS
 }
 
 #[cfg(test)]
@@ -98,19 +163,28 @@ mod tests {
 
     #[test]
     fn every_family_is_declared_and_numbers_are_rendered() {
-        let snapshot = MetricsSnapshot::default();
+        let mut snapshot = MetricsSnapshot::default();
+        snapshot.active_objects = 2;
+        snapshot.commits = 7;
+        snapshot.fsync.count = 3;
+        snapshot.fsync.sum_seconds = 0.002;
+        snapshot.fsync.buckets = vec![1, 2, 2, 2, 2, 2, 2, 2, 2, 2];
         let text = render(&snapshot, &[0, 3, 0, 1, 0]);
-        for name in [
-            "durable_objects_active 0",
+        for sample in [
+            "durable_objects_active 2",
             "durable_websockets_open 0",
             "durable_http_responses_total{code=\"2xx\"} 3",
             "durable_http_responses_total{code=\"4xx\"} 1",
-            "durable_commits_total 0",
+            "durable_commits_total 7",
             "durable_alarms_total{outcome=\"ok\"} 0",
-            "durable_fsync_seconds_count 0",
-            "durable_fsync_seconds_bucket{le=\"+Inf\"} 0",
+            "durable_object_requests_total{kind=\"fetch\"} 0",
+            "durable_fsync_seconds_count 3",
+            "durable_fsync_seconds_bucket{le=\"0.0001\"} 1",
+            "durable_fsync_seconds_bucket{le=\"0.00025\"} 2",
+            "durable_fsync_seconds_bucket{le=\"+Inf\"} 3",
+            "# TYPE durable_fsync_seconds histogram",
         ] {
-            assert!(text.contains(name), "{name} missing from:\n{text}");
+            assert!(text.contains(sample), "{sample} missing from:\n{text}");
         }
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap_or("");

@@ -1,5 +1,6 @@
 //! The [`Server`]: a runtime built from a [`Config`], the user's axum `Router` in front of it,
-//! `/metrics`, request logging, and graceful shutdown.
+//! `/metrics`, request logging, and graceful shutdown; and [`run_main`], the whole `main` of
+//! a server binary (flags, configuration discovery, overrides, exit codes) in one call.
 //!
 //! Shutdown (SIGTERM, Ctrl-C, or the future given to [`Server::run_until`]): stop accepting
 //! connections; let in-flight requests finish, up to the shutdown timeout (30 s by default);
@@ -7,8 +8,10 @@
 //! closes their databases.
 
 use std::future::Future;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,7 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::cli::{Args, usage};
+use crate::config::{Config, ConfigError, Format};
 use crate::front::ShutdownSignal;
 use crate::metrics;
 
@@ -52,6 +56,22 @@ pub enum ServerError {
     /// Serving failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// The command line is not understood.
+    #[error("{0}")]
+    Usage(String),
+    /// The configuration could not be read or is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// What a server binary's command line asks for.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Launch {
+    /// Serve with this builder (flags and configuration applied).
+    Serve(Box<ServerBuilder>),
+    /// Print this usage text and exit.
+    Help(String),
 }
 
 type MakeRouter = Box<dyn FnOnce(Env) -> Router + Send>;
@@ -76,6 +96,43 @@ impl std::fmt::Debug for ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// A builder from a server binary's command line `args` (without the program name):
+    /// `--config FILE`, else `wrangler.jsonc`, `wrangler.json` or `wrangler.toml` in the
+    /// working directory, else `fallback` (JSONC text built into the binary), with
+    /// `--listen` and `--data` over what the configuration says. `--help` asks for the
+    /// usage of the binary called `name`.
+    pub fn from_args(
+        name: &str,
+        args: impl IntoIterator<Item = String>,
+        fallback: Option<&str>,
+    ) -> Result<Launch, ServerError> {
+        let args = Args::parse(args).map_err(ServerError::Usage)?;
+        if args.help {
+            return Ok(Launch::Help(usage(name)));
+        }
+        let config = match &args.config {
+            Some(path) => Config::load(path)?,
+            None => {
+                let here = std::env::current_dir().map_err(|source| {
+                    ServerError::Usage(format!("cannot read the working directory: {source}"))
+                })?;
+                match (Config::find(&here), fallback) {
+                    (Some(path), _) => Config::load(&path)?,
+                    (None, Some(text)) => Config::parse(text, Format::Jsonc)?,
+                    (None, None) => Config::discover(&here)?,
+                }
+            }
+        };
+        let mut builder = ServerBuilder::new(config);
+        if let Some(listen) = args.listen {
+            builder = builder.listen(listen);
+        }
+        if let Some(data) = args.data {
+            builder = builder.data_dir(data);
+        }
+        Ok(Launch::Serve(Box::new(builder)))
+    }
+
     /// A server for `config`.
     pub fn new(config: Config) -> Self {
         Self {
@@ -243,12 +300,7 @@ impl Server {
                 "/metrics",
                 get(move || {
                     let text = render(&handle, &metrics_front);
-                    async move {
-                        (
-                            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                            text,
-                        )
-                    }
+                    async move { ([(http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text) }
                 }),
             )
             .layer(axum::middleware::from_fn_with_state(
@@ -352,4 +404,71 @@ fn render(handle: &MetricsHandle, front: &Front) -> String {
         .map(|count| count.load(Ordering::Relaxed))
         .collect();
     metrics::render(&handle.snapshot(), &responses)
+}
+
+/// The whole `main` of a server binary: logging, the command line
+/// ([`ServerBuilder::from_args`]), `configure` (register classes, the router), bind, print
+/// `listening on http://ADDR` on stdout, serve until SIGTERM or Ctrl-C. Errors go to stderr
+/// as `name: message`; the exit code is 2 for a bad command line or configuration, 1 when
+/// the server cannot start or fails.
+///
+/// ```no_run
+/// use durable_objects::prelude::*;
+/// use durable_server::axum::Router;
+///
+/// #[durable_object]
+/// pub struct Counter;
+/// impl DurableObject for Counter {
+///     fn new(_: State, _: Env) -> Self {
+///         Counter
+///     }
+/// }
+///
+/// const CONFIG: &str = r#"{
+///     "durable_objects": { "bindings": [{ "name": "COUNTER", "class_name": "Counter" }] },
+///     "migrations": [{ "tag": "v1", "new_sqlite_classes": ["Counter"] }]
+/// }"#;
+///
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     durable_server::run_main("my-server", Some(CONFIG), |server| {
+///         server.class::<Counter>().router(|env: Env| Router::new().with_state(env))
+///     })
+///     .await
+/// }
+/// ```
+#[allow(clippy::print_stdout, clippy::print_stderr)] // A binary's main speaks to its terminal.
+pub async fn run_main(
+    name: &str,
+    fallback_config: Option<&str>,
+    configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
+) -> ExitCode {
+    crate::init_logging();
+    let builder = match ServerBuilder::from_args(name, std::env::args().skip(1), fallback_config) {
+        Ok(Launch::Serve(builder)) => *builder,
+        Ok(Launch::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("{name}: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = match configure(builder).bind().await {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("{name}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("listening on http://{}", server.local_addr());
+    let _ = std::io::stdout().flush();
+    match server.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{name}: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -10,6 +10,7 @@ use durable_objects::prelude::*;
 use durable_server::axum::Router;
 use durable_server::axum::extract::{Path, Request as AxumRequest, State as AxumState};
 use durable_server::axum::routing::any;
+use durable_server::config::Format;
 use durable_server::{Config, Server, ServerBuilder, forward};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -56,7 +57,7 @@ fn config() -> Config {
             "migrations": [{ "tag": "v1", "new_sqlite_classes": ["Pipe"] }],
             "durable": { "max_queued_events": 1 }
         }"#,
-        false,
+        Format::Jsonc,
     )
     .unwrap()
 }
