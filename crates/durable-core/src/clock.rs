@@ -17,7 +17,7 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 /// A clock that moves only when told to.
 ///
 /// ```
-/// use durable_core::{Clock, ManualClock};
+/// use durable_objects::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::new(1_000);
 /// clock.advance_ms(500);

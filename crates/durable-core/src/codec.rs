@@ -37,13 +37,8 @@ impl From<CodecError> for Error {
     }
 }
 
-/// Encodes `value` as self-describing MessagePack.
-///
-/// ```
-/// let bytes = durable_core::codec::encode(&("hi", 3)).unwrap();
-/// let back: (String, i32) = durable_core::codec::decode(&bytes).unwrap();
-/// assert_eq!(back, ("hi".to_string(), 3));
-/// ```
+/// Encodes `value` as self-describing MessagePack (field names included, so tools can show
+/// stored values without knowing their Rust types).
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     rmp_serde::to_vec_named(value).map_err(|err| CodecError::Encode {
         type_name: std::any::type_name::<T>(),
@@ -73,6 +68,13 @@ mod tests {
         a: u32,
         #[serde(default)]
         b: Option<String>,
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let bytes = encode(&("hi", 3)).unwrap();
+        let back: (String, i32) = decode(&bytes).unwrap();
+        assert_eq!(back, ("hi".to_string(), 3));
     }
 
     #[test]

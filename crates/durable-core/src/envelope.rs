@@ -103,16 +103,8 @@ pub struct CallEnvelope {
 }
 
 impl CallEnvelope {
-    /// Encodes a call of `method` with the arguments tuple `args`.
-    ///
-    /// ```
-    /// use durable_core::envelope::CallEnvelope;
-    ///
-    /// let bytes = CallEnvelope::encode("increment", &(5i64,)).unwrap();
-    /// let call = CallEnvelope::decode(&bytes).unwrap();
-    /// assert_eq!(call.method, "increment");
-    /// assert_eq!(call.args::<(i64,)>().unwrap(), (5,));
-    /// ```
+    /// Encodes a call of `method` with the arguments tuple `args`; [`CallEnvelope::decode`]
+    /// reads it back, and [`CallEnvelope::args`] gives the tuple.
     pub fn encode<A: Serialize>(method: &str, args: &A) -> Result<Vec<u8>, EnvelopeError> {
         let envelope = CallEnvelope {
             v: ENVELOPE_VERSION,
@@ -168,16 +160,6 @@ impl ReplyEnvelope {
     }
 
     /// Reads a reply: `Ok(Ok(value))` for a result, `Ok(Err(error))` for a failed call.
-    ///
-    /// ```
-    /// use durable_core::envelope::ReplyEnvelope;
-    /// use durable_core::Error;
-    ///
-    /// let ok = ReplyEnvelope::encode_ok(&42u8).unwrap();
-    /// assert_eq!(ReplyEnvelope::decode::<u8>(&ok).unwrap(), Ok(42));
-    /// let err = ReplyEnvelope::encode_err(&Error::user("no"));
-    /// assert_eq!(ReplyEnvelope::decode::<u8>(&err).unwrap(), Err(Error::user("no")));
-    /// ```
     pub fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<Result<R, Error>, EnvelopeError> {
         check_version(bytes)?;
         let envelope: ReplyEnvelope =
@@ -197,6 +179,21 @@ impl ReplyEnvelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_and_replies_round_trip() {
+        let bytes = CallEnvelope::encode("increment", &(5i64,)).unwrap();
+        let call = CallEnvelope::decode(&bytes).unwrap();
+        assert_eq!(call.method, "increment");
+        assert_eq!(call.args::<(i64,)>().unwrap(), (5,));
+        let ok = ReplyEnvelope::encode_ok(&42u8).unwrap();
+        assert_eq!(ReplyEnvelope::decode::<u8>(&ok).unwrap(), Ok(42));
+        let err = ReplyEnvelope::encode_err(&Error::user("no"));
+        assert_eq!(
+            ReplyEnvelope::decode::<u8>(&err).unwrap(),
+            Err(Error::user("no"))
+        );
+    }
 
     #[test]
     fn other_versions_are_refused_by_name() {

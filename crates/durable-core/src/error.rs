@@ -82,7 +82,7 @@ impl ErrorKind {
 /// The error of every public operation of durable-objects, and of object methods.
 ///
 /// ```
-/// use durable_core::{Error, ErrorKind};
+/// use durable_objects::{Error, ErrorKind};
 ///
 /// let err = Error::user("room is full");
 /// assert_eq!(err.kind(), ErrorKind::User);

@@ -118,9 +118,9 @@ pub mod websocket {
 }
 
 /// The seam a server connects real WebSocket connections to: the client end of a pair
-/// ([`WebSocketPeer`](transport::WebSocketPeer)) and the [`WebSocketConnection`]
-/// (transport::WebSocketConnection) it drives. Objects do not need these; `durable-server`
-/// uses them.
+/// ([`WebSocketPeer`](transport::WebSocketPeer)) and the
+/// [`WebSocketConnection`](transport::WebSocketConnection) it drives. Objects do not need
+/// these; `durable-server` uses them.
 pub mod transport {
     pub use durable_runtime::{
         ABNORMAL_CLOSE_REASON, OutgoingFrame, WebSocketConnection, WebSocketPeer,

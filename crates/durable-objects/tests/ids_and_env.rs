@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashSet;
 
 use durable_objects::prelude::*;
-use durable_objects::{StartError, http};
+use durable_objects::{RuntimeBuilder, StartError, http};
 use support::objects::{Caller, Probe, Web, bind_all, constructions};
 use support::{TestRuntime, bounded};
 
@@ -233,4 +233,59 @@ fn a_data_folder_that_cannot_be_created_is_a_clear_error() {
         .unwrap_err();
     assert!(matches!(err, StartError::DataDir { .. }), "{err}");
     assert!(err.to_string().contains("cannot use data folder"), "{err}");
+}
+
+#[test]
+fn setters_win_over_a_base_config_whatever_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut base = durable_objects::RuntimeConfig::default();
+    base.shards = 3;
+    base.idle_timeout = std::time::Duration::from_secs(5);
+    let builder = Runtime::builder()
+        .data_dir(dir.path())
+        .shards(2)
+        .config(base)
+        .alarm_retry_base(std::time::Duration::from_millis(10))
+        .alarm_max_retries(1)
+        .max_concurrent_alarms(7);
+    let config = builder.effective_config();
+    assert_eq!(config.shards, 2, "a setter made before config() is kept");
+    assert_eq!(config.idle_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(
+        config.alarm_retry_base,
+        std::time::Duration::from_millis(10)
+    );
+    assert_eq!(config.alarm_max_retries, 1);
+    assert_eq!(config.max_concurrent_alarms, 7);
+    let runtime = builder.build().unwrap();
+    assert_eq!(runtime.config().shards, 2);
+    assert_eq!(
+        runtime.config().idle_timeout,
+        std::time::Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn every_out_of_range_setting_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(fn(RuntimeBuilder) -> RuntimeBuilder, &str); 5] = [
+        (|b| b.fsync_threads(0), "fsync_threads"),
+        (|b| b.max_open_databases(0), "max_open_databases"),
+        (|b| b.max_concurrent_alarms(0), "max_concurrent_alarms"),
+        (|b| b.alarm_retry_jitter(1.5), "alarm_retry_jitter"),
+        (
+            |b| b.alarm_max_wait(std::time::Duration::ZERO),
+            "alarm_max_wait",
+        ),
+    ];
+    for (configure, setting) in cases {
+        let err = configure(Runtime::builder().data_dir(dir.path()))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, StartError::InvalidSetting { setting: named, .. } if *named == setting),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(setting), "{err}");
+    }
 }

@@ -18,7 +18,7 @@ pub type Response = ::http::Response<Body>;
 /// The body of a [`Request`] or [`Response`]: complete, or streamed in chunks.
 ///
 /// ```
-/// use durable_runtime::Body;
+/// use durable_objects::Body;
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let body = Body::from("hello");

@@ -46,7 +46,7 @@ pub(crate) fn check_batch(len: usize) -> Result<(), KvError> {
 /// Which keys `list` returns, in which order.
 ///
 /// ```
-/// use durable_storage::ListOptions;
+/// use durable_objects::storage::ListOptions;
 ///
 /// let options = ListOptions::new().prefix("user:").limit(10).reverse(true);
 /// assert_eq!(options.get_limit(), Some(10));

@@ -1,10 +1,10 @@
 //! The commit pipeline: one instance's writes from "a turn wrote" to "outputs released".
 //!
-//! [`CommitPipeline`] owns the instance's open database and everything that follows a
+//! `CommitPipeline` owns the instance's open database and everything that follows a
 //! write: committing the batch between turns, bringing the alarm index up to date (before
 //! the commit if the batch moves the alarm earlier, after it is durable otherwise), asking
 //! the durability worker for an fsync, handing the commit to the capture point
-//! ([`capture`]), tracking the durable sequence number, and releasing held outputs in order
+//! (the [`CommitObserver`]), tracking the durable sequence number, and releasing held outputs in order
 //! once the writes before them are durable. `ObjectDatabase::commit` returns a
 //! [`CommitTicket`](durable_storage::CommitTicket) that carries what these steps need.
 //!
@@ -16,7 +16,7 @@
 //! Layering: this module knows the database, the alarm scheduler's bookkeeping and the
 //! deterministic output queue. It does not know instances, shards or the user's API: the
 //! instance drives it (opening the database lazily, spawning the commit and pump tasks,
-//! resetting on errors) and gives it outputs to hold through the [`Output`] trait.
+//! resetting on errors) and gives it outputs to hold through the `Output` trait.
 
 mod capture;
 mod signal;

@@ -185,7 +185,8 @@ impl SocketShared {
     }
 }
 
-/// One WebSocket as an object sees it: the server end of a [`WebSocketPair`], or a socket
+/// One WebSocket as an object sees it: the server end of a
+/// [`WebSocketPair`](super::WebSocketPair), or a socket
 /// handed to a `web_socket_*` handler. Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
 pub struct WebSocket {
