@@ -268,7 +268,8 @@ fn setters_win_over_a_base_config_whatever_the_order() {
 #[test]
 fn every_out_of_range_setting_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(fn(RuntimeBuilder) -> RuntimeBuilder, &str); 5] = [
+    type Configure = fn(RuntimeBuilder) -> RuntimeBuilder;
+    let cases: [(Configure, &str); 5] = [
         (|b| b.fsync_threads(0), "fsync_threads"),
         (|b| b.max_open_databases(0), "max_open_databases"),
         (|b| b.max_concurrent_alarms(0), "max_concurrent_alarms"),
