@@ -119,7 +119,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             match call.method() {
                 #(#arms)*
                 _ => {
-                    let error = call.unknown_method::<Self>();
+                    let error = call.unknown_method(<Self as ::durable_objects::__private::ObjectClass>::CLASS_NAME);
                     ::std::boxed::Box::pin(async move { ::std::result::Result::Err(error) })
                 }
             }

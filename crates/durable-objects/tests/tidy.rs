@@ -52,3 +52,270 @@ fn every_rust_file_starts_with_a_module_doc() {
         "these files lack a leading `//!` module doc: {missing:#?}"
     );
 }
+
+// ----- the runtime's module layering ----------------------------------------------------------
+
+/// The modules of a crate's `src`, by path (`commit::capture`), with their source text
+/// (test modules cut off).
+fn modules(src: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    files
+        .into_iter()
+        .map(|path| {
+            let rel = path.strip_prefix(src).unwrap().with_extension("");
+            let name = rel.to_string_lossy().replace("/mod", "").replace('/', "::");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = match text.find("#[cfg(test)]\nmod tests") {
+                Some(at) => text[..at].to_owned(),
+                None => text,
+            };
+            let code: String = text
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            (name, code)
+        })
+        .collect()
+}
+
+/// Expands a `use` tree (`a::{b, c::{d, e}}`) into paths.
+fn expand_use(tree: &str) -> Vec<String> {
+    let tree = tree.trim();
+    let Some(open) = tree.find('{') else {
+        let path = tree.split(" as ").next().unwrap_or("").trim();
+        return vec![path.to_owned()];
+    };
+    let prefix = tree[..open].trim().trim_end_matches("::");
+    let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&inner[start..]);
+    parts
+        .into_iter()
+        .filter(|part| !part.trim().is_empty())
+        .flat_map(expand_use)
+        .map(|path| {
+            if path == "self" {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}::{path}")
+            }
+        })
+        .collect()
+}
+
+/// Every `use` statement of `code` whose path starts with `root` (`crate`, `super`),
+/// expanded, without the root.
+fn uses(code: &str, root: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let needle = format!("use {root}::");
+    let mut rest = code;
+    while let Some(at) = rest.find(&needle) {
+        let after = &rest[at + needle.len()..];
+        let end = after.find(';').unwrap_or(after.len());
+        found.extend(expand_use(&after[..end].replace('\n', " ")));
+        rest = &after[end..];
+    }
+    found
+}
+
+/// Paths written inline (`crate::turn::current_instance()`), outside `use` statements.
+fn inline_paths(code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::") {
+        let before = rest[..at].trim_end();
+        let after = &rest[at + "crate::".len()..];
+        let len = after
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(after.len());
+        if !before.ends_with("use") && !before.ends_with("pub") {
+            found.push(after[..len].trim_end_matches(':').to_owned());
+        }
+        rest = &after[len..];
+    }
+    found
+}
+
+/// The module imports of the runtime crate: module -> modules it uses.
+fn runtime_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../durable-runtime/src");
+    let modules = modules(&src);
+    // Names a module re-exports from its own children resolve to the child.
+    let mut reexports = std::collections::BTreeMap::new();
+    for (module, code) in &modules {
+        for path in uses(code, "self")
+            .into_iter()
+            .chain(code.split("use ").skip(1).flat_map(|rest| {
+                let end = rest.find(';').unwrap_or(rest.len());
+                let stmt = rest[..end].replace('\n', " ");
+                let first = stmt.split("::").next().unwrap_or("").to_owned();
+                let child = if module == "lib" {
+                    first.clone()
+                } else {
+                    format!("{module}::{first}")
+                };
+                if modules.contains_key(&child) {
+                    expand_use(&stmt)
+                } else {
+                    Vec::new()
+                }
+            }))
+        {
+            let mut parts: Vec<&str> = path.split("::").collect();
+            if let Some(name) = parts.pop() {
+                let child = parts.join("::");
+                let child = if module == "lib" {
+                    child
+                } else {
+                    format!("{module}::{child}")
+                };
+                if modules.contains_key(&child) {
+                    reexports.insert((module.clone(), name.to_owned()), child);
+                }
+            }
+        }
+    }
+    let resolve = |path: &str| -> Option<String> {
+        let parts: Vec<&str> = path.split("::").collect();
+        (1..=parts.len()).rev().find_map(|n| {
+            let candidate = parts[..n].join("::");
+            let candidate = if candidate.is_empty() {
+                "lib".to_owned()
+            } else {
+                candidate
+            };
+            modules.contains_key(&candidate).then(|| {
+                parts
+                    .get(n)
+                    .and_then(|name| reexports.get(&(candidate.clone(), (*name).to_owned())))
+                    .cloned()
+                    .unwrap_or(candidate)
+            })
+        })
+    };
+    let mut imports = std::collections::BTreeMap::new();
+    for (module, code) in &modules {
+        let parent = module.rsplit_once("::").map_or("", |(parent, _)| parent);
+        let targets: std::collections::BTreeSet<String> = uses(code, "crate")
+            .into_iter()
+            .chain(inline_paths(code))
+            .chain(uses(code, "super").into_iter().map(|path| {
+                if parent.is_empty() {
+                    path
+                } else {
+                    format!("{parent}::{path}")
+                }
+            }))
+            .filter_map(|path| resolve(&path))
+            .filter(|target| target != module && !module.starts_with(&format!("{target}::")))
+            .collect();
+        imports.insert(module.clone(), targets);
+    }
+    imports
+}
+
+#[test]
+fn the_runtime_modules_form_layers_without_cycles() {
+    let imports = runtime_imports();
+    assert!(imports.len() > 30, "found only {} modules", imports.len());
+    assert!(
+        imports["instance"].contains("commit") && imports["commit"].contains("alarm::scheduler"),
+        "the import scan finds nothing: {imports:#?}"
+    );
+    // Depth-first search for a cycle; report its path.
+    fn visit(
+        module: &str,
+        imports: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|m| m == module) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(module.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(module) {
+            return None;
+        }
+        path.push(module.to_owned());
+        for target in imports.get(module).into_iter().flatten() {
+            if let Some(cycle) = visit(target, imports, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(module.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for module in imports.keys() {
+        let cycle = visit(module, &imports, &mut Vec::new(), &mut done);
+        assert!(
+            cycle.is_none(),
+            "durable-runtime's modules import each other in a circle: {}; see the layers in ARCHITECTURE.md",
+            cycle.unwrap_or_default().join(" -> ")
+        );
+    }
+    // The commit path sits below everything that uses it.
+    let commit_path = [
+        "core",
+        "core::admission",
+        "core::gate",
+        "core::output_queue",
+        "core::timetable",
+        "commit",
+        "commit::capture",
+        "commit::signal",
+        "alarm::scheduler",
+        "alarm::index_writer",
+        "alarm",
+    ];
+    for module in commit_path {
+        for target in &imports[module] {
+            assert!(
+                commit_path.contains(&target.as_str()),
+                "{module} (on the commit path) imports {target}, which is above it"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_deterministic_core_has_no_threads_channels_or_clock() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../durable-runtime/src/core");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    assert!(files.len() >= 5);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for forbidden in [
+            "tokio",
+            "std::thread",
+            "Instant",
+            "SystemTime",
+            "mpsc",
+            "Mutex",
+            "Condvar",
+        ] {
+            assert!(
+                !text.contains(forbidden),
+                "{} uses {forbidden}: the core is plain state, with time passed in",
+                file.display()
+            );
+        }
+    }
+}

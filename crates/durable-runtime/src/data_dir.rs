@@ -13,7 +13,7 @@ use std::path::Path;
 use durable_core::NamespaceKey;
 use durable_storage::DataLayout;
 
-use crate::runtime::StartError;
+use crate::runtime::error::StartError;
 
 /// An open, locked data folder.
 #[derive(Debug)]

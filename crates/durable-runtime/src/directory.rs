@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -20,7 +20,8 @@ use crate::alarm::handler::run_alarm;
 use crate::core::ObjectKey;
 use crate::env::Env;
 use crate::event::{Event, Payload};
-use crate::instance::Instance;
+use crate::instance::{Host, Instance};
+use crate::object::ClassVTable;
 use crate::shard::AdmissionRelease;
 use crate::shared::RuntimeShared;
 use crate::state::State;
@@ -29,14 +30,21 @@ use crate::turn::{EventTask, panic_message};
 /// The live instances of one shard.
 pub(crate) struct ObjectDirectory {
     shared: Arc<RuntimeShared>,
+    /// How to build instances, by namespace index.
+    classes: Arc<[ClassVTable]>,
     admission: AdmissionRelease,
     instances: RefCell<HashMap<ObjectKey, Rc<Instance>>>,
 }
 
 impl ObjectDirectory {
-    pub(crate) fn new(shared: Arc<RuntimeShared>, admission: AdmissionRelease) -> Self {
+    pub(crate) fn new(
+        shared: Arc<RuntimeShared>,
+        classes: Arc<[ClassVTable]>,
+        admission: AdmissionRelease,
+    ) -> Self {
         Self {
             shared,
+            classes,
             admission,
             instances: RefCell::new(HashMap::new()),
         }
@@ -96,19 +104,20 @@ impl ObjectDirectory {
     }
 
     fn activate(self: &Rc<Self>, event: &Event) -> Result<Rc<Instance>, Error> {
-        let ns = &self.shared.namespaces[event.key.ns as usize];
-        let class_name = ns.class.class_name;
+        let class = self.classes[event.key.ns as usize];
+        let class_name = class.class_name;
+        let host: Weak<dyn Host> = Rc::downgrade(self) as Weak<dyn Host>;
         let instance = Rc::new(Instance::new(
             event.key,
             event.id.clone(),
             class_name,
-            Rc::downgrade(self),
+            host,
             Arc::clone(&self.shared),
         ));
         self.shared.hubs.instance_started(&event.key);
         let state = State::new(Rc::downgrade(&instance), event.id.clone());
         let env = Env::new(Arc::clone(&self.shared));
-        let construct = ns.class.construct;
+        let construct = class.construct;
         match catch_unwind(AssertUnwindSafe(|| construct(state, env))) {
             Ok(object) => {
                 *instance.object.borrow_mut() = Some(object);
@@ -133,39 +142,6 @@ impl ObjectDirectory {
                 tracing::warn!(namespace = class_name, object_id = %event.id, reason = %reason, "constructor failed");
                 Err(reason.into_remote())
             }
-        }
-    }
-
-    /// Removes `instance` from the directory if it is the one registered for its key.
-    pub(crate) fn remove(&self, instance: &Instance) {
-        let mut instances = self.instances.borrow_mut();
-        let registered = instances
-            .get(&instance.key)
-            .is_some_and(|live| std::ptr::eq(Rc::as_ptr(live), instance));
-        if registered {
-            instances.remove(&instance.key);
-            self.shared.active_objects.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Evicts idle instances with an open database, least recently active first, until the
-    /// node is below `limit` open databases or this shard has none idle left.
-    pub(crate) fn close_idle_databases(&self, limit: usize) {
-        let now = Instant::now();
-        let mut idle: Vec<Rc<Instance>> = self
-            .instances
-            .borrow()
-            .values()
-            .filter(|instance| instance.has_open_database() && instance.is_idle_since(now))
-            .cloned()
-            .collect();
-        idle.sort_by_key(|instance| instance.last_active.get());
-        for instance in idle {
-            if self.shared.commits.open_databases.load(Ordering::Relaxed) < limit {
-                break;
-            }
-            tracing::debug!(namespace = instance.class_name, object_id = %instance.id, "object evicted (too many open databases)");
-            instance.evict();
         }
     }
 
@@ -204,6 +180,41 @@ impl ObjectDirectory {
                 "the runtime shut down before the object replied; retry the call",
             );
             instance.stop_for_shutdown(reason);
+        }
+    }
+}
+
+impl Host for ObjectDirectory {
+    /// Removes `instance` from the directory if it is the one registered for its key.
+    fn remove(&self, instance: &Instance) {
+        let mut instances = self.instances.borrow_mut();
+        let registered = instances
+            .get(&instance.key)
+            .is_some_and(|live| std::ptr::eq(Rc::as_ptr(live), instance));
+        if registered {
+            instances.remove(&instance.key);
+            self.shared.active_objects.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Evicts idle instances with an open database, least recently active first, until the
+    /// node is below `limit` open databases or this shard has none idle left.
+    fn close_idle_databases(&self, limit: usize) {
+        let now = Instant::now();
+        let mut idle: Vec<Rc<Instance>> = self
+            .instances
+            .borrow()
+            .values()
+            .filter(|instance| instance.has_open_database() && instance.is_idle_since(now))
+            .cloned()
+            .collect();
+        idle.sort_by_key(|instance| instance.last_active.get());
+        for instance in idle {
+            if self.shared.commits.open_databases.load(Ordering::Relaxed) < limit {
+                break;
+            }
+            tracing::debug!(namespace = instance.class_name, object_id = %instance.id, "object evicted (too many open databases)");
+            instance.evict();
         }
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use durable_core::{Error, ErrorKind, ObjectId, Result};
 
-use crate::object::DurableObject;
 use crate::shared::{NamespaceShared, RuntimeShared};
+use crate::stub::ObjectClass;
 use crate::stub::{RawStub, Stub};
 
 /// Bindings and variables, shared by every object and the front; cheap to clone, `Send + Sync`.
@@ -45,7 +45,7 @@ impl Env {
     /// let stub = counters.get_by_name("room-1");
     /// # Ok(()) }
     /// ```
-    pub fn namespace<T: DurableObject>(&self, binding: &str) -> Result<Namespace<T>> {
+    pub fn namespace<T: ObjectClass>(&self, binding: &str) -> Result<Namespace<T>> {
         let index = *self.shared.bindings.get(binding).ok_or_else(|| {
             let mut known: Vec<_> = self.shared.bindings.keys().map(String::as_str).collect();
             known.sort_unstable();
@@ -55,12 +55,12 @@ impl Env {
             )
         })?;
         let ns = Arc::clone(&self.shared.namespaces[index as usize]);
-        if ns.class.class_name != T::CLASS_NAME {
+        if ns.class_name != T::CLASS_NAME {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!(
                     "binding {binding:?} is of class {}, not {}",
-                    ns.class.class_name,
+                    ns.class_name,
                     T::CLASS_NAME
                 ),
             ));
@@ -111,12 +111,12 @@ impl<T> Clone for Namespace<T> {
 impl<T> fmt::Debug for Namespace<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Namespace")
-            .field("class", &self.ns.class.class_name)
+            .field("class", &self.ns.class_name)
             .finish()
     }
 }
 
-impl<T: DurableObject> Namespace<T> {
+impl<T: ObjectClass> Namespace<T> {
     /// The id of the object called `name`: the same name always gives the same id.
     pub fn id_from_name(&self, name: &str) -> ObjectId {
         self.ns.key.id_from_name(name)

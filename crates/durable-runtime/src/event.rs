@@ -1,14 +1,18 @@
 //! What travels to an object: an [`Event`] (its object, its [`Payload`], and where its
-//! result goes, a [`Reply`]) and what comes back (an [`Outcome`]).
+//! result goes, a [`Reply`]), what comes back (an [`Outcome`]), and the object as events
+//! see it, its class erased ([`AnyObject`]).
+
+use std::rc::Rc;
 
 use durable_core::{Error, ErrorKind, ObjectId, Result};
 use tokio::sync::oneshot;
 
-use crate::alarm::{AlarmCall, AlarmOutcome};
+use crate::LocalBoxFuture;
+use crate::alarm::{AlarmCall, AlarmInfo, AlarmOutcome};
 use crate::body::{Request, Response};
 use crate::core::ObjectKey;
 use crate::rpc::{RpcInvocation, RpcValue};
-use crate::websocket::SocketDelivery;
+use crate::websocket::socket::{SocketShared, WebSocketEvent};
 
 /// One event for one object, on its way to the object's shard.
 pub(crate) struct Event {
@@ -27,6 +31,12 @@ pub(crate) enum Payload {
     Alarm(AlarmCall),
     /// An event of a hibernatable WebSocket.
     WebSocket(SocketDelivery),
+}
+
+/// An event for a `web_socket_*` handler, on its way to the object.
+pub(crate) struct SocketDelivery {
+    pub(crate) socket: std::sync::Arc<SocketShared>,
+    pub(crate) event: WebSocketEvent,
 }
 
 /// An event's result, matched to the payload's kind.
@@ -77,4 +87,10 @@ impl Reply {
             }
         }
     }
+}
+
+/// An instance with its class erased, so one shard hosts objects of every class.
+pub(crate) trait AnyObject {
+    fn handle(self: Rc<Self>, payload: Payload) -> LocalBoxFuture<Outcome>;
+    fn alarm(self: Rc<Self>, info: AlarmInfo) -> LocalBoxFuture<Result<()>>;
 }

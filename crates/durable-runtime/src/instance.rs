@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Waker;
 
-use durable_core::{Error, ObjectId, Result};
+use durable_core::{Error, ErrorKind, ObjectId, Result, limits};
 use durable_storage::ObjectDatabase;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
@@ -24,11 +24,18 @@ use tokio::time::Instant;
 use crate::commit::{CommitPipeline, ObjectRef, commit_task};
 use crate::core::ObjectKey;
 use crate::core::gate::{InputGate, StartOrder};
-use crate::directory::ObjectDirectory;
-use crate::object::AnyObject;
+use crate::event::AnyObject;
 use crate::output::Output;
 use crate::shared::RuntimeShared;
 use crate::websocket::SocketShared;
+
+/// What an instance asks of the shard directory that hosts it.
+pub(crate) trait Host {
+    /// Takes `instance` out of the directory, if it is the one registered for its object.
+    fn remove(&self, instance: &Instance);
+    /// Evicts idle objects with an open database until fewer than `limit` are open.
+    fn close_idle_databases(&self, limit: usize);
+}
 
 /// One live instance of one object.
 pub(crate) struct Instance {
@@ -45,7 +52,7 @@ pub(crate) struct Instance {
     /// The event whose turn is running now, if any: who `block_concurrency_while` closes the
     /// gate for.
     pub(crate) current_event: Cell<Option<u64>>,
-    directory: Weak<ObjectDirectory>,
+    host: Weak<dyn Host>,
     pub(crate) shared: Arc<RuntimeShared>,
     /// The database, its commits and the outputs held for them.
     pipeline: RefCell<CommitPipeline<Output>>,
@@ -64,7 +71,7 @@ impl Instance {
         key: ObjectKey,
         id: ObjectId,
         class_name: &'static str,
-        directory: Weak<ObjectDirectory>,
+        host: Weak<dyn Host>,
         shared: Arc<RuntimeShared>,
     ) -> Self {
         let pipeline = CommitPipeline::new(
@@ -87,7 +94,7 @@ impl Instance {
             inflight: Cell::new(0),
             last_active: Cell::new(Instant::now()),
             current_event: Cell::new(None),
-            directory,
+            host,
             shared,
             pipeline: RefCell::new(pipeline),
             pump: RefCell::new(None),
@@ -151,16 +158,39 @@ impl Instance {
         sockets.push(socket);
     }
 
-    /// Runs `future` as a task of this instance until it ends or the instance goes away.
-    pub(crate) fn spawn_side_task(self: &Rc<Self>, future: crate::LocalBoxFuture<()>) {
-        let task = crate::turn::SideTask {
-            instance: Rc::downgrade(self),
-            future,
-        };
-        let handle = tokio::task::spawn_local(task);
+    /// Keeps `task` (spawned by the object with `State::spawn`) until it ends or the
+    /// instance goes away.
+    pub(crate) fn add_side_task(&self, task: AbortHandle) {
         let mut tasks = self.side_tasks.borrow_mut();
         tasks.retain(|task| !task.is_finished());
-        tasks.push(handle.abort_handle());
+        tasks.push(task);
+    }
+
+    /// Closes the input gate for the event whose turn is running, until the guard drops
+    /// (`block_concurrency_while`, `transaction`).
+    pub(crate) fn hold_gate(self: &Rc<Self>) -> Result<GateGuard> {
+        let Some(event) = self.current_event.get() else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "block_concurrency_while and transaction must be awaited by a handler of this object, not by a spawned task or the constructor",
+            ));
+        };
+        let closed = self
+            .gate
+            .borrow_mut()
+            .close(event, limits::MAX_BLOCK_CONCURRENCY_DEPTH);
+        if closed.is_err() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "block_concurrency_while calls are nested too deeply: the limit is {}",
+                    limits::MAX_BLOCK_CONCURRENCY_DEPTH
+                ),
+            ));
+        }
+        Ok(GateGuard {
+            instance: Rc::clone(self),
+        })
     }
 
     fn has_standard_sockets(&self) -> bool {
@@ -177,8 +207,8 @@ impl Instance {
             task.abort();
         }
         self.shared.hubs.release_if_empty(&self.key);
-        if let Some(directory) = self.directory.upgrade() {
-            directory.remove(self);
+        if let Some(host) = self.host.upgrade() {
+            host.remove(self);
         }
         let current = self.current_event.get();
         let handles: Vec<AbortHandle> = self
@@ -243,10 +273,10 @@ impl Instance {
         let shared = &self.shared;
         let limit = shared.config.max_open_databases;
         if shared.commits.open_databases.load(Ordering::Relaxed) >= limit
-            && let Some(directory) = self.directory.upgrade()
+            && let Some(host) = self.host.upgrade()
         {
             // No borrow of this instance's pipeline is held: closing others' is safe.
-            directory.close_idle_databases(limit);
+            host.close_idle_databases(limit);
         }
         let path = shared
             .layout
@@ -324,5 +354,25 @@ impl Instance {
         }
         self.pipeline.borrow_mut().close(error, commit_first);
         self.alarm_running.set(None);
+    }
+}
+
+/// Opens one level of the gate when `block_concurrency_while` ends, however it ends.
+pub(crate) struct GateGuard {
+    instance: Rc<Instance>,
+}
+
+impl Drop for GateGuard {
+    fn drop(&mut self) {
+        let opened = self.instance.gate.borrow_mut().open_one_level();
+        if let Some(parked) = opened {
+            for waker in parked {
+                waker.wake();
+            }
+            let next = self.instance.order.borrow_mut().next_waiter();
+            if let Some(next) = next {
+                next.wake();
+            }
+        }
     }
 }

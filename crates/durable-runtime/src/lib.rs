@@ -46,7 +46,7 @@ mod websocket;
 
 /// The `http` crate, for building requests and responses (`http::StatusCode`, `http::Method`).
 pub use ::http;
-pub use alarm::ScheduledAlarm;
+pub use alarm::{AlarmInfo, ScheduledAlarm};
 pub use body::{Body, BodySender, Request, Response};
 pub use clock::SystemClock;
 pub use durable_storage::{
@@ -56,17 +56,15 @@ pub use durable_storage::{
 pub use env::{Env, Namespace};
 pub use metrics::MetricsSnapshot;
 pub use migrations::{Migration, MigrationError};
-pub use object::{AlarmInfo, DurableObject, ObjectClass, WebSocketMessage};
-pub use rpc::{
-    NoRpcMethods, ReplyMode, RpcArgs, RpcCall, RpcClient, RpcInvocation, RpcType, RpcValue,
-};
+pub use object::DurableObject;
+pub use rpc::{ReplyMode, RpcArgs, RpcCall, RpcInvocation, RpcType, RpcValue};
 pub use runtime::{MetricsHandle, Runtime, RuntimeBuilder, RuntimeConfig, StartError};
 pub use state::State;
 pub use storage::{PutOptions, Sql, Storage, SyncKv};
-pub use stub::{RawStub, Stub};
+pub use stub::{NoRpcMethods, ObjectClass, RawStub, RpcClient, Stub};
 pub use websocket::{
     ABNORMAL_CLOSE_REASON, OutgoingFrame, WebSocket, WebSocketConnection, WebSocketEvent,
-    WebSocketEvents, WebSocketPair, WebSocketPeer, WebSocketRequestResponsePair,
+    WebSocketEvents, WebSocketMessage, WebSocketPair, WebSocketPeer, WebSocketRequestResponsePair,
 };
 
 pub use durable_core::{Error, ErrorKind, ObjectId, Result};

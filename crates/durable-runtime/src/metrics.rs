@@ -1,14 +1,13 @@
-//! Counters and gauges of a runtime, read with `Runtime::metrics` (the server renders them
+//! Counters of a runtime, bumped where things happen, and [`MetricsSnapshot`], the copy
+//! `Runtime::metrics` assembles from them and the runtime's gauges (the server renders it
 //! as Prometheus text).
 //!
 //! Counters are relaxed atomics bumped on the hot path; a snapshot is a consistent-enough
 //! copy for monitoring, not for accounting.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use durable_storage::SyncStatsSnapshot;
-
-use crate::shared::RuntimeShared;
 
 /// The live counters.
 #[derive(Debug, Default)]
@@ -19,25 +18,6 @@ pub(crate) struct Metrics {
     pub(crate) alarms_run: AtomicU64,
     pub(crate) alarms_failed: AtomicU64,
     pub(crate) web_sockets_open: AtomicUsize,
-}
-
-impl Metrics {
-    pub(crate) fn snapshot(&self, shared: &RuntimeShared) -> MetricsSnapshot {
-        MetricsSnapshot {
-            active_objects: shared.active_objects.load(Ordering::Relaxed),
-            open_databases: shared.commits.open_databases.load(Ordering::Relaxed),
-            web_sockets_open: self.web_sockets_open.load(Ordering::Relaxed),
-            web_socket_hubs: shared.hubs.len(),
-            pending_alarms: shared.alarms.len(),
-            rpc_calls: self.rpc_calls.load(Ordering::Relaxed),
-            fetches: self.fetches.load(Ordering::Relaxed),
-            web_socket_events: self.web_socket_events.load(Ordering::Relaxed),
-            commits: shared.commits.commits.load(Ordering::Relaxed),
-            alarms_run: self.alarms_run.load(Ordering::Relaxed),
-            alarms_failed: self.alarms_failed.load(Ordering::Relaxed),
-            fsync: shared.commits.durability.sync_stats(),
-        }
-    }
 }
 
 /// A copy of a runtime's counters and gauges at one moment.

@@ -1,7 +1,7 @@
 //! What a user's object is: the [`DurableObject`] trait and the handler shapes.
 //!
-//! A class is a struct with `#[durable_object]` (which implements [`ObjectClass`]) and an
-//! `impl DurableObject`. Methods take `&self`: several events may be in progress on one object
+//! A class is a struct with `#[durable_object]` (which implements
+//! [`ObjectClass`](crate::ObjectClass)) and an `impl DurableObject`. Methods take `&self`: several events may be in progress on one object
 //! at once (interleaving at awaits), so in-memory state lives in `Cell`/`RefCell` fields, as in
 //! `workers-rs`. The futures handlers return need not be `Send`: an object never leaves its
 //! shard thread.
@@ -15,52 +15,14 @@ use std::rc::Rc;
 use durable_core::{Error, ErrorKind, Result};
 
 use crate::LocalBoxFuture;
+use crate::alarm::AlarmInfo;
 use crate::body::{Request, Response};
 use crate::env::Env;
-use crate::event::{Outcome, Payload};
-use crate::rpc::{RpcClient, RpcInvocation, RpcValue};
+use crate::event::{AnyObject, Outcome, Payload};
+use crate::rpc::RpcInvocation;
 use crate::state::State;
-use crate::websocket::{WebSocket, WebSocketEvent};
-
-/// Details of one run of an object's alarm handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AlarmInfo {
-    /// How many earlier runs of this alarm failed.
-    pub retry_count: u32,
-    /// `retry_count > 0`.
-    pub is_retry: bool,
-    /// When the alarm was scheduled to fire, in milliseconds since the Unix epoch.
-    pub scheduled_time_ms: i64,
-}
-
-/// A message received on a WebSocket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WebSocketMessage {
-    /// A text frame.
-    Text(String),
-    /// A binary frame.
-    Binary(Vec<u8>),
-}
-
-/// The glue `#[durable_object]` generates: the class name, the typed client that
-/// `Stub<Self>` dereferences to, and the RPC dispatcher that `#[rpc]` fills in.
-///
-/// Not implemented by hand.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a durable object class",
-    label = "add `#[durable_object]` to the struct `{Self}`",
-    note = "`#[durable_object]` generates the class glue that `impl DurableObject` and stubs need"
-)]
-pub trait ObjectClass: Sized + 'static {
-    /// The class name: the struct's name, as used in configuration and on disk.
-    const CLASS_NAME: &'static str;
-    /// The typed client: `Stub<Self>` dereferences to it, and `#[rpc]` adds its methods.
-    type Client: RpcClient;
-    /// Runs one RPC call on the instance.
-    fn dispatch_rpc(this: Rc<Self>, call: RpcInvocation) -> LocalBoxFuture<Result<RpcValue>>;
-}
+use crate::stub::ObjectClass;
+use crate::websocket::{WebSocket, WebSocketEvent, WebSocketMessage};
 
 /// A Durable Object class: how instances are built and how they handle events.
 ///
@@ -142,12 +104,6 @@ fn missing_handler<T: ObjectClass>(handler: &str) -> Error {
     )
 }
 
-/// An instance with its class erased, so one shard hosts objects of every class.
-pub(crate) trait AnyObject {
-    fn handle(self: Rc<Self>, payload: Payload) -> LocalBoxFuture<Outcome>;
-    fn alarm(self: Rc<Self>, info: AlarmInfo) -> LocalBoxFuture<Result<()>>;
-}
-
 impl<T: DurableObject> AnyObject for T {
     fn handle(self: Rc<Self>, payload: Payload) -> LocalBoxFuture<Outcome> {
         match payload {
@@ -164,7 +120,7 @@ impl<T: DurableObject> AnyObject for T {
             }),
             Payload::WebSocket(delivery) => Box::pin(async move {
                 let ws = WebSocket::from_shared(delivery.socket);
-                let timeout = ws.hub_event_timeout();
+                let timeout = ws.event_timeout_ms();
                 let handler = async {
                     match delivery.event {
                         WebSocketEvent::Message(message) => {

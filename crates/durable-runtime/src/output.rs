@@ -7,7 +7,7 @@ use std::sync::Arc;
 use durable_core::Error;
 
 use crate::event::{Event, Outcome, Reply};
-use crate::shared::RuntimeShared;
+use crate::shard::ShardRouter;
 
 /// An output waiting for durability.
 // Boxing the event would cost an allocation per outgoing call; held outputs are few.
@@ -18,7 +18,7 @@ pub(crate) enum Output {
     /// A call the object made to another object.
     Send {
         event: Event,
-        shared: Arc<RuntimeShared>,
+        router: Arc<ShardRouter>,
     },
     /// Work to do once the writes before it are durable (a WebSocket frame to send).
     Then(Box<dyn FnOnce()>),
@@ -28,7 +28,7 @@ impl crate::commit::Output for Output {
     fn deliver(self) {
         match self {
             Output::Reply { reply, outcome } => reply.send(outcome),
-            Output::Send { event, shared } => shared.send_or_fail(event),
+            Output::Send { event, router } => router.send_or_fail(event),
             Output::Then(work) => work(),
         }
     }

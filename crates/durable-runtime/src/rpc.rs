@@ -15,7 +15,6 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use durable_core::envelope::{CallEnvelope, ReplyEnvelope};
@@ -23,10 +22,6 @@ use durable_core::{Error, ErrorKind, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
-
-use crate::LocalBoxFuture;
-use crate::object::ObjectClass;
-use crate::stub::RawStub;
 
 /// A type that can be an RPC argument or result: serde both ways, `Send`, owned.
 #[diagnostic::on_unimplemented(
@@ -119,13 +114,12 @@ impl RpcInvocation {
         )
     }
 
-    /// The error for a call of a method the class does not have.
-    pub fn unknown_method<T: ObjectClass>(&self) -> Error {
+    /// The error for a call of a method class `class` does not have.
+    pub fn unknown_method(&self, class: &str) -> Error {
         Error::new(
             ErrorKind::NotFound,
             format!(
-                "{} does not implement the rpc method \"{}\"",
-                T::CLASS_NAME,
+                "{class} does not implement the rpc method \"{}\"",
                 self.method
             ),
         )
@@ -242,35 +236,5 @@ impl<R: RpcType> Future for RpcCall<R> {
                 ))),
             },
         }
-    }
-}
-
-/// The typed client `#[durable_object]` generates for a class; `Stub<T>` dereferences to it.
-pub trait RpcClient: Clone + Send + Sync + 'static {
-    /// Wraps an untyped stub.
-    fn from_raw(raw: RawStub) -> Self;
-    /// The untyped stub inside.
-    fn raw(&self) -> &RawStub;
-}
-
-/// The dispatcher of a class without `#[rpc]` methods.
-///
-/// `#[rpc]` defines an inherent `__durable_rpc_dispatch` on the class, which method resolution
-/// prefers over this trait's; a class without `#[rpc]` gets this one, which knows no method.
-pub trait NoRpcMethods {
-    /// Answers every call with "method not implemented".
-    fn __durable_rpc_dispatch(
-        self: Rc<Self>,
-        call: RpcInvocation,
-    ) -> LocalBoxFuture<Result<RpcValue>>;
-}
-
-impl<T: ObjectClass> NoRpcMethods for T {
-    fn __durable_rpc_dispatch(
-        self: Rc<Self>,
-        call: RpcInvocation,
-    ) -> LocalBoxFuture<Result<RpcValue>> {
-        let error = call.unknown_method::<T>();
-        Box::pin(async move { Err(error) })
     }
 }

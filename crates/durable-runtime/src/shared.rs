@@ -1,5 +1,6 @@
-//! [`RuntimeShared`]: what every shard, environment and stub of one runtime shares, and the
-//! one way an event reaches its object's shard ([`RuntimeShared::send_or_fail`]).
+//! [`RuntimeShared`]: what every shard, environment and stub of one runtime shares: the
+//! settings, namespaces and variables, the shard router, the commit and alarm services, the
+//! WebSocket hubs and the counters.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,16 +13,16 @@ use crate::alarm::AlarmScheduler;
 use crate::commit::CommitServices;
 use crate::event::Event;
 use crate::metrics::Metrics;
-use crate::object::ClassVTable;
-use crate::runtime::RuntimeConfig;
-use crate::shard::ShardHandle;
+use crate::runtime::config::RuntimeConfig;
+use crate::shard::ShardRouter;
 use crate::websocket::Hubs;
 
-/// One namespace: a class, its index, and its key.
+/// One namespace: its index, its class's name, and its key. (How to build the class's
+/// instances is the shard directories' business: they hold the classes' vtables.)
 #[derive(Debug)]
 pub(crate) struct NamespaceShared {
     pub(crate) index: u32,
-    pub(crate) class: ClassVTable,
+    pub(crate) class_name: &'static str,
     pub(crate) key: NamespaceKey,
 }
 
@@ -33,27 +34,24 @@ pub(crate) struct RuntimeShared {
     pub(crate) namespaces: Vec<Arc<NamespaceShared>>,
     pub(crate) bindings: HashMap<String, u32>,
     pub(crate) vars: BTreeMap<String, String>,
-    pub(crate) shards: Vec<ShardHandle>,
+    pub(crate) router: Arc<ShardRouter>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) active_objects: AtomicUsize,
     pub(crate) commits: Arc<CommitServices>,
     pub(crate) alarms: Arc<AlarmScheduler>,
-    pub(crate) hubs: Hubs,
-    pub(crate) metrics: Metrics,
+    pub(crate) hubs: Arc<Hubs>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl RuntimeShared {
     /// Hands an event to the shard that owns its object; if it cannot be delivered
     /// (overloaded, shut down) its caller gets the error.
     pub(crate) fn send_or_fail(&self, event: Event) {
-        let index = (event.id.routing_hash() % self.shards.len() as u64) as usize;
-        self.shards[index].admit(event, self.config.max_queued_events);
+        self.router.send_or_fail(event);
     }
 
     /// The namespace of class `class`, if the runtime binds it.
     pub(crate) fn namespace_of(&self, class: &str) -> Option<&Arc<NamespaceShared>> {
-        self.namespaces
-            .iter()
-            .find(|ns| ns.class.class_name == class)
+        self.namespaces.iter().find(|ns| ns.class_name == class)
     }
 }

@@ -4,11 +4,11 @@ use std::fmt;
 use std::future::Future;
 use std::rc::{Rc, Weak};
 
-use durable_core::{Error, ErrorKind, ObjectId, Result, limits};
+use durable_core::{Error, ObjectId, Result};
 
 use crate::instance::Instance;
 use crate::storage::Storage;
-use crate::turn::AbortUnwind;
+use crate::turn::{AbortUnwind, SideTask};
 use crate::websocket::{WebSocket, WebSocketRequestResponsePair, hibernation};
 
 /// The instance's handle on the runtime: its id, the input gate, and `abort()`.
@@ -80,7 +80,7 @@ impl State {
         F: Future<Output = Result<T>>,
     {
         let instance = self.instance()?;
-        let _open_on_exit = hold_gate(&instance)?;
+        let _open_on_exit = instance.hold_gate()?;
         let timeout = instance.shared.config.block_concurrency_timeout;
         match tokio::time::timeout(timeout, future).await {
             Ok(Ok(value)) => Ok(value),
@@ -111,7 +111,12 @@ impl State {
     /// does not keep the instance in memory by itself, and cannot itself call
     /// `block_concurrency_while`. Typical use: reading the events of a standard WebSocket.
     pub fn spawn(&self, future: impl Future<Output = ()> + 'static) -> Result<()> {
-        self.instance()?.spawn_side_task(Box::pin(future));
+        let instance = self.instance()?;
+        let task = SideTask {
+            instance: Rc::downgrade(&instance),
+            future: Box::pin(future),
+        };
+        instance.add_side_task(tokio::task::spawn_local(task).abort_handle());
         Ok(())
     }
 
@@ -189,51 +194,5 @@ impl State {
         }
         // resume_unwind skips the panic hook: an abort is intended, not a crash to report.
         std::panic::resume_unwind(Box::new(AbortUnwind))
-    }
-}
-
-/// Closes the input gate for the event whose turn is running, until the guard drops.
-pub(crate) fn hold_gate(instance: &Rc<Instance>) -> Result<GateGuard> {
-    let Some(event) = instance.current_event.get() else {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "block_concurrency_while and transaction must be awaited by a handler of this object, not by a spawned task or the constructor",
-        ));
-    };
-    let closed = instance
-        .gate
-        .borrow_mut()
-        .close(event, limits::MAX_BLOCK_CONCURRENCY_DEPTH);
-    if closed.is_err() {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "block_concurrency_while calls are nested too deeply: the limit is {}",
-                limits::MAX_BLOCK_CONCURRENCY_DEPTH
-            ),
-        ));
-    }
-    Ok(GateGuard {
-        instance: Rc::clone(instance),
-    })
-}
-
-/// Opens one level of the gate when `block_concurrency_while` ends, however it ends.
-pub(crate) struct GateGuard {
-    instance: Rc<Instance>,
-}
-
-impl Drop for GateGuard {
-    fn drop(&mut self) {
-        let opened = self.instance.gate.borrow_mut().open_one_level();
-        if let Some(parked) = opened {
-            for waker in parked {
-                waker.wake();
-            }
-            let next = self.instance.order.borrow_mut().next_waiter();
-            if let Some(next) = next {
-                next.wake();
-            }
-        }
     }
 }

@@ -257,7 +257,7 @@ impl Storage {
         Fut: Future<Output = Result<T>>,
     {
         let instance = self.instance()?;
-        let _gate = crate::state::hold_gate(&instance)?;
+        let _gate = instance.hold_gate()?;
         self.run(true, ObjectDatabase::begin_transaction)?;
         let result = f().await;
         self.run(true, |db| db.end_transaction(result.is_err()))?;

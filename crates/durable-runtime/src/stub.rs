@@ -1,4 +1,5 @@
-//! Stubs: the caller's handle on one object.
+//! Stubs: the caller's handle on one object, and the class glue `#[durable_object]` and
+//! `#[rpc]` generate for it ([`ObjectClass`], [`RpcClient`], [`NoRpcMethods`]).
 //!
 //! A [`Stub<T>`] is `Send + Sync + Clone` and dereferences to the class's generated client,
 //! whose methods (from `#[rpc]`) send a typed call. Sending happens when a method is called,
@@ -8,18 +9,19 @@
 use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use durable_core::envelope::CallEnvelope;
 use durable_core::{Error, ErrorKind, ObjectId, Result};
 use tokio::sync::oneshot;
 
+use crate::LocalBoxFuture;
 use crate::body::{Request, Response};
 use crate::core::ObjectKey;
 use crate::event::{Event, Payload, Reply};
-use crate::object::ObjectClass;
 use crate::output::Output;
-use crate::rpc::{RpcCall, RpcClient, RpcInvocation, RpcType};
+use crate::rpc::{RpcCall, RpcInvocation, RpcType, RpcValue};
 use crate::shared::RuntimeShared;
 
 /// An untyped stub: the id plus the route to the object's shard.
@@ -76,7 +78,7 @@ impl RawStub {
                 match crate::turn::current_instance() {
                     Some(instance) => instance.submit_output(Output::Send {
                         event,
-                        shared: Arc::clone(shared),
+                        router: Arc::clone(&shared.router),
                     }),
                     None => shared.send_or_fail(event),
                 }
@@ -213,5 +215,53 @@ impl<T: ObjectClass> fmt::Debug for Stub<T> {
             .field("class", &T::CLASS_NAME)
             .field("id", self.id())
             .finish()
+    }
+}
+
+/// The glue `#[durable_object]` generates: the class name, the typed client that
+/// `Stub<Self>` dereferences to, and the RPC dispatcher that `#[rpc]` fills in.
+///
+/// Not implemented by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a durable object class",
+    label = "add `#[durable_object]` to the struct `{Self}`",
+    note = "`#[durable_object]` generates the class glue that `impl DurableObject` and stubs need"
+)]
+pub trait ObjectClass: Sized + 'static {
+    /// The class name: the struct's name, as used in configuration and on disk.
+    const CLASS_NAME: &'static str;
+    /// The typed client: `Stub<Self>` dereferences to it, and `#[rpc]` adds its methods.
+    type Client: RpcClient;
+    /// Runs one RPC call on the instance.
+    fn dispatch_rpc(this: Rc<Self>, call: RpcInvocation) -> LocalBoxFuture<Result<RpcValue>>;
+}
+
+/// The typed client `#[durable_object]` generates for a class; `Stub<T>` dereferences to it.
+pub trait RpcClient: Clone + Send + Sync + 'static {
+    /// Wraps an untyped stub.
+    fn from_raw(raw: RawStub) -> Self;
+    /// The untyped stub inside.
+    fn raw(&self) -> &RawStub;
+}
+
+/// The dispatcher of a class without `#[rpc]` methods.
+///
+/// `#[rpc]` defines an inherent `__durable_rpc_dispatch` on the class, which method resolution
+/// prefers over this trait's; a class without `#[rpc]` gets this one, which knows no method.
+pub trait NoRpcMethods {
+    /// Answers every call with "method not implemented".
+    fn __durable_rpc_dispatch(
+        self: Rc<Self>,
+        call: RpcInvocation,
+    ) -> LocalBoxFuture<Result<RpcValue>>;
+}
+
+impl<T: ObjectClass> NoRpcMethods for T {
+    fn __durable_rpc_dispatch(
+        self: Rc<Self>,
+        call: RpcInvocation,
+    ) -> LocalBoxFuture<Result<RpcValue>> {
+        let error = call.unknown_method(T::CLASS_NAME);
+        Box::pin(async move { Err(error) })
     }
 }

@@ -6,11 +6,11 @@ use std::rc::Rc;
 
 use durable_core::{Error, ErrorKind};
 
-use super::{AlarmCall, AlarmOutcome};
+use super::{AlarmCall, AlarmInfo, AlarmOutcome};
 use crate::LocalBoxFuture;
+use crate::event::AnyObject;
 use crate::event::Outcome;
 use crate::instance::Instance;
-use crate::object::{AlarmInfo, AnyObject};
 use crate::storage::Storage;
 
 /// The event future of one alarm delivery.

@@ -46,6 +46,18 @@ pub(crate) enum AlarmOutcome {
     Spurious(Option<i64>),
 }
 
+/// Details of one run of an object's alarm handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AlarmInfo {
+    /// How many earlier runs of this alarm failed.
+    pub retry_count: u32,
+    /// `retry_count > 0`.
+    pub is_retry: bool,
+    /// When the alarm was scheduled to fire, in milliseconds since the Unix epoch.
+    pub scheduled_time_ms: i64,
+}
+
 /// The scheduler's plan for one object's alarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

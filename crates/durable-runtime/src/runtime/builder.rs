@@ -20,10 +20,9 @@ use crate::clock::SystemClock;
 use crate::commit::{CommitObserver, CommitServices};
 use crate::core::ObjectKey;
 use crate::data_dir::DataDir;
-use crate::metrics::Metrics;
 use crate::migrations::{self, Migration};
 use crate::object::{ClassVTable, DurableObject};
-use crate::shard::{self, ShardHandle, ShardMsg};
+use crate::shard::{self, ShardHandle, ShardMsg, ShardRouter};
 use crate::shared::{NamespaceShared, RuntimeShared};
 use crate::websocket::Hubs;
 
@@ -276,7 +275,7 @@ impl RuntimeBuilder {
         if let Some(migrations) = &self.migrations {
             apply_migrations(data.layout(), &index, migrations, &bindings)?;
         }
-        let (namespaces, binding_map) = namespaces(&data, bindings)?;
+        let namespaces = namespaces(&data, bindings)?;
         let durability =
             DurabilityWorker::start(config.fsync_threads).map_err(|source| StartError::Thread {
                 thread: "fsync",
@@ -302,25 +301,28 @@ impl RuntimeBuilder {
             shards.push(handle);
             receivers.push(rx);
         }
+        let router = Arc::new(ShardRouter::new(shards, config.max_queued_events));
+        let hubs = Arc::new(Hubs::new(Arc::clone(&router), Arc::clone(&self.clock)));
         let shared = Arc::new(RuntimeShared {
             config,
             layout: data.layout().clone(),
-            namespaces,
-            bindings: binding_map,
+            namespaces: namespaces.shared,
+            bindings: namespaces.bindings,
             vars: self.vars,
-            shards,
+            router,
             clock: self.clock,
             active_objects: AtomicUsize::new(0),
             commits,
             alarms,
-            hubs: Hubs::default(),
-            metrics: Metrics::default(),
+            hubs,
+            metrics: Arc::default(),
         });
         let alarms_pending = load_alarms(&shared)?;
-        let (threads, alarm_thread) = start_threads(&shared, receivers)?;
+        let classes: Arc<[ClassVTable]> = namespaces.classes.into();
+        let (threads, alarm_thread) = start_threads(&shared, receivers, &classes)?;
         tracing::info!(
             data_dir = %shared.layout.root().display(),
-            shards = shared.shards.len(),
+            shards = shared.router.len(),
             classes = shared.namespaces.len(),
             alarms_pending,
             "runtime started"
@@ -384,38 +386,49 @@ fn apply_migrations(
     }
 }
 
-/// The namespaces of a runtime, and each binding's namespace index.
-type Namespaces = (Vec<Arc<NamespaceShared>>, HashMap<String, u32>);
+/// The namespaces of a runtime, their classes (by namespace index), and each binding's
+/// namespace index.
+struct Namespaces {
+    shared: Vec<Arc<NamespaceShared>>,
+    classes: Vec<ClassVTable>,
+    bindings: HashMap<String, u32>,
+}
 
 /// One namespace per bound class (with its key), and the bindings' namespace indexes.
 fn namespaces(
     data: &DataDir,
     bindings: Vec<(String, ClassVTable)>,
 ) -> Result<Namespaces, StartError> {
-    let mut namespaces: Vec<Arc<NamespaceShared>> = Vec::new();
-    let mut map = HashMap::new();
+    let mut namespaces = Namespaces {
+        shared: Vec::new(),
+        classes: Vec::new(),
+        bindings: HashMap::new(),
+    };
     for (binding, class) in bindings {
         let existing = namespaces
+            .shared
             .iter()
-            .find(|ns| ns.class.class_name == class.class_name)
+            .find(|ns| ns.class_name == class.class_name)
             .map(|ns| ns.index);
         let index = match existing {
             Some(index) => index,
             None => {
-                let index = u32::try_from(namespaces.len()).expect("fewer than 2^32 classes");
-                namespaces.push(Arc::new(NamespaceShared {
+                let index =
+                    u32::try_from(namespaces.shared.len()).expect("fewer than 2^32 classes");
+                namespaces.shared.push(Arc::new(NamespaceShared {
                     index,
-                    class,
+                    class_name: class.class_name,
                     key: data.namespace_key(class.class_name)?,
                 }));
+                namespaces.classes.push(class);
                 index
             }
         };
-        if map.insert(binding.clone(), index).is_some() {
+        if namespaces.bindings.insert(binding.clone(), index).is_some() {
             return Err(StartError::DuplicateBinding { binding });
         }
     }
-    Ok((namespaces, map))
+    Ok(namespaces)
 }
 
 /// Schedules every entry of the alarm index; returns how many there are.
@@ -432,7 +445,7 @@ fn load_alarms(shared: &RuntimeShared) -> Result<usize, StartError> {
             continue;
         };
         let key = ObjectKey::new(ns.index, &id);
-        scheduler.load(key, id, ns.class.class_name, entry.time_ms);
+        scheduler.load(key, id, ns.class_name, entry.time_ms);
     }
     Ok(scheduler.len())
 }
@@ -442,10 +455,11 @@ fn load_alarms(shared: &RuntimeShared) -> Result<usize, StartError> {
 fn start_threads(
     shared: &Arc<RuntimeShared>,
     receivers: Vec<mpsc::UnboundedReceiver<ShardMsg>>,
+    classes: &Arc<[ClassVTable]>,
 ) -> Result<(Vec<JoinHandle<()>>, JoinHandle<()>), StartError> {
     let mut threads = Vec::new();
     for (index, rx) in receivers.into_iter().enumerate() {
-        match shard::spawn(index, Arc::clone(shared), rx) {
+        match shard::thread::spawn(index, Arc::clone(shared), Arc::clone(classes), rx) {
             Ok(thread) => threads.push(thread),
             Err(source) => {
                 stop_shards(shared, &mut threads);
@@ -470,10 +484,7 @@ fn start_threads(
 
 /// Stops the shard threads and waits for them.
 pub(super) fn stop_shards(shared: &RuntimeShared, threads: &mut Vec<JoinHandle<()>>) {
-    for shard in &shared.shards {
-        // A shard whose thread already ended has dropped its receiver; nothing to stop.
-        shard.stop();
-    }
+    shared.router.stop_all();
     for thread in threads.drain(..) {
         if thread.join().is_err() {
             tracing::error!("a shard thread panicked while stopping");

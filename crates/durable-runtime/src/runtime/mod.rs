@@ -3,8 +3,8 @@
 //! start is a [`StartError`] ([`error`]).
 
 mod builder;
-mod config;
-mod error;
+pub(crate) mod config;
+pub(crate) mod error;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,8 +21,8 @@ use crate::core::ObjectKey;
 use crate::data_dir::DataDir;
 use crate::env::Env;
 use crate::metrics::MetricsSnapshot;
-use crate::object::DurableObject;
 use crate::shared::RuntimeShared;
+use crate::stub::ObjectClass;
 
 /// Reads a runtime's metrics; cheap to clone, `Send + Sync`.
 #[derive(Debug, Clone)]
@@ -33,7 +33,27 @@ pub struct MetricsHandle {
 impl MetricsHandle {
     /// The counters and gauges now.
     pub fn snapshot(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot(&self.shared)
+        snapshot(&self.shared)
+    }
+}
+
+/// The counters and gauges of a runtime now: a consistent-enough copy for monitoring, not
+/// for accounting.
+fn snapshot(shared: &RuntimeShared) -> MetricsSnapshot {
+    let metrics = &shared.metrics;
+    MetricsSnapshot {
+        active_objects: shared.active_objects.load(Ordering::Relaxed),
+        open_databases: shared.commits.open_databases.load(Ordering::Relaxed),
+        web_sockets_open: metrics.web_sockets_open.load(Ordering::Relaxed),
+        web_socket_hubs: shared.hubs.len(),
+        pending_alarms: shared.alarms.len(),
+        rpc_calls: metrics.rpc_calls.load(Ordering::Relaxed),
+        fetches: metrics.fetches.load(Ordering::Relaxed),
+        web_socket_events: metrics.web_socket_events.load(Ordering::Relaxed),
+        commits: shared.commits.commits.load(Ordering::Relaxed),
+        alarms_run: metrics.alarms_run.load(Ordering::Relaxed),
+        alarms_failed: metrics.alarms_failed.load(Ordering::Relaxed),
+        fsync: shared.commits.durability.sync_stats(),
     }
 }
 
@@ -83,7 +103,7 @@ impl Runtime {
     }
 
     /// The scheduler's plan for the alarm of object `id` of class `T`, if it has one.
-    pub fn scheduled_alarm<T: DurableObject>(&self, id: &ObjectId) -> Option<ScheduledAlarm> {
+    pub fn scheduled_alarm<T: ObjectClass>(&self, id: &ObjectId) -> Option<ScheduledAlarm> {
         let ns = self.shared.namespace_of(T::CLASS_NAME)?;
         self.shared.alarms.scheduled(&ObjectKey::new(ns.index, id))
     }
@@ -100,7 +120,7 @@ impl Runtime {
 
     /// Counters and gauges of the runtime, for monitoring.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.shared.metrics.snapshot(&self.shared)
+        snapshot(&self.shared)
     }
 
     /// A handle that reads the metrics from anywhere while the runtime runs.

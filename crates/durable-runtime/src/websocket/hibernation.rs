@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use durable_core::{Error, ErrorKind, Result, limits};
 
+use super::handle::WebSocket;
 use super::hub::WebSocketRequestResponsePair;
-use super::socket::{Mode, WebSocket, check_unaccepted};
+use super::socket::{Mode, SocketOwner, check_unaccepted};
 use crate::instance::Instance;
 
 pub(crate) fn accept(instance: &Instance, ws: &WebSocket, tags: &[&str]) -> Result<()> {
@@ -39,7 +40,7 @@ pub(crate) fn accept(instance: &Instance, ws: &WebSocket, tags: &[&str]) -> Resu
     let hub = instance
         .shared
         .hubs
-        .get_or_create(instance.key, &instance.id, &instance.shared);
+        .get_or_create(instance.key, &instance.id);
     let mut inner = hub.inner();
     if inner.sockets.len() >= limits::MAX_HIBERNATABLE_WEB_SOCKETS {
         return Err(Error::overloaded(format!(
@@ -58,8 +59,9 @@ pub(crate) fn accept(instance: &Instance, ws: &WebSocket, tags: &[&str]) -> Resu
         }
         state.mode = Mode::Hibernatable;
         state.tags = distinct;
-        state.hub = Arc::downgrade(&hub);
-        state.shared = Arc::downgrade(&instance.shared);
+        let owner: std::sync::Weak<dyn SocketOwner> = Arc::downgrade(&hub) as _;
+        state.owner = Some(owner);
+        state.metrics = Arc::downgrade(&instance.shared.metrics);
     }
     inner.sockets.insert(ws.socket.id, Arc::clone(&ws.socket));
     Ok(())
@@ -96,7 +98,7 @@ pub(crate) fn set_auto_response(instance: &Instance, pair: Option<WebSocketReque
     let hub = instance
         .shared
         .hubs
-        .get_or_create(instance.key, &instance.id, &instance.shared);
+        .get_or_create(instance.key, &instance.id);
     hub.inner().auto_response = pair;
 }
 
@@ -127,7 +129,7 @@ pub(crate) fn set_event_timeout(instance: &Instance, ms: Option<u64>) -> Result<
     let hub = instance
         .shared
         .hubs
-        .get_or_create(instance.key, &instance.id, &instance.shared);
+        .get_or_create(instance.key, &instance.id);
     hub.inner().event_timeout_ms = ms.filter(|ms| *ms > 0);
     Ok(())
 }

@@ -1,24 +1,19 @@
 //! The hibernatable sockets of each object ([`Hub`]) and of the runtime ([`Hubs`]): kept by
 //! the runtime, not the instance, so sockets stay connected, with their tags and
-//! attachments, while the object is evicted; a message wakes the object through its shard.
+//! attachments, while the object is evicted; a message wakes the object through the shard
+//! router. A hub is its sockets' [`SocketOwner`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use durable_core::{Error, ErrorKind, ObjectId, Result, limits};
+use durable_core::{Clock, Error, ErrorKind, ObjectId, Result, limits};
 
-use super::socket::{SocketShared, WebSocketEvent};
+use super::socket::{SocketOwner, SocketShared, WebSocketEvent};
 use crate::core::ObjectKey;
-use crate::event::{Event, Payload, Reply};
-use crate::shared::RuntimeShared;
-
-/// An event for a `web_socket_*` handler, on its way to the object.
-pub(crate) struct SocketDelivery {
-    pub(crate) socket: Arc<SocketShared>,
-    pub(crate) event: WebSocketEvent,
-}
+use crate::event::{Event, Payload, Reply, SocketDelivery};
+use crate::shard::ShardRouter;
 
 /// The request/response pair the runtime answers by itself on hibernatable sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,9 +69,10 @@ pub(crate) struct HubInner {
 pub(crate) struct Hub {
     pub(crate) key: ObjectKey,
     pub(crate) id: ObjectId,
-    pub(crate) shared: Weak<RuntimeShared>,
+    /// The runtime's hubs: how events reach shards, the clock, and the map to leave.
+    pub(crate) hubs: Weak<Hubs>,
     pub(crate) inner: Mutex<HubInner>,
-    pub(crate) instance_live: std::sync::atomic::AtomicBool,
+    pub(crate) instance_live: AtomicBool,
 }
 
 impl Hub {
@@ -88,40 +84,8 @@ impl Hub {
         self.inner().sockets.len()
     }
 
-    pub(crate) fn now_ms(&self) -> i64 {
-        self.shared
-            .upgrade()
-            .map_or(0, |shared| shared.clock.now_ms())
-    }
-
-    pub(crate) fn auto_response_for(&self, text: &str) -> Option<String> {
-        let inner = self.inner();
-        let pair = inner.auto_response.as_ref()?;
-        (pair.request == text).then(|| pair.response.clone())
-    }
-
     pub(crate) fn event_timeout_ms(&self) -> Option<u64> {
         self.inner().event_timeout_ms
-    }
-
-    pub(crate) fn forget(&self, socket: u64) {
-        self.inner().sockets.remove(&socket);
-    }
-
-    /// Sends an event to the object, waking it if needed.
-    pub(crate) fn dispatch(&self, socket: &Arc<SocketShared>, event: WebSocketEvent) {
-        let Some(shared) = self.shared.upgrade() else {
-            return;
-        };
-        shared.send_or_fail(Event {
-            key: self.key,
-            id: self.id.clone(),
-            payload: Payload::WebSocket(SocketDelivery {
-                socket: Arc::clone(socket),
-                event,
-            }),
-            reply: Reply::Detached,
-        });
     }
 
     /// Closes every socket (a reset), with no events to the object.
@@ -133,10 +97,51 @@ impl Hub {
     }
 }
 
-/// The hubs of a runtime, by object.
-#[derive(Default)]
+impl SocketOwner for Hub {
+    /// Sends an event to the object, waking it if needed.
+    fn dispatch(&self, socket: &Arc<SocketShared>, event: WebSocketEvent) {
+        let Some(hubs) = self.hubs.upgrade() else {
+            return;
+        };
+        hubs.router.send_or_fail(Event {
+            key: self.key,
+            id: self.id.clone(),
+            payload: Payload::WebSocket(SocketDelivery {
+                socket: Arc::clone(socket),
+                event,
+            }),
+            reply: Reply::Detached,
+        });
+    }
+
+    /// Forgets a closed socket; the hub leaves the map if nothing needs it any more.
+    fn forget(&self, socket: u64) {
+        self.inner().sockets.remove(&socket);
+        if let Some(hubs) = self.hubs.upgrade() {
+            hubs.drop_if_unused(&self.key);
+        }
+    }
+
+    fn auto_response(&self, text: &str) -> Option<(String, i64)> {
+        let response = {
+            let inner = self.inner();
+            let pair = inner.auto_response.as_ref()?;
+            (pair.request == text).then(|| pair.response.clone())?
+        };
+        let now = self.hubs.upgrade().map_or(0, |hubs| hubs.clock.now_ms());
+        Some((response, now))
+    }
+
+    fn event_timeout_ms(&self) -> Option<u64> {
+        Hub::event_timeout_ms(self)
+    }
+}
+
+/// The hubs of a runtime, by object, and what hubs need of the runtime.
 pub(crate) struct Hubs {
-    map: Mutex<std::collections::HashMap<ObjectKey, Arc<Hub>>>,
+    map: Mutex<HashMap<ObjectKey, Arc<Hub>>>,
+    router: Arc<ShardRouter>,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Hubs {
@@ -146,7 +151,15 @@ impl fmt::Debug for Hubs {
 }
 
 impl Hubs {
-    fn map(&self) -> MutexGuard<'_, std::collections::HashMap<ObjectKey, Arc<Hub>>> {
+    pub(crate) fn new(router: Arc<ShardRouter>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            map: Mutex::default(),
+            router,
+            clock,
+        }
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<ObjectKey, Arc<Hub>>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -154,20 +167,15 @@ impl Hubs {
         self.map().get(key).cloned()
     }
 
-    pub(crate) fn get_or_create(
-        &self,
-        key: ObjectKey,
-        id: &ObjectId,
-        shared: &Arc<RuntimeShared>,
-    ) -> Arc<Hub> {
+    pub(crate) fn get_or_create(self: &Arc<Self>, key: ObjectKey, id: &ObjectId) -> Arc<Hub> {
         // Only an instance creates a hub, so a new hub starts live.
         Arc::clone(self.map().entry(key).or_insert_with(|| {
             Arc::new(Hub {
                 key,
                 id: id.clone(),
-                shared: Arc::downgrade(shared),
+                hubs: Arc::downgrade(self),
                 inner: Mutex::new(HubInner::default()),
-                instance_live: std::sync::atomic::AtomicBool::new(true),
+                instance_live: AtomicBool::new(true),
             })
         }))
     }
@@ -180,7 +188,7 @@ impl Hubs {
     }
 
     /// The last socket closed: drop the hub unless an instance is using it.
-    pub(crate) fn drop_if_unused(&self, key: &ObjectKey) {
+    fn drop_if_unused(&self, key: &ObjectKey) {
         let mut map = self.map();
         let unused = map.get(key).is_some_and(|hub| {
             hub.socket_count() == 0 && !hub.instance_live.load(Ordering::SeqCst)

@@ -3,8 +3,10 @@
 //! handler calls, and the socket outlives the instance), and the transport seam the server
 //! plugs a real connection into.
 //!
-//! * [`socket`]: [`WebSocket`], the object's handle (send, close, attachments, the standard
-//!   API's `accept`/`events`), and the record every handle on one socket shares.
+//! * [`socket`]: the record every handle on one socket shares, and where its events go (its
+//!   [`SocketOwner`](socket::SocketOwner)); the vocabulary of frames and events.
+//! * [`handle`]: [`WebSocket`], the object's handle (send and close through the output gate,
+//!   attachments, the standard API's `accept`/`events`).
 //! * [`transport`]: the seam: [`WebSocketPair`], [`WebSocketPeer`] (the client end) and
 //!   [`WebSocketConnection`] (what the server drives with a real connection).
 //! * [`hub`]: an object's hibernatable sockets and their settings, kept by the runtime so
@@ -21,16 +23,18 @@
 //! write is durable. Frames the runtime answers itself (the auto-response) do not wake the
 //! object.
 
+pub(crate) mod handle;
 pub(crate) mod hibernation;
 pub(crate) mod hub;
 pub(crate) mod socket;
 pub(crate) mod transport;
 
+pub use handle::{WebSocket, WebSocketEvents};
+pub(crate) use hub::Hubs;
 pub use hub::WebSocketRequestResponsePair;
-pub(crate) use hub::{Hubs, SocketDelivery};
 pub(crate) use socket::SocketShared;
-pub use socket::{WebSocket, WebSocketEvent, WebSocketEvents};
-pub use transport::{OutgoingFrame, WebSocketConnection, WebSocketPair, WebSocketPeer};
+pub use socket::{OutgoingFrame, WebSocketEvent, WebSocketMessage};
+pub use transport::{WebSocketConnection, WebSocketPair, WebSocketPeer};
 
 /// The text of the close event of a peer that vanished without a close frame.
 pub const ABNORMAL_CLOSE_REASON: &str = "WebSocket disconnected without sending Close frame.";

@@ -1,22 +1,60 @@
-//! [`WebSocket`]: one socket as an object sees it, and `SocketShared`, the record every
-//! handle on the socket shares (its mode, tags, attachment, and where its events go).
+//! The record every handle on one socket shares ([`SocketShared`]): its mode, tags,
+//! attachment, the frames waiting for the peer, and where its events go: to the standard
+//! API's listener, or through the socket's [`SocketOwner`] (its object's hub) to the
+//! object. The vocabulary of sockets lives here too ([`WebSocketMessage`],
+//! [`WebSocketEvent`], [`OutgoingFrame`]). This module knows neither instances nor shards:
+//! what it needs of them comes through [`SocketOwner`].
 
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use durable_core::{Error, ErrorKind, Result, codec, limits};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use durable_core::{Error, ErrorKind, Result};
 use tokio::sync::mpsc;
 
-use super::hub::Hub;
-use super::transport::OutgoingFrame;
-use crate::object::WebSocketMessage;
-use crate::output::Output;
-use crate::shared::RuntimeShared;
+use crate::metrics::Metrics;
+
+/// Where a hibernatable socket's events go, and its object's socket settings: the object's
+/// hub implements it.
+pub(crate) trait SocketOwner: Send + Sync {
+    /// Sends `event` of `socket` to the object, waking it if needed.
+    fn dispatch(&self, socket: &Arc<SocketShared>, event: WebSocketEvent);
+    /// `socket` closed: the owner forgets it.
+    fn forget(&self, socket: u64);
+    /// The answer to `text` if it is the auto-response's request, and the time to record
+    /// as the socket's auto-response timestamp (epoch ms).
+    fn auto_response(&self, text: &str) -> Option<(String, i64)>;
+    /// The time limit of one event of the object's hibernatable sockets, if any.
+    fn event_timeout_ms(&self) -> Option<u64>;
+}
 
 static NEXT_SOCKET_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A message received on a WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WebSocketMessage {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(Vec<u8>),
+}
+
+/// A frame for the transport to send to the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OutgoingFrame {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A close frame; the transport sends nothing after it.
+    Close {
+        /// The close code.
+        code: u16,
+        /// The reason (at most 123 bytes).
+        reason: String,
+    },
+}
 
 /// An event of a standard (non-hibernatable) WebSocket, read with [`WebSocketEvents::next`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +86,10 @@ pub(crate) struct SocketState {
     pub(crate) mode: Mode,
     pub(crate) tags: Vec<String>,
     pub(crate) attachment: Option<Vec<u8>>,
-    pub(crate) hub: Weak<Hub>,
-    pub(crate) shared: Weak<RuntimeShared>,
+    /// The object's hub, for a hibernatable socket.
+    pub(crate) owner: Option<Weak<dyn SocketOwner>>,
+    /// The runtime's counters, once accepted.
+    pub(crate) metrics: Weak<Metrics>,
     pub(crate) events_tx: Option<mpsc::UnboundedSender<WebSocketEvent>>,
     pub(crate) events_rx: Option<mpsc::UnboundedReceiver<WebSocketEvent>>,
     /// A close frame was queued to the peer.
@@ -78,8 +118,8 @@ impl SocketShared {
                 mode: Mode::Unaccepted,
                 tags: Vec::new(),
                 attachment: None,
-                hub: Weak::new(),
-                shared: Weak::new(),
+                owner: None,
+                metrics: Weak::new(),
                 events_tx: None,
                 events_rx: None,
                 close_sent: false,
@@ -107,7 +147,7 @@ impl SocketShared {
 
     /// Reports the end of the socket: the close event, once.
     pub(crate) fn finish(self: &Arc<Self>, code: u16, reason: String, was_clean: bool) {
-        let (mode, hub) = {
+        let (mode, owner) = {
             let mut state = self.state();
             let first = !state.close_dispatched;
             state.close_dispatched = true;
@@ -115,34 +155,37 @@ impl SocketShared {
             if !first {
                 return;
             }
-            (state.mode, state.hub.upgrade())
+            (state.mode, state.owner.as_ref().and_then(Weak::upgrade))
         };
         let event = WebSocketEvent::Close {
             code,
             reason,
             was_clean,
         };
-        self.deliver(mode, hub.as_ref(), event);
-        if let Some(hub) = hub.filter(|_| mode == Mode::Hibernatable) {
-            hub.forget(self.id);
-            if let Some(shared) = hub.shared.upgrade() {
-                shared.hubs.drop_if_unused(&hub.key);
-            }
+        self.deliver(mode, owner.as_ref(), event);
+        if let Some(owner) = owner.filter(|_| mode == Mode::Hibernatable) {
+            owner.forget(self.id);
         }
     }
 
-    /// Where this socket's events go now (its mode and hub); `None` once it has closed.
-    pub(crate) fn route(&self) -> Option<(Mode, Option<Arc<Hub>>)> {
+    /// Where this socket's events go now (its mode and owner); `None` once it has closed.
+    pub(crate) fn route(&self) -> Option<(Mode, Option<Arc<dyn SocketOwner>>)> {
         let state = self.state();
-        (!state.close_dispatched).then(|| (state.mode, state.hub.upgrade()))
+        (!state.close_dispatched)
+            .then(|| (state.mode, state.owner.as_ref().and_then(Weak::upgrade)))
+    }
+
+    /// The owner of a hibernatable socket, if it is still there.
+    pub(crate) fn owner(&self) -> Option<Arc<dyn SocketOwner>> {
+        self.state().owner.as_ref().and_then(Weak::upgrade)
     }
 
     /// Hands `event` to the standard API's listener or, for a hibernatable socket, to the
-    /// object through its hub. Events of a socket nobody accepted are dropped.
+    /// object through its owner. Events of a socket nobody accepted are dropped.
     pub(crate) fn deliver(
         self: &Arc<Self>,
         mode: Mode,
-        hub: Option<&Arc<Hub>>,
+        owner: Option<&Arc<dyn SocketOwner>>,
         event: WebSocketEvent,
     ) {
         match mode {
@@ -154,8 +197,8 @@ impl SocketShared {
             }
             Mode::Standard => self.to_listener(event),
             Mode::Hibernatable => {
-                if let Some(hub) = hub {
-                    hub.dispatch(self, event);
+                if let Some(owner) = owner {
+                    owner.dispatch(self, event);
                 }
             }
         }
@@ -185,217 +228,6 @@ impl SocketShared {
     }
 }
 
-/// One WebSocket as an object sees it: the server end of a
-/// [`WebSocketPair`](super::WebSocketPair), or a socket
-/// handed to a `web_socket_*` handler. Cheap to clone; `Send + Sync`.
-#[derive(Clone)]
-pub struct WebSocket {
-    pub(crate) socket: Arc<SocketShared>,
-}
-
-impl fmt::Debug for WebSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.socket.state();
-        f.debug_struct("WebSocket")
-            .field("id", &self.socket.id)
-            .field("mode", &state.mode)
-            .field("tags", &state.tags)
-            .finish()
-    }
-}
-
-impl PartialEq for WebSocket {
-    fn eq(&self, other: &Self) -> bool {
-        self.socket.id == other.socket.id
-    }
-}
-
-impl Eq for WebSocket {}
-
-impl WebSocket {
-    pub(crate) fn from_shared(socket: Arc<SocketShared>) -> Self {
-        Self { socket }
-    }
-
-    /// Accepts the socket with the standard API: read its events with
-    /// [`events`](WebSocket::events). The object stays in memory while such a socket is
-    /// open, and a reset closes it. Prefer `State::accept_web_socket` (hibernation).
-    pub fn accept(&self) -> Result<()> {
-        let instance = crate::turn::current_instance().ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                "WebSocket::accept must be called by a handler of the object that keeps the socket",
-            )
-        })?;
-        {
-            let mut state = self.socket.state();
-            check_unaccepted(&state)?;
-            state.mode = Mode::Standard;
-            state.shared = Arc::downgrade(&instance.shared);
-            let (tx, rx) = mpsc::unbounded_channel();
-            state.events_tx = Some(tx);
-            state.events_rx = Some(rx);
-        }
-        instance.pin_socket(Arc::clone(&self.socket));
-        Ok(())
-    }
-
-    /// The events of a socket accepted with [`accept`](WebSocket::accept); can be taken once.
-    pub fn events(&self) -> Result<WebSocketEvents> {
-        let mut state = self.socket.state();
-        if state.mode != Mode::Standard {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "events() is for sockets accepted with WebSocket::accept; hibernatable sockets deliver events to the web_socket_* handlers",
-            ));
-        }
-        let rx = state.events_rx.take().ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                "the events of this WebSocket were already taken",
-            )
-        })?;
-        Ok(WebSocketEvents { rx })
-    }
-
-    /// Sends a message. Inside a handler it leaves once the writes made before it are
-    /// durable (the output gate). Fails if the socket is not accepted, is closing, or the
-    /// message is over 32 MiB.
-    pub fn send(&self, message: WebSocketMessage) -> Result<()> {
-        let len = match &message {
-            WebSocketMessage::Text(text) => text.len(),
-            WebSocketMessage::Binary(bytes) => bytes.len(),
-        };
-        if len > limits::MAX_WEB_SOCKET_MESSAGE_BYTES {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "WebSocket message of {len} bytes is over the limit of {} bytes; split it",
-                    limits::MAX_WEB_SOCKET_MESSAGE_BYTES
-                ),
-            ));
-        }
-        {
-            let state = self.socket.state();
-            if state.mode == Mode::Unaccepted {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    "send on a WebSocket that was not accepted: call State::accept_web_socket or WebSocket::accept first",
-                ));
-            }
-            if state.close_sent || state.disconnected {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    "send on a closed WebSocket",
-                ));
-            }
-        }
-        let frame = match message {
-            WebSocketMessage::Text(text) => OutgoingFrame::Text(text),
-            WebSocketMessage::Binary(bytes) => OutgoingFrame::Binary(bytes),
-        };
-        self.emit(frame);
-        Ok(())
-    }
-
-    /// Sends a text message; see [`send`](WebSocket::send).
-    pub fn send_text(&self, text: impl Into<String>) -> Result<()> {
-        self.send(WebSocketMessage::Text(text.into()))
-    }
-
-    /// Sends a binary message; see [`send`](WebSocket::send).
-    pub fn send_binary(&self, bytes: impl Into<Vec<u8>>) -> Result<()> {
-        self.send(WebSocketMessage::Binary(bytes.into()))
-    }
-
-    /// Closes the socket with `code` (default 1000) and `reason` (at most 123 UTF-8 bytes).
-    /// Codes must be 1000 or 3000..=4999. Closing twice is a no-op.
-    pub fn close(&self, code: Option<u16>, reason: Option<&str>) -> Result<()> {
-        let code = code.unwrap_or(1000);
-        if code != 1000 && !(3000..=4999).contains(&code) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("close code {code} is not allowed: use 1000 or 3000 to 4999"),
-            ));
-        }
-        let reason = reason.unwrap_or("");
-        if reason.len() > limits::MAX_WEB_SOCKET_CLOSE_REASON_BYTES {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "close reason of {} bytes is over the limit of {} UTF-8 bytes",
-                    reason.len(),
-                    limits::MAX_WEB_SOCKET_CLOSE_REASON_BYTES
-                ),
-            ));
-        }
-        {
-            let mut state = self.socket.state();
-            if state.close_sent || state.disconnected {
-                return Ok(());
-            }
-            state.close_sent = true;
-        }
-        self.emit(OutgoingFrame::Close {
-            code,
-            reason: reason.to_owned(),
-        });
-        Ok(())
-    }
-
-    /// True until the socket closed or its peer went away.
-    pub fn is_open(&self) -> bool {
-        self.socket.is_open() && !self.socket.state().close_sent
-    }
-
-    /// Keeps a copy of `value` with the socket, across hibernation (in memory, not durable).
-    /// The encoded value may be at most 16 KiB.
-    pub fn serialize_attachment<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        let bytes =
-            codec::encode(value).map_err(|err| Error::from(err).context("serialize_attachment"))?;
-        if bytes.len() > limits::MAX_WEB_SOCKET_ATTACHMENT_BYTES {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "a WebSocket attachment cannot be larger than {} bytes; this one encodes to {} bytes: keep large state in storage",
-                    limits::MAX_WEB_SOCKET_ATTACHMENT_BYTES,
-                    bytes.len()
-                ),
-            ));
-        }
-        self.socket.state().attachment = Some(bytes);
-        Ok(())
-    }
-
-    /// The value last given to [`serialize_attachment`](WebSocket::serialize_attachment),
-    /// or `None`.
-    pub fn deserialize_attachment<T: DeserializeOwned>(&self) -> Result<Option<T>> {
-        let bytes = self.socket.state().attachment.clone();
-        match bytes {
-            None => Ok(None),
-            Some(bytes) => codec::decode(&bytes)
-                .map(Some)
-                .map_err(|err| Error::from(err).context("deserialize_attachment")),
-        }
-    }
-
-    pub(crate) fn hub_event_timeout(&self) -> Option<u64> {
-        let hub = self.socket.state().hub.upgrade();
-        hub.and_then(|hub| hub.event_timeout_ms())
-    }
-
-    /// Sends `frame` through the output gate of the object whose turn is running, if any.
-    fn emit(&self, frame: OutgoingFrame) {
-        match crate::turn::current_instance() {
-            Some(instance) => {
-                let socket = Arc::clone(&self.socket);
-                instance.submit_output(Output::Then(Box::new(move || socket.push(frame))));
-            }
-            None => self.socket.push(frame),
-        }
-    }
-}
-
 pub(crate) fn check_unaccepted(state: &SocketState) -> Result<()> {
     match state.mode {
         Mode::Unaccepted => Ok(()),
@@ -407,18 +239,5 @@ pub(crate) fn check_unaccepted(state: &SocketState) -> Result<()> {
             ErrorKind::InvalidInput,
             "this WebSocket was already accepted with State::accept_web_socket",
         )),
-    }
-}
-
-/// The events of a standard WebSocket.
-#[derive(Debug)]
-pub struct WebSocketEvents {
-    pub(crate) rx: mpsc::UnboundedReceiver<WebSocketEvent>,
-}
-
-impl WebSocketEvents {
-    /// The next event; `None` after the close event.
-    pub async fn next(&mut self) -> Option<WebSocketEvent> {
-        self.rx.recv().await
     }
 }

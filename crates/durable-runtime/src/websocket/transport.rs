@@ -11,27 +11,10 @@ use durable_core::{Error, ErrorKind, Result};
 use tokio::sync::mpsc;
 
 use super::ABNORMAL_CLOSE_REASON;
-use super::socket::{Mode, SocketShared, WebSocket, WebSocketEvent};
+use super::handle::WebSocket;
+use super::socket::{Mode, OutgoingFrame, SocketShared, WebSocketEvent, WebSocketMessage};
 use crate::body::{Body, Response};
-use crate::object::WebSocketMessage;
-use crate::shared::RuntimeShared;
-
-/// A frame for the transport to send to the peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OutgoingFrame {
-    /// A text message.
-    Text(String),
-    /// A binary message.
-    Binary(Vec<u8>),
-    /// A close frame; the transport sends nothing after it.
-    Close {
-        /// The close code.
-        code: u16,
-        /// The reason (at most 123 bytes).
-        reason: String,
-    },
-}
+use crate::metrics::Metrics;
 
 /// The two ends of a new WebSocket: the object keeps `server` and returns `client` in its
 /// response with [`WebSocketPeer::into_response`].
@@ -130,17 +113,14 @@ impl WebSocketPeer {
                     "this WebSocket pair is already connected",
                 )
             })?;
-        let shared = self.socket.state().shared.upgrade();
-        if let Some(shared) = &shared {
-            shared
-                .metrics
-                .web_sockets_open
-                .fetch_add(1, Ordering::Relaxed);
+        let metrics = self.socket.state().metrics.upgrade();
+        if let Some(metrics) = &metrics {
+            metrics.web_sockets_open.fetch_add(1, Ordering::Relaxed);
         }
         Ok(WebSocketConnection {
             socket: self.socket,
             out_rx,
-            counted: shared.map(|s| Arc::downgrade(&s)),
+            counted: metrics.map(|m| Arc::downgrade(&m)),
         })
     }
 }
@@ -151,7 +131,7 @@ impl WebSocketPeer {
 pub struct WebSocketConnection {
     socket: Arc<SocketShared>,
     out_rx: mpsc::UnboundedReceiver<OutgoingFrame>,
-    counted: Option<Weak<RuntimeShared>>,
+    counted: Option<Weak<Metrics>>,
 }
 
 impl fmt::Debug for WebSocketConnection {
@@ -172,21 +152,20 @@ impl WebSocketConnection {
     /// waking the object; other messages go to the object.
     pub fn received(&self, message: WebSocketMessage) {
         // A socket is marked disconnected only together with (or after) its close event.
-        let Some((mode, hub)) = self.socket.route() else {
+        let Some((mode, owner)) = self.socket.route() else {
             return;
         };
         if mode == Mode::Hibernatable
-            && let Some(hub) = &hub
+            && let Some(owner) = &owner
             && let WebSocketMessage::Text(text) = &message
-            && let Some(response) = hub.auto_response_for(text)
+            && let Some((response, now)) = owner.auto_response(text)
         {
-            let now = hub.now_ms();
             self.socket.state().auto_response_at = Some(now);
             self.socket.push(OutgoingFrame::Text(response));
             return;
         }
         self.socket
-            .deliver(mode, hub.as_ref(), WebSocketEvent::Message(message));
+            .deliver(mode, owner.as_ref(), WebSocketEvent::Message(message));
     }
 
     /// Reports a close frame from the peer (`was_clean` true). The close event is delivered
@@ -197,9 +176,9 @@ impl WebSocketConnection {
 
     /// Reports a protocol or transport error; the transport closes afterwards.
     pub fn failed(&self, message: String) {
-        if let Some((mode, hub)) = self.socket.route() {
+        if let Some((mode, owner)) = self.socket.route() {
             self.socket
-                .deliver(mode, hub.as_ref(), WebSocketEvent::Error(message));
+                .deliver(mode, owner.as_ref(), WebSocketEvent::Error(message));
         }
     }
 }
@@ -213,11 +192,8 @@ impl Drop for WebSocketConnection {
             self.socket
                 .finish(1006, ABNORMAL_CLOSE_REASON.to_owned(), false);
         }
-        if let Some(shared) = self.counted.as_ref().and_then(Weak::upgrade) {
-            shared
-                .metrics
-                .web_sockets_open
-                .fetch_sub(1, Ordering::Relaxed);
+        if let Some(metrics) = self.counted.as_ref().and_then(Weak::upgrade) {
+            metrics.web_sockets_open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

@@ -1,24 +1,21 @@
-//! Shard threads: each runs a current-thread Tokio runtime with a `LocalSet`, receives events
-//! for the objects whose ids hash to it, and hands them to its `ObjectDirectory`.
+//! Shards: a shard thread ([`thread`]) runs a current-thread Tokio runtime with a `LocalSet`,
+//! receives events for the objects whose ids hash to it, and hands them to its
+//! `ObjectDirectory`.
 //!
 //! The sending side ([`ShardHandle`]) counts each object's admitted events (the
 //! deterministic [`Admission`] rule) behind a mutex outside the thread, so a caller on any
 //! thread learns at once that an object is overloaded instead of adding to an unbounded
 //! queue. Counting and queueing happen under one lock, so the count never lags the queue.
 
-use std::rc::Rc;
+pub(crate) mod thread;
+
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use durable_core::Error;
 use tokio::sync::mpsc;
-use tokio::task::LocalSet;
 
 use crate::core::{Admission, ObjectKey, Overloaded};
-use crate::directory::ObjectDirectory;
 use crate::event::Event;
-use crate::shared::RuntimeShared;
 
 // `Stop` is sent once per shard; boxing every event to shrink it would cost an allocation
 // per call.
@@ -60,7 +57,7 @@ impl ShardHandle {
         (handle, rx)
     }
 
-    fn release_handle(&self) -> AdmissionRelease {
+    pub(crate) fn release_handle(&self) -> AdmissionRelease {
         AdmissionRelease(Arc::clone(&self.admission))
     }
 
@@ -93,52 +90,44 @@ impl ShardHandle {
     }
 }
 
-/// Starts shard `index` on its own thread.
-pub(crate) fn spawn(
-    index: usize,
-    shared: Arc<RuntimeShared>,
-    mut rx: mpsc::UnboundedReceiver<ShardMsg>,
-) -> std::io::Result<JoinHandle<()>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()?;
-    std::thread::Builder::new()
-        .name(format!("durable-shard-{index}"))
-        .spawn(move || {
-            let local = LocalSet::new();
-            let release = shared.shards[index].release_handle();
-            let sweep_every = sweep_interval(shared.config.idle_timeout);
-            let directory = Rc::new(ObjectDirectory::new(shared, release));
-            local.block_on(&runtime, async {
-                let sweeper = {
-                    let directory = Rc::clone(&directory);
-                    tokio::task::spawn_local(async move {
-                        let mut tick = tokio::time::interval(sweep_every);
-                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                        loop {
-                            tick.tick().await;
-                            directory.evict_idle();
-                        }
-                    })
-                };
-                while let Some(msg) = rx.recv().await {
-                    match msg {
-                        ShardMsg::Event(event) => directory.deliver(event),
-                        ShardMsg::Stop => break,
-                    }
-                }
-                sweeper.abort();
-                directory.shutdown();
-            });
-            // Dropping the LocalSet drops every event task still alive; each tells its caller
-            // that the runtime shut down.
-            drop(local);
-            drop(runtime);
-        })
+/// The sending side of every shard: routes each event to the shard its object's id hashes
+/// to. Shared by stubs, outputs, hubs and the alarm scheduler.
+#[derive(Debug)]
+pub(crate) struct ShardRouter {
+    shards: Vec<ShardHandle>,
+    max_queued_events: usize,
 }
 
-/// How often a shard looks for idle objects: often enough that eviction is at most a quarter
-/// of the idle timeout late, but never busier than every 5 ms or lazier than every second.
-fn sweep_interval(idle: Duration) -> Duration {
-    (idle / 4).clamp(Duration::from_millis(5), Duration::from_secs(1))
+impl ShardRouter {
+    pub(crate) fn new(shards: Vec<ShardHandle>, max_queued_events: usize) -> Self {
+        Self {
+            shards,
+            max_queued_events,
+        }
+    }
+
+    /// Hands an event to the shard that owns its object; if it cannot be delivered
+    /// (overloaded, shut down) its caller gets the error.
+    pub(crate) fn send_or_fail(&self, event: Event) {
+        let index = (event.id.routing_hash() % self.shards.len() as u64) as usize;
+        self.shards[index].admit(event, self.max_queued_events);
+    }
+
+    /// Shard `index`'s handle.
+    pub(crate) fn shard(&self, index: usize) -> &ShardHandle {
+        &self.shards[index]
+    }
+
+    /// How many shards there are.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Asks every shard's thread to stop.
+    pub(crate) fn stop_all(&self) {
+        for shard in &self.shards {
+            // A shard whose thread already ended has dropped its receiver: nothing to stop.
+            shard.stop();
+        }
+    }
 }
