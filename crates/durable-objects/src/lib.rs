@@ -104,7 +104,7 @@ pub mod storage {
     pub use durable_runtime::SyncKv;
     pub use durable_runtime::{
         DurabilityMode, FromSqlValue, ListOptions, PutOptions, SqlCursor, SqlError, SqlParams,
-        SqlRow, SqlValue, SqliteCode,
+        SqlRow, SqlValue, SqliteCode, ValueError,
     };
 }
 

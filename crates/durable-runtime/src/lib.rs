@@ -51,7 +51,7 @@ pub use body::{Body, BodySender, Request, Response};
 pub use clock::SystemClock;
 pub use durable_storage::{
     CommitFrames, DurabilityMode, FromSqlValue, ListOptions, SYNC_LATENCY_BUCKETS, SqlCursor,
-    SqlError, SqlParams, SqlRow, SqlValue, SqliteCode, WalFrame, WalPosition,
+    SqlError, SqlParams, SqlRow, SqlValue, SqliteCode, ValueError, WalFrame, WalPosition,
 };
 pub use env::{Env, Namespace};
 pub use metrics::MetricsSnapshot;

@@ -4,6 +4,30 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// A command line that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArgsError {
+    /// A flag that takes a value was last.
+    #[error("{flag} needs a value")]
+    MissingValue {
+        /// The flag.
+        flag: &'static str,
+    },
+    /// `--listen` with something that is not a socket address.
+    #[error("--listen {value:?} is not an address such as 127.0.0.1:8787")]
+    BadAddress {
+        /// What was given.
+        value: String,
+    },
+    /// An argument no flag matches.
+    #[error("unknown argument {argument:?}; see --help")]
+    Unknown {
+        /// The argument.
+        argument: String,
+    },
+}
+
 /// Parsed flags.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -32,7 +56,7 @@ pub fn usage(name: &str) -> String {
 
 impl Args {
     /// Parses flags (without the program name).
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, ArgsError> {
         let mut parsed = Args::default();
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -42,23 +66,27 @@ impl Args {
                 }
                 _ => (arg.clone(), None),
             };
-            let mut value = |name: &str| {
+            let mut value = |flag: &'static str| {
                 inline
                     .clone()
                     .or_else(|| args.next())
-                    .ok_or_else(|| format!("{name} needs a value"))
+                    .ok_or(ArgsError::MissingValue { flag })
             };
             match flag.as_str() {
                 "--listen" => {
                     let text = value("--listen")?;
-                    parsed.listen = Some(text.parse().map_err(|_| {
-                        format!("--listen {text:?} is not an address such as 127.0.0.1:8787")
+                    parsed.listen = Some(text.parse().map_err(|_| ArgsError::BadAddress {
+                        value: text.clone(),
                     })?);
                 }
                 "--data" => parsed.data = Some(value("--data")?.into()),
                 "--config" => parsed.config = Some(value("--config")?.into()),
                 "--help" | "-h" => parsed.help = true,
-                other => return Err(format!("unknown argument {other:?}; see --help")),
+                other => {
+                    return Err(ArgsError::Unknown {
+                        argument: other.to_owned(),
+                    });
+                }
             }
         }
         Ok(parsed)
@@ -69,7 +97,7 @@ impl Args {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Args, String> {
+    fn parse(args: &[&str]) -> Result<Args, ArgsError> {
         Args::parse(args.iter().map(|s| (*s).to_owned()))
     }
 
@@ -86,13 +114,18 @@ mod tests {
         assert_eq!(args.listen, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(args.data, Some(PathBuf::from("/tmp/d")));
         assert_eq!(args.config, Some(PathBuf::from("w.toml")));
-        assert!(
-            parse(&["--listen", "localhost"])
-                .unwrap_err()
-                .contains("not an address")
+        assert_eq!(
+            parse(&["--listen", "localhost"]),
+            Err(ArgsError::BadAddress {
+                value: "localhost".into()
+            })
         );
-        assert!(parse(&["--data"]).unwrap_err().contains("needs a value"));
-        assert!(parse(&["--port", "1"]).unwrap_err().contains("--port"));
+        assert_eq!(
+            parse(&["--data"]),
+            Err(ArgsError::MissingValue { flag: "--data" })
+        );
+        let unknown = parse(&["--port", "1"]).unwrap_err();
+        assert!(unknown.to_string().contains("--port"), "{unknown}");
         assert!(parse(&["--help"]).unwrap().help);
     }
 }

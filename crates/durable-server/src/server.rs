@@ -57,8 +57,11 @@ pub enum ServerError {
     #[error("server failed: {0}")]
     Serve(std::io::Error),
     /// The command line is not understood.
-    #[error("{0}")]
-    Usage(String),
+    #[error(transparent)]
+    Usage(#[from] crate::cli::ArgsError),
+    /// The working directory (where the configuration is looked for) cannot be read.
+    #[error("cannot read the working directory: {0}")]
+    WorkingDirectory(std::io::Error),
     /// The configuration could not be read or is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -106,16 +109,14 @@ impl ServerBuilder {
         args: impl IntoIterator<Item = String>,
         fallback: Option<&str>,
     ) -> Result<Launch, ServerError> {
-        let args = Args::parse(args).map_err(ServerError::Usage)?;
+        let args = Args::parse(args)?;
         if args.help {
             return Ok(Launch::Help(usage(name)));
         }
         let config = match &args.config {
             Some(path) => Config::load(path)?,
             None => {
-                let here = std::env::current_dir().map_err(|source| {
-                    ServerError::Usage(format!("cannot read the working directory: {source}"))
-                })?;
+                let here = std::env::current_dir().map_err(ServerError::WorkingDirectory)?;
                 match (Config::find(&here), fallback) {
                     (Some(path), _) => Config::load(&path)?,
                     (None, Some(text)) => Config::parse(text, Format::Jsonc)?,

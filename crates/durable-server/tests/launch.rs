@@ -17,7 +17,7 @@ fn help_and_bad_flags_are_answered_without_starting_anything() {
         other => panic!("expected help, got {other:?}"),
     }
     match ServerBuilder::from_args("my-server", args(&["--port", "1"]), Some(FALLBACK)) {
-        Err(ServerError::Usage(message)) => assert!(message.contains("--port"), "{message}"),
+        Err(ServerError::Usage(error)) => assert!(error.to_string().contains("--port"), "{error}"),
         other => panic!("expected a usage error, got {other:?}"),
     }
 }

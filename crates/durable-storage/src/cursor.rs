@@ -134,7 +134,7 @@ impl SqlRow {
                 name: column.clone(),
                 columns: self.columns.to_vec(),
             })?;
-        T::from_sql_value(value).map_err(|reason| SqlError::Conversion { column, reason })
+        T::from_sql_value(value).map_err(|source| SqlError::Conversion { column, source })
     }
 
     /// The values, in column order.
@@ -159,7 +159,7 @@ impl SqlRow {
             .collect();
         rmpv::ext::from_value(rmpv::Value::Map(map)).map_err(|err| SqlError::Conversion {
             column: format!("row as {}", std::any::type_name::<T>()),
-            reason: err.to_string(),
+            source: crate::value::ValueError::Other(err.to_string()),
         })
     }
 }

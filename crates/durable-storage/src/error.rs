@@ -166,12 +166,12 @@ pub enum SqlError {
         columns: Vec<String>,
     },
     /// A value could not be converted into the requested type.
-    #[error("column {column:?}: {reason}")]
+    #[error("column {column:?}: {source}")]
     Conversion {
         /// The column.
         column: String,
         /// Why it does not convert.
-        reason: String,
+        source: crate::value::ValueError,
     },
     /// SQLite reported an error; the message ends with its result code (`SQLITE_ERROR`, ...).
     #[error("{message}: {code}")]

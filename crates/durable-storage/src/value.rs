@@ -135,23 +135,53 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
     }
 }
 
+/// Why a column value does not convert into the type asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// The value is of another SQL type.
+    #[error("cannot read {found} as {wanted}")]
+    Mismatch {
+        /// The value's SQL type (`INTEGER`, `REAL`, `TEXT`, `BLOB`, `NULL`).
+        found: &'static str,
+        /// The Rust type asked for.
+        wanted: &'static str,
+    },
+    /// An integer outside the range of the integer type asked for.
+    #[error("{value} does not fit in {wanted}")]
+    OutOfRange {
+        /// The value.
+        value: i64,
+        /// The Rust type asked for.
+        wanted: &'static str,
+    },
+    /// Another reason, from a conversion of your own or from reading a row into a serde type.
+    #[error("{0}")]
+    Other(String),
+}
+
 /// A Rust type a column value converts into (see the module table).
 pub trait FromSqlValue: Sized {
     /// Converts `value`, or says why it cannot.
-    fn from_sql_value(value: &SqlValue) -> Result<Self, String>;
+    fn from_sql_value(value: &SqlValue) -> Result<Self, ValueError>;
 }
 
-fn mismatch<T>(value: &SqlValue, wanted: &str) -> Result<T, String> {
-    Err(format!("cannot read {} as {wanted}", value.type_name()))
+fn mismatch<T>(value: &SqlValue, wanted: &'static str) -> Result<T, ValueError> {
+    Err(ValueError::Mismatch {
+        found: value.type_name(),
+        wanted,
+    })
 }
 
 macro_rules! into_integer {
     ($($t:ty),*) => {$(
         impl FromSqlValue for $t {
-            fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+            fn from_sql_value(value: &SqlValue) -> Result<Self, ValueError> {
                 match value {
-                    SqlValue::Integer(i) => <$t>::try_from(*i)
-                        .map_err(|_| format!("{i} does not fit in {}", stringify!($t))),
+                    SqlValue::Integer(i) => <$t>::try_from(*i).map_err(|_| ValueError::OutOfRange {
+                        value: *i,
+                        wanted: stringify!($t),
+                    }),
                     other => mismatch(other, stringify!($t)),
                 }
             }
@@ -161,7 +191,7 @@ macro_rules! into_integer {
 into_integer!(i64, i32, i16, i8, u64, u32, u16, u8, usize);
 
 impl FromSqlValue for bool {
-    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, ValueError> {
         match value {
             SqlValue::Integer(i) => Ok(*i != 0),
             other => mismatch(other, "bool"),
@@ -170,7 +200,7 @@ impl FromSqlValue for bool {
 }
 
 impl FromSqlValue for f64 {
-    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, ValueError> {
         match value {
             SqlValue::Real(f) => Ok(*f),
             // SQLite stores integral REAL values of INTEGER-affinity columns as integers.
@@ -181,7 +211,7 @@ impl FromSqlValue for f64 {
 }
 
 impl FromSqlValue for String {
-    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, ValueError> {
         match value {
             SqlValue::Text(t) => Ok(t.clone()),
             other => mismatch(other, "String"),
@@ -190,7 +220,7 @@ impl FromSqlValue for String {
 }
 
 impl FromSqlValue for Vec<u8> {
-    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, ValueError> {
         match value {
             SqlValue::Blob(b) => Ok(b.clone()),
             other => mismatch(other, "Vec<u8>"),
@@ -199,13 +229,13 @@ impl FromSqlValue for Vec<u8> {
 }
 
 impl FromSqlValue for SqlValue {
-    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, ValueError> {
         Ok(value.clone())
     }
 }
 
 impl<T: FromSqlValue> FromSqlValue for Option<T> {
-    fn from_sql_value(value: &SqlValue) -> Result<Self, String> {
+    fn from_sql_value(value: &SqlValue) -> Result<Self, ValueError> {
         match value {
             SqlValue::Null => Ok(None),
             other => T::from_sql_value(other).map(Some),
