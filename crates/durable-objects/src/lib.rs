@@ -79,8 +79,8 @@ pub use durable_macros::{durable_object, rpc};
 pub use durable_runtime::AlarmInfo;
 pub use durable_runtime::{
     Body, BodySender, DurableObject, Env, MetricsHandle, MetricsSnapshot, Migration,
-    MigrationError, Namespace, Request, Response, RpcCall, Runtime, RuntimeBuilder, RuntimeConfig,
-    ScheduledAlarm, StartError, State, Stub, SystemClock, http,
+    MigrationError, Namespace, RawStub, Request, Response, RpcCall, Runtime, RuntimeBuilder,
+    RuntimeConfig, ScheduledAlarm, StartError, State, Stub, SystemClock, http,
 };
 
 /// An object's storage: SQL, KV, transactions, the alarm and `sync()`.

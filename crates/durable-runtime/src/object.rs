@@ -1,9 +1,10 @@
-//! What a user's object is: the [`DurableObject`] trait and the handler shapes.
+//! What a user's object is: the [`DurableObject`] trait and the handler shapes, and
+//! [`ClassVTable`], how a shard builds instances of a class without knowing its type.
 //!
 //! A class is a struct with `#[durable_object]` (which implements
-//! [`ObjectClass`](crate::ObjectClass)) and an `impl DurableObject`. Methods take `&self`: several events may be in progress on one object
-//! at once (interleaving at awaits), so in-memory state lives in `Cell`/`RefCell` fields, as in
-//! `workers-rs`. The futures handlers return need not be `Send`: an object never leaves its
+//! [`ObjectClass`](crate::ObjectClass)) and an `impl DurableObject`. Methods take `&self`:
+//! several events may be in progress on one object at once (interleaving at awaits), so
+//! in-memory state lives in `Cell`/`RefCell` fields, as in `workers-rs`. The futures handlers return need not be `Send`: an object never leaves its
 //! shard thread.
 //!
 //! Hibernatable WebSocket events arrive as calls of the `web_socket_*` handlers; a class that

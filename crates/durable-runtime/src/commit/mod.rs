@@ -3,9 +3,9 @@
 //! `CommitPipeline` owns the instance's open database and everything that follows a
 //! write: committing the batch between turns, bringing the alarm index up to date (before
 //! the commit if the batch moves the alarm earlier, after it is durable otherwise), asking
-//! the durability worker for an fsync, handing the commit to the capture point
-//! (the [`CommitObserver`]), tracking the durable sequence number, and releasing held outputs in order
-//! once the writes before them are durable. `ObjectDatabase::commit` returns a
+//! the durability worker for an fsync, handing the commit to the capture point (the
+//! [`CommitObserver`]), tracking the durable sequence number, and releasing held outputs in
+//! order once the writes before them are durable. `ObjectDatabase::commit` returns a
 //! [`CommitTicket`](durable_storage::CommitTicket) that carries what these steps need.
 //!
 //! Durable means: fsynced by the durability worker (or by the commit itself in
@@ -23,6 +23,7 @@ mod signal;
 
 pub use capture::{CapturedCommit, CommitAck, CommitObserver};
 pub use durable_storage::{CommitFrames, WalFrame, WalPosition};
+pub(crate) use signal::DurabilitySignal;
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -35,7 +36,6 @@ use tokio::sync::oneshot;
 
 use crate::alarm::AlarmScheduler;
 use crate::core::{ObjectKey, OutputQueue};
-pub(crate) use signal::DurabilitySignal;
 
 /// Something an instance sends out that must wait for the writes made before it.
 pub(crate) trait Output {
