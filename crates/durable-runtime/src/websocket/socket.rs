@@ -56,7 +56,8 @@ pub enum OutgoingFrame {
     },
 }
 
-/// An event of a standard (non-hibernatable) WebSocket, read with [`WebSocketEvents::next`].
+/// An event of a standard (non-hibernatable) WebSocket, read with
+/// [`WebSocketEvents::next`](super::WebSocketEvents::next).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WebSocketEvent {
