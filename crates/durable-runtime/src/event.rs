@@ -3,6 +3,7 @@
 //! see it, its class erased ([`AnyObject`]).
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use durable_core::{Error, ErrorKind, ObjectId, Result};
 use tokio::sync::oneshot;
@@ -35,7 +36,7 @@ pub(crate) enum Payload {
 
 /// An event for a `web_socket_*` handler, on its way to the object.
 pub(crate) struct SocketDelivery {
-    pub(crate) socket: std::sync::Arc<SocketShared>,
+    pub(crate) socket: Arc<SocketShared>,
     pub(crate) event: WebSocketEvent,
 }
 

@@ -15,8 +15,8 @@ use super::socket::{
 use crate::output::Output;
 
 /// One WebSocket as an object sees it: the server end of a
-/// [`WebSocketPair`](super::WebSocketPair), or a socket
-/// handed to a `web_socket_*` handler. Cheap to clone; `Send + Sync`.
+/// [`WebSocketPair`](super::WebSocketPair), or a socket handed to a `web_socket_*` handler.
+/// Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
 pub struct WebSocket {
     pub(crate) socket: Arc<SocketShared>,
