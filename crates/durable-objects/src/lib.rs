@@ -77,10 +77,24 @@ pub use durable_macros::{durable_object, rpc};
 /// with [`Storage::set_alarm`](crate::storage::Storage::set_alarm), delivered at least once.
 #[doc(inline)]
 pub use durable_runtime::AlarmInfo;
+/// A class's instances run one event at a time between awaits, behind an input gate, and
+/// are reset on a panic: the [execution model](crate::guides::execution_model).
+#[doc(inline)]
+pub use durable_runtime::DurableObject;
+/// Every setting of a runtime; a server's `durable` configuration keys set some of them
+/// (the [configuration guide](crate::guides::configuration)).
+#[doc(inline)]
+pub use durable_runtime::RuntimeConfig;
+/// The instance's own handle. `block_concurrency_while` and resets are explained in the
+/// [execution model](crate::guides::execution_model), storage in the
+/// [storage guide](crate::guides::storage), sockets in the
+/// [WebSockets guide](crate::guides::websockets).
+#[doc(inline)]
+pub use durable_runtime::State;
 pub use durable_runtime::{
-    Body, BodySender, DurableObject, Env, MetricsHandle, MetricsSnapshot, Migration,
-    MigrationError, Namespace, RawStub, Request, Response, RpcCall, Runtime, RuntimeBuilder,
-    RuntimeConfig, ScheduledAlarm, StartError, State, Stub, SystemClock, http,
+    Body, BodySender, Env, MetricsHandle, MetricsSnapshot, Migration, MigrationError, Namespace,
+    RawStub, Request, Response, RpcCall, Runtime, RuntimeBuilder, ScheduledAlarm, StartError, Stub,
+    SystemClock, http,
 };
 
 /// An object's storage: SQL, KV, transactions, the alarm and `sync()`.
