@@ -71,6 +71,25 @@ fn exec(db: &mut ObjectDatabase, sql: &str, params: Vec<SqlValue>) {
     db.exec(sql, params).unwrap();
 }
 
+/// A fresh capturing database at `<dir>/o.sqlite` whose first commit creates `schema`, and
+/// the replica that has taken that commit.
+fn fresh(
+    schema: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    ObjectDatabase,
+    Replica,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    let mut db = open(&path);
+    let mut replica = Replica::default();
+    exec(&mut db, schema, vec![]);
+    replica.commit(&mut db);
+    (dir, path, db, replica)
+}
+
 #[test]
 fn applying_every_commits_frames_rebuilds_the_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,16 +137,8 @@ fn applying_every_commits_frames_rebuilds_the_database() {
 
 #[test]
 fn capture_follows_the_wal_through_checkpoints_and_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("o.sqlite");
-    let mut db = open(&path);
-    let mut replica = Replica::default();
-    exec(
-        &mut db,
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)",
-        vec![],
-    );
-    replica.commit(&mut db);
+    let (_dir, path, mut db, mut replica) =
+        fresh("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)");
     // Well past the checkpoint threshold: the WAL is checkpointed and restarted (new salts)
     // several times.
     let mut generations = std::collections::BTreeSet::new();
@@ -153,16 +164,8 @@ fn capture_follows_the_wal_through_checkpoints_and_restarts() {
 
 #[test]
 fn a_rolled_back_batch_that_spilled_frames_is_not_captured() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("o.sqlite");
-    let mut db = open(&path);
-    let mut replica = Replica::default();
-    exec(
-        &mut db,
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)",
-        vec![],
-    );
-    replica.commit(&mut db);
+    let (_dir, path, mut db, mut replica) =
+        fresh("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)");
     // Larger than SQLite's page cache, so pages spill into the WAL before any commit.
     for i in 0..400 {
         exec(
@@ -184,16 +187,7 @@ fn a_rolled_back_batch_that_spilled_frames_is_not_captured() {
 
 #[test]
 fn a_reopened_database_captures_after_the_commits_its_wal_already_holds() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("o.sqlite");
-    let mut db = open(&path);
-    let mut replica = Replica::default();
-    exec(
-        &mut db,
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, v)",
-        vec![],
-    );
-    replica.commit(&mut db);
+    let (dir, path, mut db, mut replica) = fresh("CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
     for i in 0..5 {
         exec(
             &mut db,
