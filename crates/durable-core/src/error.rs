@@ -3,8 +3,11 @@
 //! [`Error`] is a struct with an [`ErrorKind`] plus two flags that mirror the properties
 //! Cloudflare sets on errors thrown through a stub: `remote` (the error came from the object's
 //! own code) and `retryable` (the call may not have reached the object, so trying again with a
-//! new call is safe). It serializes as kind + message + flags, so an error crosses an RPC
-//! boundary, in-process or between nodes, without losing what callers test for.
+//! new call is safe). A caller branches on those, never on the message: an error also carries,
+//! where it applies, an [`ErrorDetail`] (which limit was exceeded, which SQLite result code
+//! was reported) and, for errors an object raises itself, an application `code` and an HTTP
+//! `status`. It serializes as all of these, so an error crosses an RPC boundary, in-process or
+//! between nodes, without losing what callers test for.
 
 use std::fmt;
 
@@ -79,6 +82,137 @@ impl ErrorKind {
     }
 }
 
+/// A platform limit, named so a program can tell which one a request went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Limit {
+    /// UTF-8 bytes of a KV key.
+    KvKeyBytes,
+    /// Bytes of a KV key and its encoded value together.
+    KvEntryBytes,
+    /// Keys of one batch KV operation.
+    KvBatchKeys,
+    /// Bytes of one SQL string or BLOB value (and of one row).
+    SqlValueBytes,
+    /// Bytes of one SQL row (and of a value built inside SQL).
+    SqlRowBytes,
+    /// Bytes of the SQL text passed to one `exec`.
+    SqlStatementBytes,
+    /// Bound parameters of one statement.
+    SqlParameters,
+    /// Bytes of one SQL result set held in memory.
+    SqlResultBytes,
+    /// Bytes of one object's database.
+    DatabaseBytes,
+    /// Bytes of one encoded RPC call or result.
+    RpcMessageBytes,
+    /// Events queued or running in one object.
+    QueuedEvents,
+    /// Bytes of the messages queued for one object.
+    QueuedBytes,
+    /// Bytes of one WebSocket message.
+    WebSocketMessageBytes,
+    /// Bytes of one WebSocket attachment.
+    WebSocketAttachmentBytes,
+    /// Tags of one hibernatable WebSocket.
+    WebSocketTags,
+    /// Characters of one WebSocket tag.
+    WebSocketTagChars,
+    /// Bytes of a WebSocket close reason.
+    WebSocketCloseReasonBytes,
+    /// Bytes of either side of the WebSocket auto-response.
+    WebSocketAutoResponseBytes,
+    /// Hibernatable WebSockets of one object.
+    HibernatableWebSockets,
+    /// Nesting of `block_concurrency_while`.
+    BlockConcurrencyDepth,
+    /// How far in the future an alarm may be set, in milliseconds.
+    AlarmHorizon,
+    /// Bytes of a request or response body.
+    BodyBytes,
+    /// A limit this version does not name (from a newer peer).
+    Other,
+}
+
+impl Limit {
+    const NAMES: [(Limit, &'static str); 23] = [
+        (Limit::KvKeyBytes, "kv_key_bytes"),
+        (Limit::KvEntryBytes, "kv_entry_bytes"),
+        (Limit::KvBatchKeys, "kv_batch_keys"),
+        (Limit::SqlValueBytes, "sql_value_bytes"),
+        (Limit::SqlRowBytes, "sql_row_bytes"),
+        (Limit::SqlStatementBytes, "sql_statement_bytes"),
+        (Limit::SqlParameters, "sql_parameters"),
+        (Limit::SqlResultBytes, "sql_result_bytes"),
+        (Limit::DatabaseBytes, "database_bytes"),
+        (Limit::RpcMessageBytes, "rpc_message_bytes"),
+        (Limit::QueuedEvents, "queued_events"),
+        (Limit::QueuedBytes, "queued_bytes"),
+        (Limit::WebSocketMessageBytes, "web_socket_message_bytes"),
+        (
+            Limit::WebSocketAttachmentBytes,
+            "web_socket_attachment_bytes",
+        ),
+        (Limit::WebSocketTags, "web_socket_tags"),
+        (Limit::WebSocketTagChars, "web_socket_tag_chars"),
+        (
+            Limit::WebSocketCloseReasonBytes,
+            "web_socket_close_reason_bytes",
+        ),
+        (
+            Limit::WebSocketAutoResponseBytes,
+            "web_socket_auto_response_bytes",
+        ),
+        (Limit::HibernatableWebSockets, "hibernatable_web_sockets"),
+        (Limit::BlockConcurrencyDepth, "block_concurrency_depth"),
+        (Limit::AlarmHorizon, "alarm_horizon"),
+        (Limit::BodyBytes, "body_bytes"),
+        (Limit::Other, "other"),
+    ];
+
+    /// The stable name of the limit (`kv_key_bytes`, ...), as carried over RPC and in JSON.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(limit, _)| *limit == self)
+            .map_or("other", |(_, name)| name)
+    }
+
+    /// The limit with this stable name; unknown names become [`Limit::Other`].
+    pub fn from_name(name: &str) -> Limit {
+        Self::NAMES
+            .iter()
+            .find(|(_, known)| *known == name)
+            .map_or(Limit::Other, |(limit, _)| *limit)
+    }
+
+    /// True for limits on a size in bytes (what HTTP calls "payload too large").
+    pub fn is_size(self) -> bool {
+        self.as_str().ends_with("_bytes") && self != Limit::AlarmHorizon
+    }
+}
+
+/// What an error is about, for a program to branch on instead of the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorDetail {
+    /// A request went over a platform limit.
+    Limit {
+        /// Which one.
+        limit: Limit,
+        /// Its value.
+        max: u64,
+        /// What the request asked for, when known.
+        actual: Option<u64>,
+    },
+    /// SQLite refused a statement with this extended result code (`SQLITE_CONSTRAINT_UNIQUE`,
+    /// `SQLITE_TOOBIG`, ...).
+    Sqlite {
+        /// The code's name.
+        code: String,
+    },
+}
+
 /// The error of every public operation of durable-objects, and of object methods.
 ///
 /// ```
@@ -88,6 +222,11 @@ impl ErrorKind {
 /// assert_eq!(err.kind(), ErrorKind::User);
 /// assert_eq!(err.to_string(), "room is full");
 /// assert!(!err.is_retryable());
+///
+/// // An error a caller branches on carries a code (and an HTTP status for the front).
+/// let sold_out = Error::user("the last seat was taken").with_code("sold_out").with_status(409);
+/// assert_eq!(sold_out.code(), Some("sold_out"));
+/// assert_eq!(sold_out.status(), Some(409));
 /// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "WireError", from = "WireError")]
@@ -96,6 +235,9 @@ pub struct Error {
     message: String,
     remote: bool,
     retryable: bool,
+    detail: Option<ErrorDetail>,
+    code: Option<String>,
+    status: Option<u16>,
 }
 
 impl Error {
@@ -106,7 +248,25 @@ impl Error {
             message: message.into(),
             remote: false,
             retryable: kind == ErrorKind::Disconnected,
+            detail: None,
+            code: None,
+            status: None,
         }
+    }
+
+    /// A request went over `limit` (of `max`; it asked for `actual`, if known). Of kind
+    /// [`ErrorKind::InvalidInput`], with the limit as its [`ErrorDetail`].
+    pub fn limit_exceeded(
+        limit: Limit,
+        max: u64,
+        actual: Option<u64>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(ErrorKind::InvalidInput, message).with_detail(ErrorDetail::Limit {
+            limit,
+            max,
+            actual,
+        })
     }
 
     /// An error raised by an object's own code; what a method returns to fail a call.
@@ -139,6 +299,55 @@ impl Error {
     pub fn with_retryable(mut self, retryable: bool) -> Self {
         self.retryable = retryable;
         self
+    }
+
+    /// Attaches what the error is about.
+    pub fn with_detail(mut self, detail: ErrorDetail) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    /// Sets an application code a caller can branch on (`"sold_out"`); it survives RPC.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Sets the HTTP status a front should answer with (`409`); it survives RPC.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// What the error is about, if the runtime knows.
+    pub fn detail(&self) -> Option<&ErrorDetail> {
+        self.detail.as_ref()
+    }
+
+    /// The limit the request went over, if that is what failed.
+    pub fn exceeded_limit(&self) -> Option<Limit> {
+        match &self.detail {
+            Some(ErrorDetail::Limit { limit, .. }) => Some(*limit),
+            _ => None,
+        }
+    }
+
+    /// SQLite's extended result code (`SQLITE_CONSTRAINT_UNIQUE`), if SQLite refused.
+    pub fn sqlite_code(&self) -> Option<&str> {
+        match &self.detail {
+            Some(ErrorDetail::Sqlite { code }) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The application code set with [`with_code`](Self::with_code).
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The HTTP status set with [`with_status`](Self::with_status).
+    pub fn status(&self) -> Option<u16> {
+        self.status
     }
 
     /// Prefixes the message with what was being done ("decode rpc result: ...").
@@ -190,12 +399,45 @@ impl fmt::Display for Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error")
+        let mut debug = f.debug_struct("Error");
+        debug
             .field("kind", &self.kind)
             .field("message", &self.message)
             .field("remote", &self.remote)
-            .field("retryable", &self.retryable)
-            .finish()
+            .field("retryable", &self.retryable);
+        if let Some(detail) = &self.detail {
+            debug.field("detail", detail);
+        }
+        if let Some(code) = &self.code {
+            debug.field("code", code);
+        }
+        if let Some(status) = &self.status {
+            debug.field("status", status);
+        }
+        debug.finish()
+    }
+}
+
+/// Turns any error into an [`Error`] an object's method can return with `?`.
+///
+/// ```
+/// use durable_objects::{ErrorKind, Result, ResultExt};
+///
+/// fn parse(text: &str) -> Result<u32> {
+///     // `?` on a std error (or an `anyhow::Error`) inside a method: say it is the object's.
+///     text.parse::<u32>().user_err()
+/// }
+/// assert_eq!(parse("x").unwrap_err().kind(), ErrorKind::User);
+/// ```
+pub trait ResultExt<T> {
+    /// Maps the error to [`Error::user`] with its message (`{:#}`, which includes the chain of
+    /// causes of an `anyhow::Error`).
+    fn user_err(self) -> Result<T>;
+}
+
+impl<T, E: fmt::Display> ResultExt<T> for std::result::Result<T, E> {
+    fn user_err(self) -> Result<T> {
+        self.map_err(|err| Error::user(format!("{err:#}")))
     }
 }
 
@@ -229,26 +471,69 @@ struct WireError {
     remote: bool,
     #[serde(default)]
     retryable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<WireLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sqlite: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireLimit {
+    name: String,
+    max: u64,
+    actual: Option<u64>,
 }
 
 impl From<Error> for WireError {
     fn from(err: Error) -> Self {
+        let (limit, sqlite) = match err.detail {
+            Some(ErrorDetail::Limit { limit, max, actual }) => (
+                Some(WireLimit {
+                    name: limit.as_str().to_owned(),
+                    max,
+                    actual,
+                }),
+                None,
+            ),
+            Some(ErrorDetail::Sqlite { code }) => (None, Some(code)),
+            None => (None, None),
+        };
         WireError {
             kind: err.kind.as_str().to_owned(),
             message: err.message,
             remote: err.remote,
             retryable: err.retryable,
+            limit,
+            sqlite,
+            code: err.code,
+            status: err.status,
         }
     }
 }
 
 impl From<WireError> for Error {
     fn from(wire: WireError) -> Self {
+        let detail = match (wire.limit, wire.sqlite) {
+            (Some(limit), _) => Some(ErrorDetail::Limit {
+                limit: Limit::from_name(&limit.name),
+                max: limit.max,
+                actual: limit.actual,
+            }),
+            (None, Some(code)) => Some(ErrorDetail::Sqlite { code }),
+            (None, None) => None,
+        };
         Error {
             kind: ErrorKind::from_name(&wire.kind),
             message: wire.message,
             remote: wire.remote,
             retryable: wire.retryable,
+            detail,
+            code: wire.code,
+            status: wire.status,
         }
     }
 }
@@ -290,5 +575,44 @@ mod tests {
             assert_eq!(back, err);
         }
         assert_eq!(ErrorKind::from_name("from-the-future"), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn details_codes_and_statuses_survive_the_wire() {
+        let errors = [
+            Error::limit_exceeded(Limit::KvKeyBytes, 2_048, Some(3_000), "key too long"),
+            Error::new(ErrorKind::InvalidInput, "dup").with_detail(ErrorDetail::Sqlite {
+                code: "SQLITE_CONSTRAINT_UNIQUE".into(),
+            }),
+            Error::user("sold out")
+                .with_code("sold_out")
+                .with_status(409),
+        ];
+        for err in errors {
+            let bytes = rmp_serde::to_vec_named(&err).unwrap();
+            let back: Error = rmp_serde::from_slice(&bytes).unwrap();
+            assert_eq!(back, err);
+        }
+        let limited = Error::limit_exceeded(Limit::QueuedBytes, 10, None, "m");
+        assert_eq!(limited.exceeded_limit(), Some(Limit::QueuedBytes));
+        assert_eq!(limited.sqlite_code(), None);
+    }
+
+    #[test]
+    fn every_limit_has_a_stable_name() {
+        for (limit, name) in Limit::NAMES {
+            assert_eq!(limit.as_str(), name);
+            assert_eq!(Limit::from_name(name), limit);
+        }
+        assert_eq!(Limit::from_name("newer"), Limit::Other);
+        assert!(Limit::KvEntryBytes.is_size() && !Limit::KvBatchKeys.is_size());
+    }
+
+    #[test]
+    fn any_displayable_error_becomes_a_user_error() {
+        let parsed: Result<u8> = "300".parse::<u8>().user_err();
+        let err = parsed.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::User);
+        assert!(err.message().contains("too large"), "{err}");
     }
 }

@@ -20,5 +20,5 @@ pub mod id;
 pub mod limits;
 
 pub use clock::{Clock, ManualClock};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorDetail, ErrorKind, Limit, Result, ResultExt};
 pub use id::{IdError, NamespaceKey, ObjectId};

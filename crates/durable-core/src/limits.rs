@@ -31,12 +31,23 @@ pub const MAX_KV_KEY_BYTES: usize = 2_048;
 /// Largest KV key plus encoded value, in bytes (Cloudflare's SQLite-backed limit, 2 MB).
 pub const MAX_KV_ENTRY_BYTES: usize = 2_000_000;
 
-/// Largest string or BLOB SQLite accepts in one value or row (SQLITE_LIMIT_LENGTH); a little
-/// above [`MAX_KV_ENTRY_BYTES`] so a KV entry at its limit still fits in its row.
-pub const MAX_SQL_VALUE_BYTES: i32 = 2_097_152;
+/// Largest string or BLOB bound to an SQL statement, in bytes (2 MiB; Cloudflare documents
+/// "2 MB" for a string, BLOB or row). Checked before SQLite sees the value.
+pub const MAX_SQL_VALUE_BYTES: usize = 2_097_152;
 
-/// Longest SQL statement text, in bytes (Cloudflare: 100 KB).
-pub const MAX_SQL_STATEMENT_BYTES: i32 = 100_000;
+/// Largest row SQLite stores, and largest value it builds inside SQL (`SQLITE_LIMIT_LENGTH`):
+/// [`MAX_SQL_VALUE_BYTES`] plus 4 KiB, so a value at its limit still fits in a row beside a
+/// key and a few small columns (SQLite counts the whole encoded row against this limit).
+pub const MAX_SQL_ROW_BYTES: usize = MAX_SQL_VALUE_BYTES + 4_096;
+
+/// Longest SQL text passed to one `exec`, all its statements together, in bytes
+/// (Cloudflare: 100 KB).
+pub const MAX_SQL_STATEMENT_BYTES: usize = 100_000;
+
+/// Most bytes the rows of one `exec` result may hold in memory before the call fails with a
+/// catchable error instead of exhausting the process (values' sizes plus a small per-value
+/// overhead). Cloudflare's objects run in 128 MB; half of that for one result.
+pub const DEFAULT_MAX_SQL_RESULT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most columns per table (Cloudflare: 100).
 pub const MAX_SQL_COLUMNS: i32 = 100;

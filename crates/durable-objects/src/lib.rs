@@ -71,7 +71,10 @@
 #[allow(unused_extern_crates)]
 extern crate self as durable_objects;
 
-pub use durable_core::{Clock, Error, ErrorKind, IdError, ManualClock, ObjectId, Result, limits};
+pub use durable_core::{
+    Clock, Error, ErrorDetail, ErrorKind, IdError, Limit, ManualClock, ObjectId, Result, ResultExt,
+    limits,
+};
 pub use durable_macros::{durable_object, rpc};
 /// Alarms are explained in the [alarms guide](crate::guides::alarms): one per object, set
 /// with [`Storage::set_alarm`](crate::storage::Storage::set_alarm), delivered at least once.
@@ -175,8 +178,8 @@ pub mod prelude {
     pub use crate::websocket::{WebSocket, WebSocketMessage, WebSocketPair};
     pub use crate::{
         AlarmInfo, Body, Clock, DurableObject, Env, Error, ErrorKind, ManualClock, Namespace,
-        ObjectId, Request, Response, Result, Runtime, RuntimeBuilder, RuntimeConfig, State, Stub,
-        durable_object, rpc,
+        ObjectId, Request, Response, Result, ResultExt, Runtime, RuntimeBuilder, RuntimeConfig,
+        State, Stub, durable_object, rpc,
     };
 }
 

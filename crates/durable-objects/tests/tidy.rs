@@ -322,3 +322,31 @@ fn the_deterministic_core_has_no_threads_channels_or_clock() {
         }
     }
 }
+
+#[test]
+fn unsafe_code_lives_in_one_module() {
+    // The workspace denies `unsafe_code`; one module may allow it, for SQLite's C API.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    for dir in ["crates", "examples", "benches", "demo", "bench"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let allowing: Vec<String> = files
+        .iter()
+        .filter(|path| {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .contains("allow(unsafe_code)")
+        })
+        .map(|path| {
+            path.strip_prefix(&root)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        })
+        .filter(|path| !path.ends_with("tidy.rs"))
+        .collect();
+    assert_eq!(allowing, ["crates/durable-storage/src/statement.rs"]);
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("unsafe_code = \"deny\""), "{manifest}");
+}

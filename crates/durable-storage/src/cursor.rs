@@ -42,30 +42,42 @@ impl SqlCursor {
         &self.columns
     }
 
-    /// Rows the query read: the rows every statement of the call returned.
+    /// Rows the query *scanned* (what Cloudflare reports and bills): every row each loop of
+    /// the statement examined, whether it was returned or not. A `SELECT` that filters 100
+    /// rows down to 1 without an index reads 100; an `UPDATE` of 100 rows reads 100. For a
+    /// text of several statements, the counters are those of the last one.
     pub fn rows_read(&self) -> u64 {
         self.rows_read
     }
 
-    /// Rows the query inserted, updated or deleted.
+    /// Rows the query inserted, updated or deleted, including rows its triggers changed.
     pub fn rows_written(&self) -> u64 {
         self.rows_written
     }
 
-    /// The only remaining row; an error if there is none or more than one.
-    pub fn one(mut self) -> Result<SqlRow, SqlError> {
+    /// The only remaining row. [`SqlError::NoRows`] if there is none (use
+    /// [`one_or_none`](Self::one_or_none) or [`first`](Self::first) when that is a valid
+    /// answer), [`SqlError::MultipleRows`] if there are more.
+    pub fn one(self) -> Result<SqlRow, SqlError> {
+        self.one_or_none()?.ok_or(SqlError::NoRows)
+    }
+
+    /// The only remaining row, or `None` if there is none; [`SqlError::MultipleRows`] if
+    /// there are more.
+    pub fn one_or_none(mut self) -> Result<Option<SqlRow>, SqlError> {
         match (self.rows.pop_front(), self.rows.is_empty()) {
-            (Some(values), true) => Ok(SqlRow {
+            (Some(values), true) => Ok(Some(SqlRow {
                 columns: self.columns,
                 values,
-            }),
-            (None, _) => Err(SqlError::NotOneRow {
-                found: "no results",
-            }),
-            (Some(_), false) => Err(SqlError::NotOneRow {
-                found: "multiple results",
-            }),
+            })),
+            (None, _) => Ok(None),
+            (Some(_), false) => Err(SqlError::MultipleRows),
         }
+    }
+
+    /// The first remaining row, if any; the others are dropped.
+    pub fn first(mut self) -> Option<SqlRow> {
+        self.next()
     }
 
     /// The only remaining row, deserialized into `T` (see [`SqlRow::deserialize`]).

@@ -24,14 +24,15 @@ use rusqlite::limits::Limit;
 use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 
-use crate::authorizer::Guard;
+use crate::authorizer::{self, Guard, Refusal, Rule};
 use crate::batch::BatchState;
 use crate::cursor::SqlCursor;
 use crate::durability::{DurableCallback, WalFile};
 use crate::error::{CommitError, KvError, OpenError, OpenFailure, SqlError, SqliteCode};
 use crate::kv::{self, KV_TABLE, ListOptions};
 use crate::layout::DataLayout;
-use crate::split::split_statements;
+use crate::program::{Program, ProgramCache};
+use crate::statement::{self, Compiled, Prepared, Step};
 use crate::value::SqlValue;
 use crate::wal::{CommitFrames, WalReader};
 
@@ -65,6 +66,9 @@ pub struct DatabaseOptions {
     pub max_bytes: u64,
     /// Read back the WAL frames of every commit into its ticket (for the capture point).
     pub capture: bool,
+    /// Most bytes the rows of one `exec` result may hold; past it the call fails with
+    /// [`SqlError::ResultTooLarge`].
+    pub max_result_bytes: usize,
 }
 
 impl Default for DatabaseOptions {
@@ -73,6 +77,7 @@ impl Default for DatabaseOptions {
             mode: DurabilityMode::GroupCommit,
             max_bytes: limits::DEFAULT_MAX_DATABASE_BYTES,
             capture: false,
+            max_result_bytes: limits::DEFAULT_MAX_SQL_RESULT_BYTES,
         }
     }
 }
@@ -98,6 +103,10 @@ pub struct CommitTicket {
 /// What the WAL hook stores before a commit: "not called yet".
 const HOOK_NOT_CALLED: u64 = u64::MAX;
 
+fn sqlite_limit(bytes: usize) -> i32 {
+    i32::try_from(bytes).unwrap_or(i32::MAX)
+}
+
 fn sqlite(err: rusqlite::Error) -> SqlError {
     SqlError::from_sqlite(&err)
 }
@@ -113,6 +122,9 @@ struct InternalSql {
     savepoint: String,
     rollback_to: String,
     release: String,
+    exec_savepoint: String,
+    exec_rollback: String,
+    exec_release: String,
     kv_exists: String,
     meta_create: String,
     alarm_get: String,
@@ -141,6 +153,9 @@ impl InternalSql {
             savepoint: tag("SAVEPOINT _cf_txn"),
             rollback_to: tag("ROLLBACK TO _cf_txn"),
             release: tag("RELEASE _cf_txn"),
+            exec_savepoint: tag("SAVEPOINT _cf_exec"),
+            exec_rollback: tag("ROLLBACK TO _cf_exec"),
+            exec_release: tag("RELEASE _cf_exec"),
             kv_exists: tag("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1"),
             kv_get: tag(&format!("SELECT value FROM {KV_TABLE} WHERE key = ?1")),
             kv_put: tag(&format!(
@@ -190,6 +205,9 @@ fn begin_write(
 
 /// One object's database, open on the object's thread.
 pub struct ObjectDatabase {
+    /// Compiled user SQL. Declared before `conn`: statements are finalized before the
+    /// connection closes.
+    programs: ProgramCache,
     conn: Connection,
     guard: Arc<Guard>,
     internal: InternalSql,
@@ -205,6 +223,10 @@ pub struct ObjectDatabase {
     /// Reads each commit's frames back, when the database captures them.
     reader: Option<WalReader>,
     broken: Option<CommitError>,
+    /// SQLite's scan counters are on: `rows_read` counts rows scanned. Without them (an
+    /// SQLite built without `SQLITE_ENABLE_STMT_SCANSTATUS`) it counts rows returned.
+    scan_counters: bool,
+    max_result_bytes: usize,
 }
 
 impl std::fmt::Debug for ObjectDatabase {
@@ -268,10 +290,13 @@ impl ObjectDatabase {
         ))
         .map_err(sql_fail)?;
         for (limit, value) in [
-            (Limit::SQLITE_LIMIT_LENGTH, limits::MAX_SQL_VALUE_BYTES),
+            (
+                Limit::SQLITE_LIMIT_LENGTH,
+                sqlite_limit(limits::MAX_SQL_ROW_BYTES),
+            ),
             (
                 Limit::SQLITE_LIMIT_SQL_LENGTH,
-                limits::MAX_SQL_STATEMENT_BYTES,
+                sqlite_limit(limits::MAX_SQL_STATEMENT_BYTES),
             ),
             (Limit::SQLITE_LIMIT_COLUMN, limits::MAX_SQL_COLUMNS),
             (
@@ -312,6 +337,10 @@ impl ObjectDatabase {
         }))
         .map_err(sql_fail)?;
         let guard = Guard::install(&mut conn).map_err(sql_fail)?;
+        let scan_counters = statement::enable_scan_counters(&conn);
+        if !scan_counters {
+            tracing::warn!(database = %path.display(), "SQLite lacks scan counters (built without SQLITE_ENABLE_STMT_SCANSTATUS): rows_read counts rows returned");
+        }
         let wal_path = DataLayout::wal_of(path);
         let reader = if options.capture {
             Some(WalReader::open(&wal_path).map_err(|err| fail(OpenFailure::Wal(err)))?)
@@ -319,6 +348,7 @@ impl ObjectDatabase {
             None
         };
         Ok(Self {
+            programs: ProgramCache::default(),
             conn,
             guard,
             internal: InternalSql::new(),
@@ -331,6 +361,8 @@ impl ObjectDatabase {
             wal_frames,
             reader,
             broken: None,
+            scan_counters,
+            max_result_bytes: options.max_result_bytes,
         })
     }
 
@@ -488,6 +520,7 @@ impl ObjectDatabase {
     /// Closes the database. Call after the last commit; an open batch is rolled back.
     pub fn close(mut self) {
         self.rollback_uncommitted();
+        self.programs.clear();
         if let Err((_, err)) = self.conn.close() {
             tracing::warn!(database = %self.path.display(), error = %err, "close failed");
         }
@@ -523,58 +556,187 @@ impl ObjectDatabase {
     // ----- SQL -----------------------------------------------------------------------------
 
     /// Runs `sql` (one or more `;`-separated statements) with `params` bound to the last
-    /// statement; returns the last statement's rows.
+    /// statement; returns the last statement's rows and counters.
+    ///
+    /// The call is atomic: if a statement fails, the writes of the statements before it in
+    /// the same text are undone too. The whole text counts against the 100 KB statement
+    /// limit; each bound string or BLOB against the 2 MiB value limit; the rows kept for the
+    /// result against the result-size limit.
     pub fn exec(&mut self, sql: &str, params: Vec<SqlValue>) -> Result<SqlCursor, SqlError> {
         self.check_usable()?;
-        let pieces = split_statements(sql);
-        if pieces.is_empty() {
+        if sql.len() > limits::MAX_SQL_STATEMENT_BYTES {
+            return Err(SqlError::StatementTooLong {
+                len: sql.len(),
+                limit: limits::MAX_SQL_STATEMENT_BYTES,
+            });
+        }
+        for (position, value) in params.iter().enumerate() {
+            let len = match value {
+                SqlValue::Text(text) => text.len(),
+                SqlValue::Blob(bytes) => bytes.len(),
+                _ => 0,
+            };
+            if len > limits::MAX_SQL_VALUE_BYTES {
+                return Err(SqlError::ValueTooLarge {
+                    index: position + 1,
+                    len,
+                    limit: limits::MAX_SQL_VALUE_BYTES,
+                });
+            }
+        }
+        if trivia(sql).is_some() {
             return Err(SqlError::NoStatement);
         }
-        let last = pieces.len() - 1;
-        let mut rows_read = 0;
-        let mut rows_written = 0;
-        let mut columns = Vec::new();
-        let mut result = VecDeque::new();
-        for (index, piece) in pieces.into_iter().enumerate() {
-            let (prepared, refusal) = self.guard.checked(|| self.conn.prepare_cached(piece));
+        let (mut program, cached) = match self.programs.take(sql) {
+            Some(program) => (program, true),
+            None => (Program::default(), false),
+        };
+        let mut savepoint = false;
+        let result = self.run_program(sql, &mut program, cached, &params, &mut savepoint);
+        if savepoint {
+            let end = if result.is_ok() {
+                run(&self.conn, &self.internal.exec_release)
+            } else {
+                run(&self.conn, &self.internal.exec_rollback)
+                    .and_then(|()| run(&self.conn, &self.internal.exec_release))
+            };
+            // A failed rollback means SQLite already rolled the whole batch back (full disk,
+            // I/O error); `lost_batch` reports that to the runtime.
+            if let Err(err) = end {
+                tracing::debug!(database = %self.path.display(), error = %err, "ending the exec savepoint failed");
+            }
+        }
+        if result.is_ok() {
+            self.programs.put(sql, program);
+        }
+        result
+    }
+
+    /// Runs the statements of `sql`, compiling those `program` does not hold yet.
+    fn run_program(
+        &mut self,
+        sql: &str,
+        program: &mut Program,
+        cached: bool,
+        params: &[SqlValue],
+        savepoint: &mut bool,
+    ) -> Result<SqlCursor, SqlError> {
+        let mut position = 0;
+        let mut index = 0;
+        loop {
+            if index == program.statements.len() {
+                if cached {
+                    return Err(SqlError::NoStatement);
+                }
+                let statement = self.compile_next(&sql[position..])?;
+                position += statement.consumed();
+                program.statements.push(statement);
+            }
+            let is_last = if cached {
+                index + 1 == program.statements.len()
+            } else {
+                match trivia(&sql[position..]) {
+                    Some(Trivia { comment: true }) => return Err(SqlError::TrailingComment),
+                    Some(Trivia { comment: false }) => true,
+                    None => false,
+                }
+            };
+            let statement = &mut program.statements[index];
+            if is_last && statement.parameter_count() != params.len() {
+                return Err(SqlError::ParameterCount {
+                    given: params.len(),
+                    expected: statement.parameter_count(),
+                });
+            }
+            if !statement.readonly() {
+                begin_write(&self.conn, &self.internal, &mut self.batch, true)?;
+                let single = is_last && index == 0;
+                if !single && !*savepoint {
+                    run(&self.conn, &self.internal.exec_savepoint)?;
+                    *savepoint = true;
+                }
+            }
+            let bound = if is_last { params } else { &[] };
+            let limit = if is_last {
+                Some(self.max_result_bytes)
+            } else {
+                None
+            };
+            let changes_before = statement::total_changes(&self.conn);
+            let (ran, refusal) = self
+                .guard
+                .checked(|| run_statement(statement, bound, limit));
+            let rows_written = statement::total_changes(&self.conn) - changes_before;
+            let scanned = statement.rows_scanned();
+            statement.reset();
             if let Some(refusal) = refusal {
                 return Err(SqlError::Refused(refusal));
             }
-            let mut stmt = prepared.map_err(sqlite)?;
-            let is_last = index == last;
-            if is_last && stmt.parameter_count() != params.len() {
-                return Err(SqlError::ParameterCount {
-                    given: params.len(),
-                    expected: stmt.parameter_count(),
-                });
-            }
-            if !stmt.readonly() {
-                begin_write(&self.conn, &self.internal, &mut self.batch, true)?;
-            }
+            let (columns, rows) = ran?;
             if is_last {
-                for (position, value) in params.iter().enumerate() {
-                    stmt.raw_bind_parameter(position + 1, value)
-                        .map_err(sqlite)?;
-                }
-                columns = stmt.column_names().map(str::to_owned).collect();
+                let rows_read = if statement.simple_count {
+                    match rows.front().and_then(|row| row.first()) {
+                        Some(SqlValue::Integer(count)) => u64::try_from(*count).unwrap_or(0),
+                        _ => scanned,
+                    }
+                } else if self.scan_counters {
+                    scanned
+                } else {
+                    rows.len() as u64
+                };
+                return Ok(SqlCursor::new(columns, rows, rows_read, rows_written));
             }
-            let width = stmt.column_count();
-            let changes_before = self.conn.total_changes();
-            let mut rows = stmt.raw_query();
-            while let Some(row) = rows.next().map_err(sqlite)? {
-                rows_read += 1;
-                if is_last {
-                    let values = (0..width)
-                        .map(|i| row.get_ref(i).map(SqlValue::from_ref))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(sqlite)?;
-                    result.push_back(values);
-                }
-            }
-            drop(rows);
-            rows_written += self.conn.total_changes() - changes_before;
+            index += 1;
         }
-        Ok(SqlCursor::new(columns, result, rows_read, rows_written))
+    }
+
+    /// Compiles the first statement of `rest` under the authorizer.
+    fn compile_next(&self, rest: &str) -> Result<Prepared, SqlError> {
+        // SQLite's authorizer names the table being renamed, not its new name (checked before
+        // SQLite's own checks, so the refusal is the error whatever else is wrong).
+        if let Some(target) = authorizer::rename_target(rest)
+            && authorizer::is_reserved_name(&target)
+        {
+            return Err(SqlError::Refused(Refusal {
+                rule: Rule::ReservedName,
+                detail: format!(
+                    "renaming a table to {target} is prohibited: names starting with _cf_ are reserved for the platform"
+                ),
+            }));
+        }
+        let (compiled, refusal) = self.guard.checked(|| statement::prepare(&self.conn, rest));
+        if let Some(refusal) = refusal {
+            return Err(SqlError::Refused(refusal));
+        }
+        let mut statement = match compiled? {
+            Compiled::Statement(statement) => statement,
+            // `rest` held a statement (checked by the caller), so SQLite found one.
+            Compiled::Nothing => return Err(SqlError::NoStatement),
+        };
+        let text = &rest[..statement.consumed()];
+        if statement.readonly() && text.to_ascii_lowercase().contains("count") {
+            statement.simple_count = self.is_simple_count(text);
+        }
+        Ok(statement)
+    }
+
+    /// True if SQLite compiles `text` to its "simple count" program (an `OP_Count` that reads
+    /// the row count from the b-tree, no loop).
+    fn is_simple_count(&self, text: &str) -> bool {
+        let explain = format!("EXPLAIN {text}");
+        let (found, _) = self.guard.checked(|| -> Result<bool, rusqlite::Error> {
+            let mut stmt = self.conn.prepare(&explain)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                if row.get_ref(1)?.as_str().is_ok_and(|op| op == "Count")
+                    && row.get::<_, i64>(4)? == 0
+                {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        });
+        found.unwrap_or(false)
     }
 
     /// Bytes the database uses: pages in use times the page size.
@@ -627,6 +789,7 @@ impl ObjectDatabase {
             }
         }
         self.conn.flush_prepared_statement_cache();
+        self.programs.clear();
         self.kv_ready = false;
         self.meta_ready = false;
         self.batch.touched_alarm();
@@ -825,4 +988,73 @@ impl ObjectDatabase {
             .map_err(sqlite)?;
         Ok(rows.collect::<Result<Vec<_>, _>>().map_err(sqlite)?)
     }
+}
+
+/// Runs `statement` to its end with `params` bound; keeps its rows when `limit` is given
+/// (the last statement of a text), up to `limit` bytes.
+fn run_statement(
+    statement: &mut Prepared,
+    params: &[SqlValue],
+    limit: Option<usize>,
+) -> Result<(Vec<String>, VecDeque<Vec<SqlValue>>), SqlError> {
+    for (position, value) in params.iter().enumerate() {
+        statement.bind(position + 1, value)?;
+    }
+    let width = statement.column_count();
+    let columns = if limit.is_some() {
+        (0..width).map(|i| statement.column_name(i)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut rows = VecDeque::new();
+    let mut held: usize = 0;
+    while let Step::Row = statement.step()? {
+        let Some(limit) = limit else { continue };
+        let row: Vec<SqlValue> = (0..width).map(|i| statement.column(i)).collect();
+        // What the row costs in memory: its values' bytes plus a fixed overhead per value.
+        held += row
+            .iter()
+            .map(|value| match value {
+                SqlValue::Text(text) => text.len(),
+                SqlValue::Blob(bytes) => bytes.len(),
+                _ => 0,
+            } + std::mem::size_of::<SqlValue>())
+            .sum::<usize>();
+        if held > limit {
+            return Err(SqlError::ResultTooLarge { limit });
+        }
+        rows.push_back(row);
+    }
+    Ok((columns, rows))
+}
+
+/// What a text holds when it holds no statement.
+struct Trivia {
+    /// It holds a comment (not only whitespace and semicolons).
+    comment: bool,
+}
+
+/// `Some` if `text` is only whitespace, semicolons and comments (no statement).
+fn trivia(text: &str) -> Option<Trivia> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut comment = false;
+    while i < bytes.len() {
+        match bytes[i] {
+            b';' => i += 1,
+            c if c.is_ascii_whitespace() => i += 1,
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                comment = true;
+                i = text[i..].find('\n').map_or(bytes.len(), |p| i + p + 1);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                comment = true;
+                i = text[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |p| i + 2 + p + 2);
+            }
+            _ => return None,
+        }
+    }
+    Some(Trivia { comment })
 }

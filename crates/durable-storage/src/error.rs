@@ -13,11 +13,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use durable_core::codec::CodecError;
-use durable_core::{Error, ErrorKind};
+use durable_core::{Error, ErrorDetail, ErrorKind, Limit};
 
 use crate::authorizer::Refusal;
 
-/// An SQLite result code, by its primary code; the extended code is kept for logs.
+/// An SQLite result code, by its primary code (the extended code is kept beside it where a
+/// program may branch on it, see [`SqlError::extended_name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SqliteCode {
@@ -93,6 +94,27 @@ impl SqliteCode {
         }
     }
 
+    /// The name of an extended result code a program may branch on: the constraint kinds
+    /// (`SQLITE_CONSTRAINT_UNIQUE`, ...); other codes are named by their primary code.
+    pub fn extended_name(extended: i32) -> String {
+        let name = match extended {
+            275 => "SQLITE_CONSTRAINT_CHECK",
+            531 => "SQLITE_CONSTRAINT_COMMITHOOK",
+            787 => "SQLITE_CONSTRAINT_FOREIGNKEY",
+            1043 => "SQLITE_CONSTRAINT_FUNCTION",
+            1299 => "SQLITE_CONSTRAINT_NOTNULL",
+            1555 => "SQLITE_CONSTRAINT_PRIMARYKEY",
+            1811 => "SQLITE_CONSTRAINT_TRIGGER",
+            2067 => "SQLITE_CONSTRAINT_UNIQUE",
+            2323 => "SQLITE_CONSTRAINT_VTAB",
+            2579 => "SQLITE_CONSTRAINT_ROWID",
+            2835 => "SQLITE_CONSTRAINT_PINNED",
+            3091 => "SQLITE_CONSTRAINT_DATATYPE",
+            other => return Self::from_extended(other).to_string(),
+        };
+        name.to_owned()
+    }
+
     /// True for codes that mean the storage underneath failed, not the statement.
     pub fn is_storage_failure(self) -> bool {
         matches!(
@@ -141,6 +163,42 @@ pub enum SqlError {
     /// The query text holds no statement.
     #[error("SQL code did not contain a statement")]
     NoStatement,
+    /// Text after the last statement is only a comment (SQLite would silently ignore it, and
+    /// with it whatever the author meant to run).
+    #[error(
+        "SQL code after the last statement is only a comment: remove it, or put the comment before a statement"
+    )]
+    TrailingComment,
+    /// The SQL text passed to one `exec` is longer than the limit.
+    #[error(
+        "SQL text is {len} bytes; the limit for one exec is {limit} bytes: split it into several calls"
+    )]
+    StatementTooLong {
+        /// Length of the text in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A bound string or BLOB is larger than the value limit.
+    #[error(
+        "parameter {index} is {len} bytes; a string or BLOB value is at most {limit} bytes: store large data in pieces"
+    )]
+    ValueTooLarge {
+        /// 1-based position of the parameter.
+        index: usize,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The rows of a result would take more memory than the limit.
+    #[error(
+        "the result of the query is over {limit} bytes: select fewer rows or columns (use LIMIT and a WHERE on a key to page through it)"
+    )]
+    ResultTooLarge {
+        /// The limit.
+        limit: usize,
+    },
     /// The number of bound parameters does not match the last statement's placeholders.
     #[error(
         "wrong number of parameter bindings for SQL query: {given} given, the statement has {expected}"
@@ -151,12 +209,12 @@ pub enum SqlError {
         /// Placeholders in the last statement.
         expected: usize,
     },
-    /// `one()` found no row or several.
-    #[error("expected exactly one result from SQL query, but got {found}")]
-    NotOneRow {
-        /// "no results" or "multiple results".
-        found: &'static str,
-    },
+    /// `one()` found no row: use `one_or_none()` or `first()` when no row is a valid answer.
+    #[error("expected exactly one result from SQL query, but got no results")]
+    NoRows,
+    /// `one()` found more than one row.
+    #[error("expected exactly one result from SQL query, but got multiple results")]
+    MultipleRows,
     /// A column asked for by name does not exist in the result.
     #[error("no column named {name:?} in the result; the columns are {columns:?}")]
     NoSuchColumn {
@@ -173,13 +231,16 @@ pub enum SqlError {
         /// Why it does not convert.
         source: crate::value::ValueError,
     },
-    /// SQLite reported an error; the message ends with its result code (`SQLITE_ERROR`, ...).
-    #[error("{message}: {code}")]
+    /// SQLite reported an error; the message ends with its (extended) result code
+    /// (`SQLITE_ERROR`, `SQLITE_CONSTRAINT_UNIQUE`, ...).
+    #[error("{message}: {}", SqliteCode::extended_name(*extended))]
     Sqlite {
         /// SQLite's message.
         message: String,
-        /// The result code.
+        /// The primary result code.
         code: SqliteCode,
+        /// The extended result code (equal to the primary one when SQLite has no finer code).
+        extended: i32,
     },
     /// The object's storage failed earlier and no longer accepts work.
     #[error("storage is unavailable: {0}")]
@@ -187,24 +248,33 @@ pub enum SqlError {
 }
 
 impl SqlError {
+    /// An error SQLite reported with `extended` as its result code.
+    pub(crate) fn sqlite(message: impl Into<String>, extended: i32) -> Self {
+        SqlError::Sqlite {
+            message: message.into(),
+            code: SqliteCode::from_extended(extended),
+            extended,
+        }
+    }
+
     pub(crate) fn from_sqlite(err: &rusqlite::Error) -> Self {
         match err {
-            rusqlite::Error::SqliteFailure(failure, message) => SqlError::Sqlite {
-                message: message.clone().unwrap_or_else(|| failure.to_string()),
-                code: SqliteCode::from_extended(failure.extended_code),
-            },
+            rusqlite::Error::SqliteFailure(failure, message) => SqlError::sqlite(
+                message.clone().unwrap_or_else(|| failure.to_string()),
+                failure.extended_code,
+            ),
+            // Never echo the statement: it may be long, and it is the caller's own text.
+            rusqlite::Error::SqlInputError {
+                error, msg, offset, ..
+            } => SqlError::sqlite(format!("{msg} at offset {offset}"), error.extended_code),
             rusqlite::Error::InvalidParameterCount(given, expected) => SqlError::ParameterCount {
                 given: *given,
                 expected: *expected,
             },
-            rusqlite::Error::MultipleStatement => SqlError::Sqlite {
-                message: "multiple statements where one was expected".to_owned(),
-                code: SqliteCode::Misuse,
-            },
-            other => SqlError::Sqlite {
-                message: other.to_string(),
-                code: SqliteCode::Error,
-            },
+            rusqlite::Error::MultipleStatement => {
+                SqlError::sqlite("multiple statements where one was expected", 21)
+            }
+            other => SqlError::sqlite(other.to_string(), 1),
         }
     }
 
@@ -215,6 +285,48 @@ impl SqlError {
             _ => None,
         }
     }
+
+    /// The name of SQLite's extended result code (`SQLITE_CONSTRAINT_UNIQUE`, ...), for
+    /// errors SQLite reported.
+    pub fn extended_name(&self) -> Option<String> {
+        match self {
+            SqlError::Sqlite { extended, .. } => Some(SqliteCode::extended_name(*extended)),
+            _ => None,
+        }
+    }
+
+    /// The platform limit this error reports going over, with its value and the size asked
+    /// for when known.
+    pub fn exceeded_limit(&self) -> Option<(Limit, u64, Option<u64>)> {
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        match self {
+            SqlError::StatementTooLong { len, limit } => {
+                Some((Limit::SqlStatementBytes, wide(*limit), Some(wide(*len))))
+            }
+            SqlError::ValueTooLarge { len, limit, .. } => {
+                Some((Limit::SqlValueBytes, wide(*limit), Some(wide(*len))))
+            }
+            SqlError::ResultTooLarge { limit } => Some((Limit::SqlResultBytes, wide(*limit), None)),
+            SqlError::Sqlite {
+                code: SqliteCode::TooBig,
+                ..
+            } => Some((
+                Limit::SqlRowBytes,
+                wide(durable_core::limits::MAX_SQL_ROW_BYTES),
+                None,
+            )),
+            SqlError::ParameterCount { given, .. } if *given > wide_params() => Some((
+                Limit::SqlParameters,
+                wide(wide_params()),
+                Some(wide(*given)),
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn wide_params() -> usize {
+    usize::try_from(durable_core::limits::MAX_SQL_PARAMETERS).unwrap_or(usize::MAX)
 }
 
 impl From<rusqlite::Error> for SqlError {
@@ -229,9 +341,19 @@ impl From<SqlError> for Error {
             SqlError::Sqlite { code, .. } if code.is_storage_failure() => ErrorKind::Storage,
             SqlError::Broken(_) => ErrorKind::Storage,
             SqlError::Conversion { .. } => ErrorKind::Codec,
+            SqlError::NoRows => ErrorKind::NotFound,
             _ => ErrorKind::InvalidInput,
         };
-        Error::new(kind, err.to_string())
+        let detail = if let Some((limit, max, actual)) = err.exceeded_limit() {
+            Some(ErrorDetail::Limit { limit, max, actual })
+        } else {
+            err.extended_name().map(|code| ErrorDetail::Sqlite { code })
+        };
+        let public = Error::new(kind, err.to_string());
+        match detail {
+            Some(detail) => public.with_detail(detail),
+            None => public,
+        }
     }
 }
 
@@ -283,10 +405,30 @@ pub enum KvError {
 
 impl From<KvError> for Error {
     fn from(err: KvError) -> Self {
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let message = err.to_string();
         match err {
             KvError::Codec(codec) => Error::from(codec),
             KvError::Sql(sql) => Error::from(sql),
-            other => Error::new(ErrorKind::InvalidInput, other.to_string()),
+            KvError::KeyTooLarge { len, limit } => {
+                Error::limit_exceeded(Limit::KvKeyBytes, wide(limit), Some(wide(len)), message)
+            }
+            KvError::EntryTooLarge {
+                key_len,
+                value_len,
+                limit,
+            } => Error::limit_exceeded(
+                Limit::KvEntryBytes,
+                wide(limit),
+                Some(wide(key_len + value_len)),
+                message,
+            ),
+            KvError::BatchTooLarge { len, limit } => {
+                Error::limit_exceeded(Limit::KvBatchKeys, wide(limit), Some(wide(len)), message)
+            }
+            KvError::StartAndStartAfter | KvError::ZeroLimit => {
+                Error::new(ErrorKind::InvalidInput, message)
+            }
         }
     }
 }

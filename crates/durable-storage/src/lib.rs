@@ -7,7 +7,9 @@
 //!   explicit transactions, and its own checkpoints.
 //! * [`batch`] holds the batch and sequence-number rules as a plain value.
 //! * [`wal`] reads back the WAL frames each commit wrote, for the runtime's capture point.
-//! * `authorizer` decides what user SQL may do; `split` cuts a query into statements.
+//! * `authorizer` decides what user SQL may do; `statement` compiles, binds, steps and
+//!   measures user SQL through SQLite's C API (the project's only `unsafe` code), and
+//!   `program` caches the compiled statements of each text.
 //! * [`value`] and [`cursor`] are the SQL API's values, parameters, rows and cursors.
 //! * [`kv`] holds the KV API's limits and `list` options.
 //! * [`durability`] fsyncs WALs off the object's thread and reports durable points.
@@ -29,7 +31,8 @@ pub mod durability;
 pub mod error;
 pub mod kv;
 pub mod layout;
-mod split;
+mod program;
+mod statement;
 pub mod value;
 pub mod wal;
 

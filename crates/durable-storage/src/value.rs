@@ -32,16 +32,6 @@ pub enum SqlValue {
 }
 
 impl SqlValue {
-    pub(crate) fn from_ref(value: ValueRef<'_>) -> Self {
-        match value {
-            ValueRef::Null => SqlValue::Null,
-            ValueRef::Integer(i) => SqlValue::Integer(i),
-            ValueRef::Real(f) => SqlValue::Real(f),
-            ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
-            ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
-        }
-    }
-
     /// The SQLite type name of the value.
     pub fn type_name(&self) -> &'static str {
         match self {
