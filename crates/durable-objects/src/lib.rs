@@ -120,8 +120,8 @@ pub mod storage {
     #[doc(inline)]
     pub use durable_runtime::SyncKv;
     pub use durable_runtime::{
-        DurabilityMode, FromSqlValue, ListOptions, PutOptions, SqlCursor, SqlError, SqlParams,
-        SqlRow, SqlValue, SqliteCode, ValueError,
+        DurabilityMode, FromSqlValue, IntoSqlParam, ListOptions, PutOptions, SqlCursor, SqlError,
+        SqlParams, SqlRow, SqlValue, SqliteCode, ValueError,
     };
 }
 

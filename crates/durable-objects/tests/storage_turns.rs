@@ -239,3 +239,20 @@ async fn concurrent_writers_to_one_object_all_land() {
     assert_eq!(ledger.len(), 2_000);
     assert_eq!(s.kv_numbers().await.unwrap().len(), 2_000);
 }
+
+#[tokio::test]
+async fn unsigned_integers_bind_with_a_range_check() {
+    let test = TestRuntime::start(|b| b);
+    let s = store(&test, "unsigned");
+    let max = u64::try_from(i64::MAX).unwrap();
+    assert_eq!(s.unsigned_round_trip(7).await.unwrap(), (7, 7));
+    assert_eq!(s.unsigned_round_trip(max).await.unwrap(), (max, max));
+    let err = bounded(s.unsigned_round_trip(max + 1)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+    assert!(
+        err.message().contains("does not fit in SQLite's 64-bit signed INTEGER"),
+        "{err}"
+    );
+    assert!(!err.is_reset());
+    assert_eq!(s.unsigned_round_trip(1).await.unwrap(), (1, 1));
+}

@@ -50,8 +50,9 @@ pub use alarm::{AlarmInfo, ScheduledAlarm};
 pub use body::{Body, BodySender, Request, Response};
 pub use clock::SystemClock;
 pub use durable_storage::{
-    CommitFrames, DurabilityMode, FromSqlValue, ListOptions, SYNC_LATENCY_BUCKETS, SqlCursor,
-    SqlError, SqlParams, SqlRow, SqlValue, SqliteCode, ValueError, WalFrame, WalPosition,
+    CommitFrames, DurabilityMode, FromSqlValue, IntoSqlParam, ListOptions, SYNC_LATENCY_BUCKETS,
+    SqlCursor, SqlError, SqlParams, SqlRow, SqlValue, SqliteCode, ValueError, WalFrame,
+    WalPosition,
 };
 pub use env::{Env, Namespace};
 pub use metrics::MetricsSnapshot;

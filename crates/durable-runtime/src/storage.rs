@@ -292,7 +292,9 @@ impl Sql {
     /// # Ok(()) }
     /// ```
     pub fn exec(&self, query: &str, params: impl SqlParams) -> Result<SqlCursor> {
-        let values = params.into_values();
+        let values = params
+            .into_values()
+            .map_err(|err| Error::new(ErrorKind::InvalidInput, err.to_string()))?;
         self.storage.run(true, |db| db.exec(query, values))
     }
 

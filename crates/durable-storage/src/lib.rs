@@ -48,5 +48,5 @@ pub use error::{
 };
 pub use kv::ListOptions;
 pub use layout::DataLayout;
-pub use value::{FromSqlValue, SqlParams, SqlValue, ValueError};
+pub use value::{FromSqlValue, IntoSqlParam, SqlParams, SqlValue, ValueError};
 pub use wal::{CommitFrames, WalFrame, WalPosition};

@@ -3,6 +3,7 @@
 //! | Rust                                   | SQLite              | read back as                 |
 //! |----------------------------------------|---------------------|------------------------------|
 //! | `i64`, `i32`, `i16`, `i8`, `u32`, `u16`, `u8` | INTEGER       | the same type (range-checked) |
+//! | `u64`, `usize` (parameters: range-checked)     | INTEGER       | the same type (range-checked) |
 //! | `bool`                                 | INTEGER 1 / 0       | `bool` (0 is false)          |
 //! | `f64`, `f32`                           | REAL                | `f64`                        |
 //! | `String`, `&str`                       | TEXT                | `String`                     |
@@ -145,6 +146,16 @@ pub enum ValueError {
         /// The Rust type asked for.
         wanted: &'static str,
     },
+    /// A Rust integer too large for SQLite's 64-bit signed INTEGER, bound as a parameter.
+    #[error(
+        "parameter {value} ({from}) does not fit in SQLite's 64-bit signed INTEGER: store it as TEXT or check its range first"
+    )]
+    ParameterOutOfRange {
+        /// The value, as text.
+        value: String,
+        /// Its Rust type.
+        from: &'static str,
+    },
     /// Another reason, from a conversion of your own or from reading a row into a serde type.
     #[error("{0}")]
     Other(String),
@@ -233,43 +244,132 @@ impl<T: FromSqlValue> FromSqlValue for Option<T> {
     }
 }
 
-/// The parameters of a query: `()`, a tuple of values, or a `Vec`/slice of [`SqlValue`]s.
+/// A Rust value that binds as one SQL parameter: every type of the module table, and `u64`,
+/// `usize` and the 128-bit integers, which bind as INTEGER when they fit in SQLite's 64-bit
+/// signed integer and fail with [`ValueError::ParameterOutOfRange`] when they do not.
+pub trait IntoSqlParam {
+    /// The value to bind, or why it cannot be bound.
+    fn into_sql_param(self) -> Result<SqlValue, ValueError>;
+}
+
+macro_rules! param_via_from {
+    ($($t:ty),*) => {$(
+        impl IntoSqlParam for $t {
+            fn into_sql_param(self) -> Result<SqlValue, ValueError> {
+                Ok(SqlValue::from(self))
+            }
+        }
+    )*};
+}
+param_via_from!(
+    i64,
+    i32,
+    i16,
+    i8,
+    u32,
+    u16,
+    u8,
+    bool,
+    f64,
+    f32,
+    String,
+    Vec<u8>
+);
+
+impl IntoSqlParam for &str {
+    fn into_sql_param(self) -> Result<SqlValue, ValueError> {
+        Ok(SqlValue::from(self))
+    }
+}
+
+impl IntoSqlParam for &String {
+    fn into_sql_param(self) -> Result<SqlValue, ValueError> {
+        Ok(SqlValue::from(self))
+    }
+}
+
+impl IntoSqlParam for &[u8] {
+    fn into_sql_param(self) -> Result<SqlValue, ValueError> {
+        Ok(SqlValue::from(self))
+    }
+}
+
+impl IntoSqlParam for SqlValue {
+    fn into_sql_param(self) -> Result<SqlValue, ValueError> {
+        Ok(self)
+    }
+}
+
+macro_rules! param_range_checked {
+    ($($t:ty),*) => {$(
+        impl IntoSqlParam for $t {
+            fn into_sql_param(self) -> Result<SqlValue, ValueError> {
+                i64::try_from(self)
+                    .map(SqlValue::Integer)
+                    .map_err(|_| ValueError::ParameterOutOfRange {
+                        value: self.to_string(),
+                        from: stringify!($t),
+                    })
+            }
+        }
+    )*};
+}
+param_range_checked!(u64, usize, isize, u128, i128);
+
+impl<T: IntoSqlParam> IntoSqlParam for Option<T> {
+    fn into_sql_param(self) -> Result<SqlValue, ValueError> {
+        self.map_or(Ok(SqlValue::Null), IntoSqlParam::into_sql_param)
+    }
+}
+
+/// The parameters of a query: `()`, a tuple of values (each an [`IntoSqlParam`]), or a
+/// `Vec`/slice/array of [`SqlValue`]s.
+///
+/// ```
+/// use durable_objects::storage::{SqlParams, SqlValue, ValueError};
+///
+/// let params = (7_u64, "seven", None::<i64>).into_values().unwrap();
+/// assert_eq!(params[0], SqlValue::Integer(7));
+/// // A u64 above i64::MAX does not fit in an SQLite INTEGER: an error, not a wrap.
+/// let too_big = (u64::MAX,).into_values().unwrap_err();
+/// assert!(matches!(too_big, ValueError::ParameterOutOfRange { .. }));
+/// ```
 pub trait SqlParams {
-    /// The parameters in order.
-    fn into_values(self) -> Vec<SqlValue>;
+    /// The parameters in order, or the first that cannot be bound.
+    fn into_values(self) -> Result<Vec<SqlValue>, ValueError>;
 }
 
 impl SqlParams for () {
-    fn into_values(self) -> Vec<SqlValue> {
-        Vec::new()
+    fn into_values(self) -> Result<Vec<SqlValue>, ValueError> {
+        Ok(Vec::new())
     }
 }
 
 impl SqlParams for Vec<SqlValue> {
-    fn into_values(self) -> Vec<SqlValue> {
-        self
+    fn into_values(self) -> Result<Vec<SqlValue>, ValueError> {
+        Ok(self)
     }
 }
 
 impl SqlParams for &[SqlValue] {
-    fn into_values(self) -> Vec<SqlValue> {
-        self.to_vec()
+    fn into_values(self) -> Result<Vec<SqlValue>, ValueError> {
+        Ok(self.to_vec())
     }
 }
 
 impl<const N: usize> SqlParams for [SqlValue; N] {
-    fn into_values(self) -> Vec<SqlValue> {
-        self.into()
+    fn into_values(self) -> Result<Vec<SqlValue>, ValueError> {
+        Ok(self.into())
     }
 }
 
 macro_rules! tuple_params {
     ($($name:ident),+) => {
-        impl<$($name: Into<SqlValue>),+> SqlParams for ($($name,)+) {
+        impl<$($name: IntoSqlParam),+> SqlParams for ($($name,)+) {
             #[allow(non_snake_case)]
-            fn into_values(self) -> Vec<SqlValue> {
+            fn into_values(self) -> Result<Vec<SqlValue>, ValueError> {
                 let ($($name,)+) = self;
-                vec![$($name.into()),+]
+                Ok(vec![$($name.into_sql_param()?),+])
             }
         }
     };

@@ -471,6 +471,18 @@ impl Store {
         self.state.storage().sql().database_size()
     }
 
+    /// Binds `n` and `n as usize` as parameters and reads them back as `u64`.
+    pub async fn unsigned_round_trip(&self, n: u64) -> Result<(u64, u64)> {
+        let as_usize = usize::try_from(n).unwrap_or(usize::MAX);
+        let row = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT ?1 AS a, ?2 AS b", (n, as_usize))?
+            .one()?;
+        Ok((row.get("a")?, row.get("b")?))
+    }
+
     /// Writes ledger row `n` and KV entry `n` in one turn.
     pub async fn record(&self, n: i64) -> Result<()> {
         self.state
