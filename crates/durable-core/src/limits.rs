@@ -12,6 +12,10 @@ pub const MAX_BLOCK_CONCURRENCY_DEPTH: u32 = 64;
 /// How long `block_concurrency_while` may run before the object is reset (30 s).
 pub const BLOCK_CONCURRENCY_TIMEOUT_MS: u64 = 30_000;
 
+/// How long an async storage transaction may run before it is cancelled and rolled back
+/// (Cloudflare: 30 s).
+pub const TRANSACTION_TIMEOUT_MS: u64 = 30_000;
+
 /// Idle time after which an object without open work is evicted from memory (workerd: 70 s;
 /// Cloudflare: 70–140 s).
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 70_000;

@@ -121,7 +121,7 @@ pub mod storage {
     pub use durable_runtime::SyncKv;
     pub use durable_runtime::{
         DurabilityMode, FromSqlValue, IntoSqlParam, ListOptions, PutOptions, SqlCursor, SqlError,
-        SqlParams, SqlRow, SqlValue, SqliteCode, ValueError,
+        SqlParams, SqlRow, SqlValue, SqliteCode, Transaction, ValueError,
     };
 }
 

@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use durable_objects::prelude::*;
 use durable_objects::storage::{DurabilityMode, SqlValue};
 use support::objects::{SqlResult, Store};
@@ -177,6 +179,108 @@ async fn sync_waits_for_unconfirmed_writes() {
     let s = store(&test, "sync");
     bounded(s.unconfirmed_then_sync("u".into())).await.unwrap();
     assert_eq!(s.get("u".into()).await.unwrap().as_deref(), Some("x"));
+    // sync() reports the fsync it waited for: when that fsync fails, so does sync(), although
+    // the unconfirmed write itself did not wait. A sync() that returned at once would pass
+    // the first half of this test and fail here.
+    test.runtime().inject_sync_failures(1);
+    let err = bounded(s.unconfirmed_then_sync("v".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage, "{err:?}");
+    assert!(err.message().contains("injected fsync failure"), "{err}");
+}
+
+#[tokio::test]
+async fn every_write_takes_allow_unconfirmed() {
+    let test = TestRuntime::start(|b| b);
+    for kind in [
+        "put",
+        "delete",
+        "put_multiple",
+        "delete_multiple",
+        "delete_all",
+        "set_alarm",
+        "delete_alarm",
+    ] {
+        // Both objects first hold what the write changes (a delete of nothing writes
+        // nothing), durably.
+        let confirmed = store(&test, &format!("confirmed-{kind}"));
+        let unconfirmed = store(&test, &format!("unconfirmed-{kind}"));
+        for object in [&confirmed, &unconfirmed] {
+            for setup in ["put", "put_multiple", "set_alarm"] {
+                object.write_kind(setup.into(), false).await.unwrap();
+            }
+        }
+        // The next fsync fails. A confirmed write's reply waits for it and fails with it...
+        test.runtime().inject_sync_failures(1);
+        let err = bounded(confirmed.write_kind(kind.into(), false))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Storage, "{kind}: {err:?}");
+        // ...an unconfirmed one's reply does not wait for it.
+        test.runtime().inject_sync_failures(1);
+        bounded(unconfirmed.write_kind(kind.into(), true))
+            .await
+            .unwrap_or_else(|err| panic!("{kind}: {err:?}"));
+        support::wait_until("the failing sync ran", || {
+            test.runtime().injected_sync_failures_left() == 0
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_async_transaction_rolls_back_on_request() {
+    let test = TestRuntime::start(|b| b);
+    let s = store(&test, "rollback");
+    s.record(1).await.unwrap();
+    assert_eq!(
+        bounded(s.txn_rollback(2)).await.unwrap(),
+        "rolled back",
+        "the closure's result is returned"
+    );
+    assert_eq!(s.ledger().await.unwrap(), [1]);
+    assert_eq!(s.kv_numbers().await.unwrap(), [1]);
+    s.txn_async(3, false).await.unwrap();
+    assert_eq!(s.ledger().await.unwrap(), [1, 3]);
+}
+
+#[tokio::test]
+async fn an_async_transaction_past_its_time_limit_is_rolled_back() {
+    let test = TestRuntime::start(|b| b.transaction_timeout(Duration::from_millis(100)));
+    let s = store(&test, "slow-txn");
+    s.record(1).await.unwrap();
+    for (n, nested) in [(2, false), (3, true)] {
+        let err = bounded(s.txn_hang(n, format!("never-{n}"), nested))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Overloaded, "{err:?}");
+        assert!(err.message().contains("ran longer than 100 ms"), "{err}");
+        assert!(!err.is_reset(), "{err:?}");
+        // Nothing of it is kept, and the object keeps working (the gate reopened and every
+        // savepoint, nested ones too, was closed, so its next writes commit).
+        s.record(10 + n).await.unwrap();
+        assert_eq!(s.get("inner".into()).await.unwrap(), None);
+    }
+    assert_eq!(s.ledger().await.unwrap(), [1, 12, 13]);
+}
+
+#[tokio::test]
+async fn delete_all_is_refused_inside_a_transaction() {
+    let test = TestRuntime::start(|b| b);
+    let s = store(&test, "txn-delete-all");
+    s.record(1).await.unwrap();
+    for sync in [true, false] {
+        let err = bounded(s.delete_all_in_txn(sync)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+        assert!(
+            err.message()
+                .contains("cannot be called inside a transaction"),
+            "{err}"
+        );
+    }
+    assert_eq!(s.ledger().await.unwrap(), [1]);
+    s.delete_all().await.unwrap();
 }
 
 #[tokio::test]
@@ -250,7 +354,8 @@ async fn unsigned_integers_bind_with_a_range_check() {
     let err = bounded(s.unsigned_round_trip(max + 1)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
     assert!(
-        err.message().contains("does not fit in SQLite's 64-bit signed INTEGER"),
+        err.message()
+            .contains("does not fit in SQLite's 64-bit signed INTEGER"),
         "{err}"
     );
     assert!(!err.is_reset());

@@ -206,10 +206,18 @@ impl DurableObject for Echo {
         pair.server.accept()?;
         let mut events = pair.server.events()?;
         let server = pair.server.clone();
+        let storage = self.state.storage();
         self.state.spawn(async move {
             while let Some(event) = events.next().await {
                 match event {
                     WebSocketEvent::Message(WebSocketMessage::Text(text)) => {
+                        if let Some(value) = text.strip_prefix("store:") {
+                            // The reply leaves only once the write is durable.
+                            if storage.put("stored", &value).await.is_ok() {
+                                let _ = server.send_text(format!("stored {value}"));
+                            }
+                            continue;
+                        }
                         let _ = server.send_text(format!("std:{text}"));
                     }
                     WebSocketEvent::Close { .. } => break,
@@ -469,6 +477,23 @@ async fn messages_wait_for_durability_and_a_failed_commit_closes_the_sockets() {
     test.runtime().inject_sync_failures(1);
     socket.received(WebSocketMessage::Text("store:two".to_owned()));
     // The broadcast after the failed write never leaves; the reset closes the socket.
+    expect_close(&mut socket, 1011).await;
+}
+
+#[tokio::test]
+async fn standard_socket_messages_wait_for_durability_too() {
+    let test = start();
+    let echo = test
+        .env()
+        .namespace::<Echo>("ECHO")
+        .unwrap()
+        .get_by_name("durable-echo");
+    let mut socket = connect(&echo, "").await;
+    assert_eq!(ask(&mut socket, "store:one").await, "stored one");
+    test.runtime().inject_sync_failures(1);
+    socket.received(WebSocketMessage::Text("store:two".to_owned()));
+    // "stored two" was sent after a write that never became durable: it never leaves, and
+    // the reset closes the socket. Sent without the gate, it would arrive before the close.
     expect_close(&mut socket, 1011).await;
 }
 

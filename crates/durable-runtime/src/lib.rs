@@ -61,7 +61,7 @@ pub use object::DurableObject;
 pub use rpc::{ReplyMode, RpcArgs, RpcCall, RpcInvocation, RpcType, RpcValue};
 pub use runtime::{MetricsHandle, Runtime, RuntimeBuilder, RuntimeConfig, StartError};
 pub use state::State;
-pub use storage::{PutOptions, Sql, Storage, SyncKv};
+pub use storage::{PutOptions, Sql, Storage, SyncKv, Transaction};
 pub use stub::{NoRpcMethods, ObjectClass, RawStub, RpcClient, Stub};
 pub use websocket::{
     ABNORMAL_CLOSE_REASON, OutgoingFrame, WebSocket, WebSocketConnection, WebSocketEvent,

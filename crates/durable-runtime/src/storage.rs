@@ -16,6 +16,7 @@
 //!   reset) and every held output fails;
 //! * a failed commit or fsync resets the object the same way.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::{Rc, Weak};
@@ -27,11 +28,14 @@ use serde::de::DeserializeOwned;
 
 use crate::instance::Instance;
 
-/// Options of a write.
+/// Options of a write (`put`, `delete`, their `_multiple` forms, `delete_all`, and the
+/// alarm's `set_alarm` and `delete_alarm`): Cloudflare's put and delete options.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PutOptions {
-    /// Let replies and outgoing calls leave before this write is durable.
+    /// Let replies and outgoing calls leave before this write is durable. The write still
+    /// commits with the turn's other writes; only the output gate stops waiting for it.
+    /// `sync()` waits for it.
     pub allow_unconfirmed: bool,
 }
 
@@ -152,11 +156,22 @@ impl Storage {
 
     /// Stores several entries at once (at most 128); none is written if any is refused.
     pub async fn put_multiple<T: Serialize>(&self, entries: &[(&str, T)]) -> Result<()> {
+        self.put_multiple_with(entries, PutOptions::default()).await
+    }
+
+    /// [`put_multiple`](Storage::put_multiple) with write options.
+    pub async fn put_multiple_with<T: Serialize>(
+        &self,
+        entries: &[(&str, T)],
+        options: PutOptions,
+    ) -> Result<()> {
         let encoded = entries
             .iter()
             .map(|(key, value)| Ok(((*key).to_owned(), codec::encode(value)?)))
             .collect::<Result<Vec<_>>>()?;
-        self.run(true, |db| db.kv_put_many(&encoded, true))
+        self.run(true, |db| {
+            db.kv_put_many(&encoded, !options.allow_unconfirmed)
+        })
     }
 
     /// Deletes `key`; true if it existed.
@@ -164,9 +179,21 @@ impl Storage {
         self.kv().delete(key)
     }
 
+    /// [`delete`](Storage::delete) with write options.
+    pub async fn delete_with(&self, key: &str, options: PutOptions) -> Result<bool> {
+        self.run(true, |db| db.kv_delete(key, !options.allow_unconfirmed))
+    }
+
     /// Deletes several keys (at most 128); returns how many existed.
     pub async fn delete_multiple(&self, keys: &[&str]) -> Result<usize> {
-        self.run(true, |db| db.kv_delete_many(keys, true))
+        self.delete_multiple_with(keys, PutOptions::default()).await
+    }
+
+    /// [`delete_multiple`](Storage::delete_multiple) with write options.
+    pub async fn delete_multiple_with(&self, keys: &[&str], options: PutOptions) -> Result<usize> {
+        self.run(true, |db| {
+            db.kv_delete_many(keys, !options.allow_unconfirmed)
+        })
     }
 
     /// The entries `options` selects, in key order (descending with `reverse`).
@@ -178,9 +205,21 @@ impl Storage {
     }
 
     /// Deletes all of the object's data: SQL tables, KV entries and the alarm. It commits
-    /// atomically with the other writes of the turn.
+    /// atomically with the other writes of the turn. Refused inside a transaction (as on
+    /// Cloudflare): call it outside.
     pub async fn delete_all(&self) -> Result<()> {
-        self.run(true, ObjectDatabase::delete_all)
+        self.delete_all_with(PutOptions::default()).await
+    }
+
+    /// [`delete_all`](Storage::delete_all) with write options.
+    pub async fn delete_all_with(&self, options: PutOptions) -> Result<()> {
+        if self.instance()?.with_db(|db| db.transaction_depth())? > 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "delete_all() cannot be called inside a transaction: call it before or after (it commits atomically with the turn's other writes anyway)",
+            ));
+        }
+        self.run(true, |db| db.delete_all(!options.allow_unconfirmed))
     }
 
     /// The stored alarm, as it is on disk (the alarm wrapper's view).
@@ -239,6 +278,11 @@ impl Storage {
         self.write_alarm(None)
     }
 
+    /// [`delete_alarm`](Storage::delete_alarm) with write options.
+    pub async fn delete_alarm_with(&self, options: PutOptions) -> Result<()> {
+        self.write_alarm_with(None, options)
+    }
+
     /// Runs `f` as one transaction: if it returns `Err`, its writes are rolled back and the
     /// error returned; the object is not reset. Transactions nest.
     pub fn transaction_sync<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -249,18 +293,56 @@ impl Storage {
     }
 
     /// Runs `f` as one transaction that may await: no other event runs on the object
-    /// meanwhile (as with `block_concurrency_while`), and if `f` fails its writes are rolled
-    /// back and the error returned, without resetting the object.
+    /// meanwhile (as with `block_concurrency_while`). If `f` fails, or calls
+    /// [`Transaction::rollback`], its writes are rolled back (and its result returned); the
+    /// object is not reset. A transaction that runs longer than the runtime's
+    /// `transaction_timeout` (30 s by default, Cloudflare's limit) is cancelled and rolled
+    /// back, and fails with [`ErrorKind::Overloaded`].
+    ///
+    /// ```no_run
+    /// # use durable_objects::prelude::*;
+    /// # async fn f(state: &State) -> Result<()> {
+    /// let storage = state.storage();
+    /// let moved = storage
+    ///     .transaction(|txn| async move {
+    ///         let balance: i64 = txn.get("balance").await?.unwrap_or(0);
+    ///         txn.put("balance", &(balance - 10)).await?;
+    ///         if balance < 10 {
+    ///             txn.rollback(); // nothing of this transaction is kept
+    ///             return Ok(false);
+    ///         }
+    ///         Ok(true)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn transaction<F, Fut, T>(&self, f: F) -> Result<T>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(Transaction) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let instance = self.instance()?;
         let _gate = instance.hold_gate()?;
+        let outer_depth = instance.with_db(|db| db.transaction_depth())?;
         self.run(true, ObjectDatabase::begin_transaction)?;
-        let result = f().await;
-        self.run(true, |db| db.end_transaction(result.is_err()))?;
+        let txn = Transaction {
+            storage: self.clone(),
+            rolled_back: Rc::new(Cell::new(false)),
+        };
+        let timeout = instance.shared.config.transaction_timeout;
+        let result = match tokio::time::timeout(timeout, f(txn.clone())).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "the transaction ran longer than {} ms; it was cancelled and its writes rolled back: keep slow work (fetches, waits) outside transactions",
+                    timeout.as_millis()
+                ),
+            )),
+        };
+        let rollback = result.is_err() || txn.rolled_back.get();
+        // A cancelled transaction may leave nested ones open: close them all, innermost first.
+        self.run(true, |db| db.end_transactions_to(outer_depth, rollback))?;
         result
     }
 
@@ -268,6 +350,43 @@ impl Storage {
     pub async fn sync(&self) -> Result<()> {
         let synced = self.instance()?.sync()?;
         synced.await.unwrap_or_else(|_| Err(gone()))
+    }
+}
+
+/// What the closure of an async [`Storage::transaction`] gets: the storage (it derefs to
+/// [`Storage`]) and [`rollback`](Transaction::rollback).
+#[derive(Clone)]
+pub struct Transaction {
+    storage: Storage,
+    rolled_back: Rc<Cell<bool>>,
+}
+
+impl Transaction {
+    /// Rolls the transaction back when its closure returns: none of its writes, before or
+    /// after this call, are kept, and the closure's result is returned as it is.
+    pub fn rollback(&self) {
+        self.rolled_back.set(true);
+    }
+
+    /// True once [`rollback`](Transaction::rollback) was called.
+    pub fn is_rolled_back(&self) -> bool {
+        self.rolled_back.get()
+    }
+}
+
+impl std::ops::Deref for Transaction {
+    type Target = Storage;
+
+    fn deref(&self) -> &Storage {
+        &self.storage
+    }
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("rolled_back", &self.rolled_back.get())
+            .finish()
     }
 }
 

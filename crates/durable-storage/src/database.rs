@@ -537,6 +537,20 @@ impl ObjectDatabase {
         Ok(())
     }
 
+    /// Explicit transactions open now.
+    pub fn transaction_depth(&self) -> u32 {
+        self.batch.savepoints()
+    }
+
+    /// Ends explicit transactions, innermost first, until `depth` remain open; each keeps
+    /// (`rollback` false) or undoes its writes.
+    pub fn end_transactions_to(&mut self, depth: u32, rollback: bool) -> Result<(), SqlError> {
+        while self.batch.savepoints() > depth {
+            self.end_transaction(rollback)?;
+        }
+        Ok(())
+    }
+
     /// Ends the innermost explicit transaction, keeping (`rollback` false) or undoing its
     /// writes.
     pub fn end_transaction(&mut self, rollback: bool) -> Result<(), SqlError> {
@@ -752,9 +766,10 @@ impl ObjectDatabase {
 
     /// Deletes everything: every table, index, view and trigger, the KV entries and the
     /// alarm. Part of the current batch, so it commits atomically with the turn's writes.
-    pub fn delete_all(&mut self) -> Result<(), SqlError> {
+    /// `confirmed` false marks an `allow_unconfirmed` write.
+    pub fn delete_all(&mut self, confirmed: bool) -> Result<(), SqlError> {
         self.check_usable()?;
-        begin_write(&self.conn, &self.internal, &mut self.batch, true)?;
+        begin_write(&self.conn, &self.internal, &mut self.batch, confirmed)?;
         let schema = |conn: &Connection| -> Result<Vec<(String, String, String)>, SqlError> {
             let mut stmt = conn
                 .prepare(
@@ -854,7 +869,9 @@ impl ObjectDatabase {
 
     // ----- KV ------------------------------------------------------------------------------
 
-    fn ensure_kv(&mut self, create: bool) -> Result<bool, SqlError> {
+    /// Makes sure the KV table exists (`create`: creating it as part of the batch, as a write
+    /// that is `confirmed` or not like the write that needs it).
+    fn ensure_kv(&mut self, create: bool, confirmed: bool) -> Result<bool, SqlError> {
         if self.kv_ready {
             return Ok(true);
         }
@@ -868,7 +885,7 @@ impl ObjectDatabase {
             if !create {
                 return Ok(false);
             }
-            begin_write(&self.conn, &self.internal, &mut self.batch, true)?;
+            begin_write(&self.conn, &self.internal, &mut self.batch, confirmed)?;
             self.conn
                 .execute_batch(&format!(
                     "CREATE TABLE {KV_TABLE} (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID"
@@ -883,7 +900,7 @@ impl ObjectDatabase {
     pub fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.check_usable()?;
         kv::check_key(key)?;
-        if !self.ensure_kv(false)? {
+        if !self.ensure_kv(false, true)? {
             return Ok(None);
         }
         let mut stmt = self
@@ -916,7 +933,7 @@ impl ObjectDatabase {
     pub fn kv_put(&mut self, key: &str, value: &[u8], confirmed: bool) -> Result<(), KvError> {
         self.check_usable()?;
         kv::check_entry(key, value)?;
-        self.ensure_kv(true)?;
+        self.ensure_kv(true, confirmed)?;
         begin_write(&self.conn, &self.internal, &mut self.batch, confirmed)?;
         self.conn
             .prepare_cached(&self.internal.kv_put)
@@ -945,7 +962,7 @@ impl ObjectDatabase {
     pub fn kv_delete(&mut self, key: &str, confirmed: bool) -> Result<bool, KvError> {
         self.check_usable()?;
         kv::check_key(key)?;
-        if !self.ensure_kv(false)? {
+        if !self.ensure_kv(false, true)? {
             return Ok(false);
         }
         begin_write(&self.conn, &self.internal, &mut self.batch, confirmed)?;
@@ -974,7 +991,7 @@ impl ObjectDatabase {
     pub fn kv_list(&mut self, options: &ListOptions) -> Result<Vec<(String, Vec<u8>)>, KvError> {
         self.check_usable()?;
         let (sql, params) = options.compile()?;
-        if !self.ensure_kv(false)? {
+        if !self.ensure_kv(false, true)? {
             return Ok(Vec::new());
         }
         let mut stmt = self

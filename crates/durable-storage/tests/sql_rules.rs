@@ -315,7 +315,7 @@ fn delete_all_leaves_an_empty_database() {
     db.kv_put("k", b"v", true).unwrap();
     db.commit().unwrap();
     let before = db.database_size().unwrap();
-    db.delete_all().unwrap();
+    db.delete_all(true).unwrap();
     db.commit().unwrap();
     let left = db
         .exec("SELECT count(*) FROM sqlite_master", vec![])

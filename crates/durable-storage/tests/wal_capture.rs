@@ -128,7 +128,7 @@ fn applying_every_commits_frames_rebuilds_the_database() {
     exec(&mut db, "UPDATE t SET body = x'00' WHERE id < 10", vec![]);
     exec(&mut db, "DELETE FROM t WHERE id = 100", vec![]);
     replica.commit(&mut db);
-    db.delete_all().unwrap();
+    db.delete_all(true).unwrap();
     replica.commit(&mut db);
     exec(&mut db, "CREATE TABLE after (x)", vec![]);
     replica.commit(&mut db);
@@ -237,7 +237,7 @@ fn tickets_carry_the_alarm_when_the_batch_changed_it() {
     assert_eq!(db.commit().unwrap().unwrap().alarm, Some(None));
     db.set_alarm(Some(9_000), true).unwrap();
     db.commit().unwrap();
-    db.delete_all().unwrap();
+    db.delete_all(true).unwrap();
     assert_eq!(db.commit().unwrap().unwrap().alarm, Some(None));
     // A rolled-back alarm write is not reported by the next commit.
     db.set_alarm(Some(1), true).unwrap();

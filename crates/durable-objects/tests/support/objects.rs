@@ -233,14 +233,18 @@ impl Probe {
 /// Calls other objects from inside an object.
 #[durable_object]
 pub struct Caller {
+    state: State,
     env: Env,
 }
 
 impl DurableObject for Caller {
-    fn new(_state: State, env: Env) -> Self {
-        Self { env }
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env }
     }
 }
+
+/// Calls made by `Caller`s that returned, by label (to see what left an object).
+pub static CALLS_RETURNED: LazyLock<Mutex<Vec<String>>> = LazyLock::new(Default::default);
 
 #[rpc]
 impl Caller {
@@ -267,6 +271,32 @@ impl Caller {
 
     pub async fn var(&self, name: String) -> Option<String> {
         self.env.var(&name).map(str::to_owned)
+    }
+
+    /// Writes, then adds 1 to the probe `name` in the same turn: the call must not leave
+    /// before the write is durable.
+    pub async fn write_then_add(&self, name: String) -> Result<i64> {
+        self.state.storage().put("wrote", &name).await?;
+        self.env
+            .namespace::<Probe>("PROBE")?
+            .get_by_name(&name)
+            .add(1)
+            .await
+    }
+
+    /// The same from a task spawned with `State::spawn`; returns at once.
+    pub async fn spawn_write_then_add(&self, name: String) -> Result<()> {
+        let storage = self.state.storage();
+        let probes = self.env.namespace::<Probe>("PROBE")?;
+        self.state.spawn(async move {
+            if storage.put("spawned", &name).await.is_ok() {
+                let added = probes.get_by_name(&name).add(1).await;
+                CALLS_RETURNED
+                    .lock()
+                    .unwrap()
+                    .push(format!("{name}: {added:?}"));
+            }
+        })
     }
 }
 
@@ -555,12 +585,11 @@ impl Store {
     pub async fn txn_async(&self, n: i64, fail: bool) -> Result<()> {
         let storage = self.state.storage();
         storage
-            .transaction(|| async {
-                storage
-                    .sql()
+            .transaction(|txn| async move {
+                txn.sql()
                     .exec("INSERT INTO ledger (n, note) VALUES (?1, 'txn')", (n,))?;
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                storage.kv().put(&format!("n{n:08}"), &n)?;
+                txn.kv().put(&format!("n{n:08}"), &n)?;
                 if fail {
                     Err(Error::user("async transaction refused"))
                 } else {
@@ -583,6 +612,84 @@ impl Store {
                 durable_objects::storage::PutOptions::unconfirmed(),
             )
             .await
+    }
+
+    /// One write of kind `kind` (`put`, `delete`, `put_multiple`, `delete_multiple`,
+    /// `delete_all`, `set_alarm`, `delete_alarm`), unconfirmed or not.
+    pub async fn write_kind(&self, kind: String, unconfirmed: bool) -> Result<()> {
+        use durable_objects::storage::PutOptions;
+        let options = if unconfirmed {
+            PutOptions::unconfirmed()
+        } else {
+            PutOptions::default()
+        };
+        let storage = self.state.storage();
+        match kind.as_str() {
+            "put" => storage.put_with("k", &1, options).await,
+            "delete" => storage.delete_with("k", options).await.map(drop),
+            "put_multiple" => {
+                storage
+                    .put_multiple_with(&[("a", 1), ("b", 2)], options)
+                    .await
+            }
+            "delete_multiple" => storage
+                .delete_multiple_with(&["a", "b"], options)
+                .await
+                .map(drop),
+            "delete_all" => storage.delete_all_with(options).await,
+            "set_alarm" => storage.set_alarm_with(4_000_000_000_000, options).await,
+            "delete_alarm" => storage.delete_alarm_with(options).await,
+            other => Err(Error::user(format!("unknown write kind {other}"))),
+        }
+    }
+
+    /// Writes `n`, then rolls the async transaction back with `txn.rollback()`.
+    pub async fn txn_rollback(&self, n: i64) -> Result<String> {
+        self.state
+            .storage()
+            .transaction(|txn| async move {
+                txn.sql()
+                    .exec("INSERT INTO ledger (n, note) VALUES (?1, 'txn')", (n,))?;
+                txn.rollback();
+                txn.put(&format!("n{n:08}"), &n).await?;
+                Ok("rolled back".to_owned())
+            })
+            .await
+    }
+
+    /// Writes `n` in an async transaction that then waits for signal `key` (past the
+    /// transaction timeout), optionally inside a nested transaction.
+    pub async fn txn_hang(&self, n: i64, key: String, nested: bool) -> Result<()> {
+        let storage = self.state.storage();
+        storage
+            .transaction(|txn| async move {
+                txn.sql()
+                    .exec("INSERT INTO ledger (n, note) VALUES (?1, 'txn')", (n,))?;
+                if nested {
+                    txn.transaction(|inner| async move {
+                        inner.put("inner", &n).await?;
+                        wait_signal(&key).await;
+                        Ok(())
+                    })
+                    .await
+                } else {
+                    wait_signal(&key).await;
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Calls `delete_all` inside a transaction (sync or async).
+    pub async fn delete_all_in_txn(&self, sync: bool) -> Result<()> {
+        let storage = self.state.storage();
+        if sync {
+            storage.transaction_sync(|| ready_now(storage.delete_all()))
+        } else {
+            storage
+                .transaction(|txn| async move { txn.delete_all().await })
+                .await
+        }
     }
 
     pub async fn unconfirmed_then_sync(&self, key: String) -> Result<()> {
@@ -781,5 +888,16 @@ impl Reminder {
             .kv()
             .list(durable_objects::storage::ListOptions::new().prefix("fired:"))?;
         Ok(entries.into_iter().map(|(_, time)| time).collect())
+    }
+}
+
+/// Polls a future that completes at once (the storage API's async methods do not wait).
+fn ready_now<T>(future: impl std::future::Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(value) => value,
+        std::task::Poll::Pending => panic!("the storage call did not complete at once"),
     }
 }

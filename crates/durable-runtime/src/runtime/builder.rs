@@ -185,6 +185,14 @@ impl RuntimeBuilder {
         })
     }
 
+    /// Time limit of an async storage transaction
+    /// ([`RuntimeConfig::transaction_timeout`]).
+    pub fn transaction_timeout(self, timeout: Duration) -> Self {
+        self.set("transaction_timeout", move |c| {
+            c.transaction_timeout = timeout;
+        })
+    }
+
     /// Encode RPC calls in the envelope even in-process ([`RuntimeConfig::encode_rpc`]).
     pub fn encode_rpc(self, encode: bool) -> Self {
         self.set("encode_rpc", move |c| c.encode_rpc = encode)

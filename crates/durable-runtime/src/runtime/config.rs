@@ -22,6 +22,9 @@ pub struct RuntimeConfig {
     pub max_queued_events: usize,
     /// How long `block_concurrency_while` may run before the object is reset (default 30 s).
     pub block_concurrency_timeout: Duration,
+    /// How long an async `transaction()` may run before it is cancelled and rolled back
+    /// (default 30 s).
+    pub transaction_timeout: Duration,
     /// Encode every RPC call and reply in the versioned envelope even in-process, as a call to
     /// another node would be (default false: in-process calls pass values directly).
     pub encode_rpc: bool,
@@ -65,6 +68,7 @@ impl Default for RuntimeConfig {
             idle_timeout: Duration::from_millis(limits::DEFAULT_IDLE_TIMEOUT_MS),
             max_queued_events: limits::DEFAULT_MAX_QUEUED_EVENTS,
             block_concurrency_timeout: Duration::from_millis(limits::BLOCK_CONCURRENCY_TIMEOUT_MS),
+            transaction_timeout: Duration::from_millis(limits::TRANSACTION_TIMEOUT_MS),
             encode_rpc: false,
             durability: DurabilityMode::GroupCommit,
             fsync_threads: 2,
