@@ -820,6 +820,15 @@ impl Clockwork {
         self.state.storage().set_alarm(time).await
     }
 
+    /// Sets the alarm without waiting for it to be durable: the reply can leave before the
+    /// commit, so a shutdown right after it may find the batch still open.
+    pub async fn set_alarm_unconfirmed(&self, time: i64) -> Result<()> {
+        self.state
+            .storage()
+            .set_alarm_with(time, durable_objects::storage::PutOptions::unconfirmed())
+            .await
+    }
+
     pub async fn get_alarm(&self) -> Result<Option<i64>> {
         self.state.storage().get_alarm().await
     }
