@@ -89,6 +89,24 @@ async fn a_new_alarm_replaces_the_old_and_fires_once() {
 }
 
 #[tokio::test]
+async fn a_handler_run_is_counted_as_it_returns() {
+    let (test, clock) = start();
+    let stub = object(&test, "counted");
+    stub.set_alarm(START + 1_000).await.unwrap();
+    clock.set_ms(START + 1_000);
+    // The handler's last write and its return happen in one step: whoever sees the write
+    // sees the run counted, with no wait for the delivery to settle.
+    bounded(async {
+        while stub.last_run().await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(test.runtime().metrics().alarms_run, 1);
+    assert_eq!(test.runtime().metrics().alarms_failed, 0);
+}
+
+#[tokio::test]
 async fn a_past_time_fires_as_soon_as_possible() {
     let (test, _clock) = start();
     let stub = object(&test, "past");

@@ -102,10 +102,8 @@ fn deliver(
 fn settle(shared: &Arc<RuntimeShared>, due: &Due, clean_up: bool, outcome: Result<AlarmOutcome>) {
     let metrics = &shared.metrics;
     let settle = match &outcome {
-        Ok(AlarmOutcome::Done) => {
-            metrics.alarms_run.fetch_add(1, Ordering::Relaxed);
-            Settle::Done
-        }
+        // A successful handler run was counted by the handler's event itself.
+        Ok(AlarmOutcome::Done) => Settle::Done,
         Ok(AlarmOutcome::Spurious(time)) => Settle::Spurious(*time),
         Err(error) => {
             metrics.alarms_failed.fetch_add(1, Ordering::Relaxed);

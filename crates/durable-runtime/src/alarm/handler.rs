@@ -1,6 +1,6 @@
 //! The event that runs an object's alarm handler: checks that the object's stored alarm is
 //! due, runs the handler within the wall-time limit, and removes the stored alarm if the
-//! handler succeeded and did not replace it.
+//! handler succeeded and did not replace it. A successful run is counted here.
 
 use std::rc::Rc;
 
@@ -51,6 +51,16 @@ pub(crate) fn run_alarm(
                 )),
             };
             instance.alarm_running.set(None);
+            // Counted here, as the handler returns (in the same poll as its last write), so
+            // whoever sees the handler's effect also sees it counted. Failures are counted
+            // when the delivery settles, since a panic never gets here.
+            if result.is_ok() {
+                instance
+                    .shared
+                    .metrics
+                    .alarms_run
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let replaced = storage.stored_alarm()? != Some(time);
             match result {
                 Ok(()) => {
