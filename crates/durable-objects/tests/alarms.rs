@@ -107,6 +107,31 @@ async fn a_handler_run_is_counted_as_it_returns() {
 }
 
 #[tokio::test]
+async fn a_class_without_an_alarm_handler_cannot_set_an_alarm() {
+    let (test, _clock) = start();
+    let probe = support::probe(&test, "no-handler");
+    let err = bounded(probe.try_set_alarm(START + 1_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotImplemented, "{err:?}");
+    assert!(
+        err.message().contains("Probe has no alarm handler"),
+        "{err}"
+    );
+    assert!(!err.is_reset());
+    assert_eq!(
+        test.runtime()
+            .scheduled_alarm::<support::objects::Probe>(probe.id()),
+        None
+    );
+    // A class with one can.
+    object(&test, "with-handler")
+        .set_alarm(START + 1_000)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_past_time_fires_as_soon_as_possible() {
     let (test, _clock) = start();
     let stub = object(&test, "past");

@@ -17,6 +17,10 @@ impl DurableObject for Ledger {
     fn new(state: State, _env: Env) -> Self {
         Self { state }
     }
+
+    async fn alarm(&self, _info: durable_objects::AlarmInfo) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[rpc]

@@ -94,4 +94,6 @@ impl Reply {
 pub(crate) trait AnyObject {
     fn handle(self: Rc<Self>, payload: Payload) -> LocalBoxFuture<Outcome>;
     fn alarm(self: Rc<Self>, info: AlarmInfo) -> LocalBoxFuture<Result<()>>;
+    /// True if the class implements the alarm handler.
+    fn has_alarm_handler(&self) -> bool;
 }

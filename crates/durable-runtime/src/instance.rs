@@ -104,6 +104,15 @@ impl Instance {
         }
     }
 
+    /// Whether the object's class implements the alarm handler; `None` while the object is
+    /// being constructed.
+    pub(crate) fn has_alarm_handler(&self) -> Option<bool> {
+        self.object
+            .borrow()
+            .as_ref()
+            .map(|object| object.has_alarm_handler())
+    }
+
     pub(crate) fn is_reset(&self) -> bool {
         self.reset_reason.borrow().is_some()
     }

@@ -10,7 +10,9 @@
 //! Hibernatable WebSocket events arrive as calls of the `web_socket_*` handlers; a class that
 //! accepts such sockets without the handler gets an error logged per event.
 
+use std::cell::Cell;
 use std::fmt;
+use std::future::Future;
 use std::rc::Rc;
 
 use durable_core::{Error, ErrorKind, Result};
@@ -62,10 +64,17 @@ pub trait DurableObject: ObjectClass {
         Err(missing_handler::<Self>("fetch"))
     }
 
-    /// Handles the object's alarm.
-    async fn alarm(&self, info: AlarmInfo) -> Result<()> {
+    /// Handles the object's alarm. Implement it as `async fn alarm(&self, info: AlarmInfo)
+    /// -> Result<()>`.
+    ///
+    /// A class without it cannot set an alarm: `set_alarm` fails at the call, as on
+    /// Cloudflare. (The runtime learns whether a class has one by calling `alarm` once
+    /// without polling the future it returns, so an implementation must not do work before
+    /// its future is polled; an `async fn` never does.)
+    fn alarm(&self, info: AlarmInfo) -> impl Future<Output = Result<()>> {
         let _ = info;
-        Err(missing_handler::<Self>("alarm"))
+        DEFAULT_ALARM_CALLED.with(|called| called.set(true));
+        async { Err(missing_handler::<Self>("alarm")) }
     }
 
     /// Handles a message on a hibernatable WebSocket.
@@ -92,6 +101,12 @@ pub trait DurableObject: ObjectClass {
         let _ = (ws, error);
         Err(missing_handler::<Self>("web_socket_error"))
     }
+}
+
+thread_local! {
+    /// Set by the default `alarm` when it is called: how `has_alarm_handler` tells a class
+    /// that kept the default from one that implemented the handler.
+    static DEFAULT_ALARM_CALLED: Cell<bool> = const { Cell::new(false) };
 }
 
 fn missing_handler<T: ObjectClass>(handler: &str) -> Error {
@@ -169,6 +184,21 @@ impl<T: DurableObject> AnyObject for T {
 
     fn alarm(self: Rc<Self>, info: AlarmInfo) -> LocalBoxFuture<Result<()>> {
         Box::pin(async move { DurableObject::alarm(&*self, info).await })
+    }
+
+    fn has_alarm_handler(&self) -> bool {
+        DEFAULT_ALARM_CALLED.with(|called| called.set(false));
+        let probe = DurableObject::alarm(
+            self,
+            AlarmInfo {
+                retry_count: 0,
+                is_retry: false,
+                scheduled_time_ms: 0,
+            },
+        );
+        // Never polled: an implemented handler has done nothing yet.
+        drop(probe);
+        !DEFAULT_ALARM_CALLED.with(|called| called.replace(false))
     }
 }
 

@@ -248,13 +248,24 @@ impl Storage {
     /// replacing any other. A time at or before now fires as soon as possible. The write is
     /// part of the turn's transaction.
     ///
-    /// Fails for a time at or before the epoch (`time_ms <= 0`).
+    /// Fails for a time at or before the epoch (`time_ms <= 0`), and on a class without an
+    /// alarm handler (the alarm could never run).
     pub async fn set_alarm(&self, time_ms: i64) -> Result<()> {
         self.set_alarm_with(time_ms, PutOptions::default()).await
     }
 
     /// [`set_alarm`](Storage::set_alarm) with write options.
     pub async fn set_alarm_with(&self, time_ms: i64, options: PutOptions) -> Result<()> {
+        let instance = self.instance()?;
+        if instance.has_alarm_handler() == Some(false) {
+            return Err(Error::new(
+                ErrorKind::NotImplemented,
+                format!(
+                    "{class} has no alarm handler, so its alarm would never run: add `async fn alarm(&self, info: AlarmInfo) -> Result<()>` to `impl DurableObject for {class}`",
+                    class = instance.class_name
+                ),
+            ));
+        }
         if time_ms <= 0 {
             return Err(Error::new(
                 ErrorKind::InvalidInput,

@@ -170,6 +170,11 @@ impl Probe {
         }
     }
 
+    /// Sets an alarm, although `Probe` has no alarm handler.
+    pub async fn try_set_alarm(&self, time: i64) -> Result<()> {
+        self.state.storage().set_alarm(time).await
+    }
+
     pub async fn panic_now(&self, message: String) {
         self.value.set(-1);
         panic!("{message}");
@@ -419,6 +424,10 @@ impl DurableObject for Store {
             )
             .expect("schema");
         Self { state }
+    }
+
+    async fn alarm(&self, _info: durable_objects::AlarmInfo) -> Result<()> {
+        Ok(())
     }
 }
 
