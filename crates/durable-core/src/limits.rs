@@ -12,6 +12,11 @@ pub const MAX_BLOCK_CONCURRENCY_DEPTH: u32 = 64;
 /// How long `block_concurrency_while` may run before the object is reset (30 s).
 pub const BLOCK_CONCURRENCY_TIMEOUT_MS: u64 = 30_000;
 
+/// How far in the future an alarm may be set, in milliseconds (100 years of 365.25 days).
+/// Cloudflare publishes no bound; one keeps a typo (seconds for milliseconds, a year 30000)
+/// from scheduling an alarm that can never be observed to fire.
+pub const MAX_ALARM_HORIZON_MS: i64 = 3_155_760_000_000;
+
 /// How long an async storage transaction may run before it is cancelled and rolled back
 /// (Cloudflare: 30 s).
 pub const TRANSACTION_TIMEOUT_MS: u64 = 30_000;

@@ -306,7 +306,19 @@ async fn an_invalid_time_is_an_error_and_changes_nothing() {
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
         assert!(err.message().contains("alarm time <= 0"), "{err}");
     }
-    assert_eq!(stub.get_alarm().await.unwrap(), Some(START + 1_000));
+    // Beyond the horizon (100 years from the runtime's clock): the year 3000, i64::MAX.
+    let horizon = durable_objects::limits::MAX_ALARM_HORIZON_MS;
+    stub.set_alarm(START + horizon).await.unwrap();
+    for bad in [START + horizon + 1, 32_503_680_000_000, i64::MAX] {
+        let err = bounded(stub.set_alarm(bad)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            err.exceeded_limit(),
+            Some(durable_objects::Limit::AlarmHorizon)
+        );
+        assert!(err.message().contains("at most"), "{err}");
+    }
+    assert_eq!(stub.get_alarm().await.unwrap(), Some(START + horizon));
 }
 
 #[tokio::test]

@@ -248,8 +248,9 @@ impl Storage {
     /// replacing any other. A time at or before now fires as soon as possible. The write is
     /// part of the turn's transaction.
     ///
-    /// Fails for a time at or before the epoch (`time_ms <= 0`), and on a class without an
-    /// alarm handler (the alarm could never run).
+    /// Fails for a time at or before the epoch (`time_ms <= 0`), for a time more than 100
+    /// years ahead (with [`Limit::AlarmHorizon`](durable_core::Limit) as its detail), and on a
+    /// class without an alarm handler (the alarm could never run).
     pub async fn set_alarm(&self, time_ms: i64) -> Result<()> {
         self.set_alarm_with(time_ms, PutOptions::default()).await
     }
@@ -271,6 +272,19 @@ impl Storage {
                 ErrorKind::InvalidInput,
                 format!(
                     "set_alarm() cannot be called with an alarm time <= 0 (got {time_ms}); pass milliseconds since the Unix epoch"
+                ),
+            ));
+        }
+        let now = instance.shared.clock.now_ms();
+        let horizon = durable_core::limits::MAX_ALARM_HORIZON_MS;
+        if time_ms.saturating_sub(now) > horizon {
+            let ahead = time_ms.saturating_sub(now);
+            return Err(Error::limit_exceeded(
+                durable_core::Limit::AlarmHorizon,
+                u64::try_from(horizon).unwrap_or(u64::MAX),
+                u64::try_from(ahead).ok(),
+                format!(
+                    "set_alarm() time {time_ms} is {ahead} ms from now; an alarm may be at most {horizon} ms (100 years) ahead: pass milliseconds since the Unix epoch"
                 ),
             ));
         }
