@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use durable_objects::{ErrorKind, RpcCall};
-use support::objects::{Fragile, constructions, raise};
+use support::objects::{FAILING_INIT, Fragile, Migrating, constructions, raise, wait_signal};
 use support::{TestRuntime, bounded, probe, wait_until};
 
 #[tokio::test]
@@ -245,4 +245,46 @@ async fn shutdown_fails_calls_in_progress_with_a_retryable_error() {
     assert_eq!(err.kind(), ErrorKind::Disconnected);
     let after = bounded(stub.add(1)).await.unwrap_err();
     assert!(after.is_retryable(), "{after:?}");
+}
+
+fn migrating(test: &TestRuntime, name: &str) -> durable_objects::Stub<Migrating> {
+    test.env()
+        .namespace::<Migrating>("MIGRATING")
+        .unwrap()
+        .get_by_name(name)
+}
+
+#[tokio::test]
+async fn a_failing_init_fails_the_waiting_calls_and_the_next_call_builds_again() {
+    let test = TestRuntime::start(|b| b);
+    FAILING_INIT.lock().unwrap().push("broken".to_owned());
+    let stub = migrating(&test, "broken");
+    let first = stub.add("a".into());
+    let second = stub.add("b".into());
+    for call in [first, second] {
+        let err = bounded(call).await.unwrap_err();
+        assert!(err.is_reset(), "{err:?}");
+        assert!(
+            err.message()
+                .contains("Migrating could not be initialized: migration 2 failed"),
+            "{err}"
+        );
+    }
+    // Fixed: the next call builds the object again, and init runs once for it.
+    FAILING_INIT.lock().unwrap().clear();
+    assert_eq!(bounded(stub.add("c".into())).await.unwrap(), 1);
+    assert_eq!(bounded(stub.add("d".into())).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn init_runs_before_any_event_with_the_gate_closed() {
+    let test = TestRuntime::start(|b| b);
+    let stub = migrating(&test, "slow-start");
+    let first = tokio::spawn(stub.add("a".into()));
+    bounded(wait_signal("slow-start-init-started")).await;
+    // Queued while init waits: neither call may run before the table exists.
+    let second = tokio::spawn(stub.add("b".into()));
+    raise("slow-start-init-release");
+    assert_eq!(bounded(first).await.unwrap().unwrap(), 1);
+    assert_eq!(bounded(second).await.unwrap().unwrap(), 1);
 }

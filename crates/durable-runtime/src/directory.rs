@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::alarm::handler::run_alarm;
 use crate::core::ObjectKey;
 use crate::env::Env;
-use crate::event::{Event, Payload};
+use crate::event::{AnyObject, Event, Outcome, Payload};
 use crate::instance::{Host, Instance};
 use crate::object::ClassVTable;
 use crate::shard::AdmissionRelease;
@@ -53,6 +53,7 @@ impl ObjectDirectory {
     /// Starts `event` on its object's instance, building the instance first if needed.
     pub(crate) fn deliver(self: &Rc<Self>, event: Event) {
         let existing = self.instances.borrow().get(&event.key).cloned();
+        let fresh = existing.is_none();
         let instance = match existing {
             Some(instance) => instance,
             None => match self.activate(&event) {
@@ -69,6 +70,7 @@ impl ObjectDirectory {
             .borrow()
             .clone()
             .expect("an instance in the directory has its object");
+        let object_for_init = Rc::clone(&object);
         let seq = instance.order.borrow_mut().assign();
         instance.inflight.set(instance.inflight.get() + 1);
         let metrics = &self.shared.metrics;
@@ -83,6 +85,13 @@ impl ObjectDirectory {
                 counter.fetch_add(1, Ordering::Relaxed);
                 object.handle(payload)
             }
+        };
+        // A new instance's first event runs the class's `init` first, with the input gate
+        // closed, so no event (this one included) sees the object before it is ready.
+        let handler = if fresh {
+            with_init(Rc::clone(&instance), object_for_init, handler)
+        } else {
+            handler
         };
         let task = EventTask::new(
             Rc::clone(&instance),
@@ -217,4 +226,36 @@ impl Host for ObjectDirectory {
             instance.evict();
         }
     }
+}
+
+/// `handler`, preceded by the object's `init` under a closed input gate. If `init` fails the
+/// instance is reset (the next event builds the object again) and every event waiting on it,
+/// this one included, fails with the reason.
+fn with_init(
+    instance: Rc<Instance>,
+    object: Rc<dyn AnyObject>,
+    handler: crate::LocalBoxFuture<Outcome>,
+) -> crate::LocalBoxFuture<Outcome> {
+    Box::pin(async move {
+        let initialized = match instance.hold_gate() {
+            Ok(gate) => {
+                let result = object.init().await;
+                drop(gate);
+                result
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = initialized {
+            let reason = Error::reset(format!(
+                "{} could not be initialized: {error}; the next call builds the object again",
+                instance.class_name
+            ))
+            .into_remote();
+            tracing::warn!(namespace = instance.class_name, object_id = %instance.id, reason = %reason, "init failed");
+            instance.reset(reason.clone());
+            // A reset wins over the outcome: the event's caller is told `reason`.
+            return Outcome::Done(Err(reason));
+        }
+        handler.await
+    })
 }

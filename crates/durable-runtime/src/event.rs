@@ -96,4 +96,6 @@ pub(crate) trait AnyObject {
     fn alarm(self: Rc<Self>, info: AlarmInfo) -> LocalBoxFuture<Result<()>>;
     /// True if the class implements the alarm handler.
     fn has_alarm_handler(&self) -> bool;
+    /// The class's `init` hook.
+    fn init(self: Rc<Self>) -> LocalBoxFuture<Result<()>>;
 }

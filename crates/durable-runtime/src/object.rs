@@ -58,6 +58,40 @@ pub trait DurableObject: ObjectClass {
     /// reset. Keep it fast; storage calls are synchronous and may be used here.
     fn new(state: State, env: Env) -> Self;
 
+    /// Prepares a new instance before it handles its first event: runs after
+    /// [`new`](DurableObject::new), with the input gate closed (no event is delivered until
+    /// it returns), and may await and fail. Use it for work that can fail, such as a schema
+    /// migration: if it returns `Err`, the instance is discarded, the events waiting for it
+    /// fail with the error (as a reset), and the next event builds the object again. The
+    /// default does nothing.
+    ///
+    /// ```
+    /// use durable_objects::prelude::*;
+    ///
+    /// #[durable_object]
+    /// pub struct Accounts {
+    ///     state: State,
+    /// }
+    ///
+    /// impl DurableObject for Accounts {
+    ///     fn new(state: State, _env: Env) -> Self {
+    ///         Self { state }
+    ///     }
+    ///
+    ///     async fn init(&self) -> Result<()> {
+    ///         // A failed migration fails the first call instead of panicking in `new`.
+    ///         self.state.storage().sql().exec(
+    ///             "CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, balance INTEGER)",
+    ///             (),
+    ///         )?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    async fn init(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Handles a request sent with `Stub::fetch`.
     async fn fetch(&self, request: Request) -> Result<Response> {
         let _ = request;
@@ -184,6 +218,14 @@ impl<T: DurableObject> AnyObject for T {
 
     fn alarm(self: Rc<Self>, info: AlarmInfo) -> LocalBoxFuture<Result<()>> {
         Box::pin(async move { DurableObject::alarm(&*self, info).await })
+    }
+
+    fn init(self: Rc<Self>) -> LocalBoxFuture<Result<()>> {
+        Box::pin(async move {
+            DurableObject::init(&*self)
+                .await
+                .map_err(Error::into_remote)
+        })
     }
 
     fn has_alarm_handler(&self) -> bool {

@@ -23,6 +23,56 @@ pub fn bind_all(builder: RuntimeBuilder) -> RuntimeBuilder {
         .bind::<Store>("STORE")
         .bind::<Clockwork>("CLOCKWORK")
         .bind::<Reminder>("REMINDER")
+        .bind::<Migrating>("MIGRATING")
+}
+
+/// Names of `Migrating` objects whose `init` fails.
+pub static FAILING_INIT: LazyLock<Mutex<Vec<String>>> = LazyLock::new(Default::default);
+
+/// An object whose schema is made by a fallible `init`, which can be made to fail or to wait
+/// for a signal named after the object.
+#[durable_object]
+pub struct Migrating {
+    state: State,
+    inits: Cell<u32>,
+}
+
+impl DurableObject for Migrating {
+    fn new(state: State, _env: Env) -> Self {
+        Self {
+            state,
+            inits: Cell::new(0),
+        }
+    }
+
+    async fn init(&self) -> Result<()> {
+        self.inits.set(self.inits.get() + 1);
+        let name = self.state.id().name().unwrap_or_default().to_owned();
+        if FAILING_INIT.lock().unwrap().contains(&name) {
+            return Err(Error::user("migration 2 failed: column exists"));
+        }
+        if name.starts_with("slow") {
+            raise(&format!("{name}-init-started"));
+            wait_signal(&format!("{name}-init-release")).await;
+        }
+        self.state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS items (name TEXT PRIMARY KEY)",
+            (),
+        )?;
+        Ok(())
+    }
+}
+
+#[rpc]
+impl Migrating {
+    /// Inserts an item (needs the table `init` made); returns how many `init` ran.
+    pub async fn add(&self, item: String) -> Result<u32> {
+        self.state
+            .storage()
+            .sql()
+            .exec("INSERT INTO items VALUES (?1)", (item,))?;
+        Ok(self.inits.get())
+    }
 }
 
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
