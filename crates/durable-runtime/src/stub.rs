@@ -249,7 +249,11 @@ pub trait RpcClient: Clone + Send + Sync + 'static {
 /// `#[rpc]` defines an inherent `__durable_rpc_dispatch` on the class, which method resolution
 /// prefers over this trait's; a class without `#[rpc]` gets this one, which knows no method.
 pub trait NoRpcMethods {
-    /// Answers every call with "method not implemented".
+    /// Answers every call with "method not implemented". Deprecated so that a class without
+    /// an `#[rpc]` block gets a warning that says why its stub has no methods.
+    #[deprecated(
+        note = "this class has no `#[rpc]` impl block, so `Stub<ThisClass>` has no methods to call: put `#[rpc]` on the `impl` block of its `pub async fn` methods. A class called only through `fetch` or WebSockets says so with an empty `#[rpc] impl ThisClass {}`"
+    )]
     fn __durable_rpc_dispatch(
         self: Rc<Self>,
         call: RpcInvocation,

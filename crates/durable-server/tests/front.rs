@@ -50,6 +50,9 @@ impl DurableObject for Pipe {
     }
 }
 
+#[rpc]
+impl Pipe {}
+
 fn config() -> Config {
     Config::parse(
         r#"{

@@ -405,7 +405,10 @@ impl DurableObject for Web {
     }
 }
 
-/// A class with no handlers and no rpc methods.
+#[rpc]
+impl Web {}
+
+/// A class with no handlers and no rpc methods (an empty `#[rpc]` block says so).
 #[durable_object]
 pub struct Bare;
 
@@ -414,6 +417,9 @@ impl DurableObject for Bare {
         Bare
     }
 }
+
+#[rpc]
+impl Bare {}
 
 /// `list` options as a serde type, to send over RPC.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
