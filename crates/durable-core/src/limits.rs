@@ -30,6 +30,11 @@ pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 70_000;
 /// object to a few megabytes while leaving room for bursts.
 pub const DEFAULT_MAX_QUEUED_EVENTS: usize = 32_768;
 
+/// Bytes the events queued or running in one object may carry (WebSocket messages, encoded
+/// calls) before new ones are refused as overloaded: room for two of the largest messages,
+/// while a flood of smaller ones cannot take the node's memory.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+
 /// Keys per batch `get`, `put` or `delete` of the KV API (Cloudflare: 128).
 pub const MAX_KV_BATCH_KEYS: usize = 128;
 

@@ -204,6 +204,16 @@ fn bad_runtime_settings_are_start_errors() {
         "{no_queue}"
     );
 
+    let tiny_queue = Runtime::builder()
+        .data_dir(dir.path())
+        .max_queued_bytes(1024)
+        .build()
+        .unwrap_err();
+    assert!(
+        tiny_queue.to_string().contains("max_queued_bytes is 1024"),
+        "{tiny_queue}"
+    );
+
     let no_dir = Runtime::builder().build().unwrap_err();
     assert!(no_dir.to_string().contains("no data folder"), "{no_dir}");
 }

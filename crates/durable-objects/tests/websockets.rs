@@ -68,6 +68,18 @@ impl DurableObject for Room {
                     .set_hibernatable_web_socket_event_timeout(Some(100))?;
                 ws.send_text("limited")
             }
+            text if text.starts_with("hold:") => {
+                // Holds the input gate, so the events after this one queue.
+                let key = text[5..].to_owned();
+                self.state
+                    .block_concurrency_while(async {
+                        raise(&format!("{key}-held"));
+                        wait_signal(&format!("{key}-release")).await;
+                        Ok(())
+                    })
+                    .await?;
+                ws.send_text("released")
+            }
             "sleep" => {
                 tokio::time::sleep(Duration::from_millis(600)).await;
                 ws.send_text("woke")
@@ -264,7 +276,13 @@ fn room(test: &TestRuntime, name: &str) -> Stub<Room> {
 async fn expect_close(conn: &mut WebSocketConnection, code: u16) {
     match bounded(conn.next_frame()).await {
         Some(OutgoingFrame::Close { code: got, .. }) if got == code => {}
-        other => panic!("expected a {code} close, got {other:?}"),
+        other => {
+            let shown = format!("{other:?}");
+            panic!(
+                "expected a {code} close, got {}",
+                &shown[..shown.len().min(200)]
+            )
+        }
     }
 }
 
@@ -495,6 +513,38 @@ async fn standard_socket_messages_wait_for_durability_too() {
     // "stored two" was sent after a write that never became durable: it never leaves, and
     // the reset closes the socket. Sent without the gate, it would arrive before the close.
     expect_close(&mut socket, 1011).await;
+}
+
+#[tokio::test]
+async fn a_message_the_object_cannot_queue_closes_its_socket_with_1013() {
+    let test = TestRuntime::start(|b| b.bind::<Room>("ROOM").max_queued_events(3));
+    let room = room(&test, "busy");
+    let mut socket = connect(&room, "").await;
+    socket.received(WebSocketMessage::Text("hold:busy".to_owned()));
+    bounded(wait_signal("busy-held")).await;
+    // Two more fit in the queue; the fourth event does not, and its sender is told.
+    for text in ["one", "two", "three"] {
+        socket.received(WebSocketMessage::Text(text.to_owned()));
+    }
+    expect_close(&mut socket, 1013).await;
+    raise("busy-release");
+}
+
+#[tokio::test]
+async fn queued_messages_are_bounded_in_bytes() {
+    let limit = 32 * 1024 * 1024;
+    let test = TestRuntime::start(|b| b.bind::<Room>("ROOM").max_queued_bytes(limit));
+    let room = room(&test, "heavy");
+    let mut socket = connect(&room, "").await;
+    socket.received(WebSocketMessage::Text("hold:heavy".to_owned()));
+    bounded(wait_signal("heavy-held")).await;
+    // 12 MiB each: the first two fit beside each other, the third would pass 32 MiB.
+    let big = "x".repeat(12 * 1024 * 1024);
+    for _ in 0..3 {
+        socket.received(WebSocketMessage::Text(big.clone()));
+    }
+    expect_close(&mut socket, 1013).await;
+    raise("heavy-release");
 }
 
 #[tokio::test]

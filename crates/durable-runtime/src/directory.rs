@@ -59,8 +59,9 @@ impl ObjectDirectory {
             None => match self.activate(&event) {
                 Ok(instance) => instance,
                 Err(error) => {
+                    let size = event.payload.size();
                     event.reply.fail(error);
-                    self.admission.release(&event.key);
+                    self.admission.release(&event.key, size);
                     return;
                 }
             },
@@ -71,6 +72,7 @@ impl ObjectDirectory {
             .clone()
             .expect("an instance in the directory has its object");
         let object_for_init = Rc::clone(&object);
+        let size = event.payload.size();
         let seq = instance.order.borrow_mut().assign();
         instance.inflight.set(instance.inflight.get() + 1);
         let metrics = &self.shared.metrics;
@@ -99,6 +101,7 @@ impl ObjectDirectory {
             handler,
             event.reply,
             self.admission.clone(),
+            size,
         );
         let span = tracing::info_span!(
             "event",

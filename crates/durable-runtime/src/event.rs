@@ -13,7 +13,7 @@ use crate::alarm::{AlarmCall, AlarmInfo, AlarmOutcome};
 use crate::body::{Request, Response};
 use crate::core::ObjectKey;
 use crate::rpc::{RpcInvocation, RpcValue};
-use crate::websocket::socket::{SocketShared, WebSocketEvent};
+use crate::websocket::socket::{SocketShared, WebSocketEvent, WebSocketMessage};
 
 /// One event for one object, on its way to the object's shard.
 pub(crate) struct Event {
@@ -32,6 +32,23 @@ pub(crate) enum Payload {
     Alarm(AlarmCall),
     /// An event of a hibernatable WebSocket.
     WebSocket(SocketDelivery),
+}
+
+impl Payload {
+    /// Bytes the payload holds, as counted against its object's queue limit: the message
+    /// of a WebSocket event, the encoded arguments of a call; 0 for what is not held in
+    /// memory in full (a fetch streams its body) or is small.
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Payload::RpcEncoded(bytes) => bytes.len(),
+            Payload::WebSocket(delivery) => match &delivery.event {
+                WebSocketEvent::Message(WebSocketMessage::Text(text)) => text.len(),
+                WebSocketEvent::Message(WebSocketMessage::Binary(bytes)) => bytes.len(),
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
 }
 
 /// An event for a `web_socket_*` handler, on its way to the object.
@@ -54,8 +71,10 @@ pub(crate) enum Reply {
     Rpc(oneshot::Sender<Result<RpcValue>>),
     Fetch(oneshot::Sender<Result<Response>>),
     Alarm(oneshot::Sender<Result<AlarmOutcome>>),
-    /// Nobody waits: failures are logged (WebSocket events).
-    Detached,
+    /// An event of a hibernatable WebSocket: nobody waits for it, so a handler's failure is
+    /// logged; but an event the object could not take (overloaded) closes the socket with
+    /// 1013 "try again later", so its sender learns the message was not handled.
+    Socket(Arc<SocketShared>),
 }
 
 impl Reply {
@@ -65,9 +84,9 @@ impl Reply {
             (Reply::Rpc(tx), Outcome::Rpc(result)) => drop(tx.send(result)),
             (Reply::Fetch(tx), Outcome::Fetch(result)) => drop(tx.send(result)),
             (Reply::Alarm(tx), Outcome::Alarm(result)) => drop(tx.send(result)),
-            (Reply::Detached, Outcome::Done(Ok(()))) => {}
+            (Reply::Socket(_), Outcome::Done(Ok(()))) => {}
             // Nobody else hears of it: this is where it is handled.
-            (Reply::Detached, Outcome::Done(Err(error))) => {
+            (Reply::Socket(_), Outcome::Done(Err(error))) => {
                 tracing::warn!(error = %error, "a WebSocket handler failed");
             }
             (reply, _) => reply.fail(Error::new(
@@ -83,7 +102,11 @@ impl Reply {
             Reply::Rpc(tx) => drop(tx.send(Err(error))),
             Reply::Fetch(tx) => drop(tx.send(Err(error))),
             Reply::Alarm(tx) => drop(tx.send(Err(error))),
-            Reply::Detached => {
+            Reply::Socket(socket) if error.is_overloaded() => {
+                tracing::warn!(error = %error, "a WebSocket message was refused; closing its socket with 1013");
+                socket.close_now(1013, "try again later: the object is overloaded");
+            }
+            Reply::Socket(_) => {
                 tracing::warn!(error = %error, "a WebSocket event was not delivered");
             }
         }

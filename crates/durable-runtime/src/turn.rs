@@ -64,6 +64,8 @@ pub(crate) struct EventTask {
     handler: LocalBoxFuture<Outcome>,
     reply: Option<Reply>,
     admission: AdmissionRelease,
+    /// Bytes the event was admitted with.
+    size: usize,
 }
 
 impl EventTask {
@@ -73,6 +75,7 @@ impl EventTask {
         handler: LocalBoxFuture<Outcome>,
         reply: Reply,
         admission: AdmissionRelease,
+        size: usize,
     ) -> Self {
         Self {
             instance,
@@ -81,6 +84,7 @@ impl EventTask {
             handler,
             reply: Some(reply),
             admission,
+            size,
         }
     }
 }
@@ -170,7 +174,7 @@ impl Drop for EventTask {
             reply.fail(self.instance.failure());
         }
         self.instance.event_finished(self.seq);
-        self.admission.release(&self.instance.key);
+        self.admission.release(&self.instance.key, self.size);
     }
 }
 

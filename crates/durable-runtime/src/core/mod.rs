@@ -16,7 +16,7 @@ pub(crate) mod gate;
 mod output_queue;
 mod timetable;
 
-pub(crate) use admission::{Admission, Overloaded};
+pub(crate) use admission::{Admission, AdmissionLimits, Overloaded};
 pub(crate) use output_queue::OutputQueue;
 pub(crate) use timetable::{AlarmTimetable, Due, RetryPolicy, Settle, SettleAction};
 

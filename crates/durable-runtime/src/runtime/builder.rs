@@ -18,7 +18,7 @@ use super::{Runtime, RuntimeConfig, StartError};
 use crate::alarm::{AlarmScheduler, delivery};
 use crate::clock::SystemClock;
 use crate::commit::{CommitObserver, CommitServices};
-use crate::core::ObjectKey;
+use crate::core::{AdmissionLimits, ObjectKey};
 use crate::data_dir::DataDir;
 use crate::migrations::{self, Migration};
 use crate::object::{ClassVTable, DurableObject};
@@ -177,6 +177,12 @@ impl RuntimeBuilder {
         self.set("max_queued_events", move |c| c.max_queued_events = limit)
     }
 
+    /// Per-object limit of the bytes queued and running events carry
+    /// ([`RuntimeConfig::max_queued_bytes`]).
+    pub fn max_queued_bytes(self, limit: usize) -> Self {
+        self.set("max_queued_bytes", move |c| c.max_queued_bytes = limit)
+    }
+
     /// Time limit of `block_concurrency_while`
     /// ([`RuntimeConfig::block_concurrency_timeout`]).
     pub fn block_concurrency_timeout(self, timeout: Duration) -> Self {
@@ -309,7 +315,13 @@ impl RuntimeBuilder {
             shards.push(handle);
             receivers.push(rx);
         }
-        let router = Arc::new(ShardRouter::new(shards, config.max_queued_events));
+        let router = Arc::new(ShardRouter::new(
+            shards,
+            AdmissionLimits {
+                events: config.max_queued_events,
+                bytes: config.max_queued_bytes,
+            },
+        ));
         let hubs = Arc::new(Hubs::new(Arc::clone(&router), Arc::clone(&self.clock)));
         let shared = Arc::new(RuntimeShared {
             config,

@@ -20,6 +20,10 @@ pub struct RuntimeConfig {
     /// Events that may be queued or running in one object before new ones are refused as
     /// overloaded (default 32,768).
     pub max_queued_events: usize,
+    /// Bytes the queued and running events of one object may carry (their WebSocket
+    /// messages and encoded calls) before new ones are refused as overloaded (default
+    /// 64 MiB).
+    pub max_queued_bytes: usize,
     /// How long `block_concurrency_while` may run before the object is reset (default 30 s).
     pub block_concurrency_timeout: Duration,
     /// How long an async `transaction()` may run before it is cancelled and rolled back
@@ -67,6 +71,7 @@ impl Default for RuntimeConfig {
             shards: std::thread::available_parallelism().map_or(1, usize::from),
             idle_timeout: Duration::from_millis(limits::DEFAULT_IDLE_TIMEOUT_MS),
             max_queued_events: limits::DEFAULT_MAX_QUEUED_EVENTS,
+            max_queued_bytes: limits::DEFAULT_MAX_QUEUED_BYTES,
             block_concurrency_timeout: Duration::from_millis(limits::BLOCK_CONCURRENCY_TIMEOUT_MS),
             transaction_timeout: Duration::from_millis(limits::TRANSACTION_TIMEOUT_MS),
             encode_rpc: false,
@@ -98,6 +103,16 @@ impl RuntimeConfig {
             return invalid(
                 "max_queued_events",
                 "is 0; an object could take no calls".to_owned(),
+            );
+        }
+        if self.max_queued_bytes < limits::MAX_WEB_SOCKET_MESSAGE_BYTES {
+            return invalid(
+                "max_queued_bytes",
+                format!(
+                    "is {}; use at least {} (one message of the largest size)",
+                    self.max_queued_bytes,
+                    limits::MAX_WEB_SOCKET_MESSAGE_BYTES
+                ),
             );
         }
         if self.fsync_threads == 0 {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use durable_core::Error;
 use tokio::sync::mpsc;
 
-use crate::core::{Admission, ObjectKey, Overloaded};
+use crate::core::{Admission, AdmissionLimits, ObjectKey, Overloaded};
 use crate::event::Event;
 
 // `Stop` is sent once per shard; boxing every event to shrink it would cost an allocation
@@ -37,12 +37,12 @@ pub(crate) struct ShardHandle {
 pub(crate) struct AdmissionRelease(Arc<Mutex<Admission>>);
 
 impl AdmissionRelease {
-    /// Forgets one finished event of `key`.
-    pub(crate) fn release(&self, key: &ObjectKey) {
+    /// Forgets one finished event of `key` that carried `size` bytes.
+    pub(crate) fn release(&self, key: &ObjectKey, size: usize) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .release(key);
+            .release(key, size);
     }
 }
 
@@ -61,20 +61,19 @@ impl ShardHandle {
         AdmissionRelease(Arc::clone(&self.admission))
     }
 
-    /// Counts one more event for its object and queues it, unless `limit` events are
-    /// already pending for the object; a refused event's caller gets the error.
-    pub(crate) fn admit(&self, event: Event, limit: usize) {
+    /// Counts one more event for its object and queues it, unless the object is at its
+    /// `limits`; a refused event's caller gets the error.
+    pub(crate) fn admit(&self, event: Event, limits: AdmissionLimits) {
         let key = event.key;
+        let size = event.payload.size();
         let mut admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(Overloaded { limit }) = admission.admit(key, limit) {
+        if let Err(overloaded) = admission.admit(key, size, limits) {
             drop(admission);
-            event.reply.fail(Error::overloaded(format!(
-                "object is overloaded: {limit} events are already queued for it; back off before retrying, or spread the load over more objects"
-            )));
+            event.reply.fail(overloaded_error(overloaded));
             return;
         }
         if let Err(mpsc::error::SendError(msg)) = self.tx.send(ShardMsg::Event(event)) {
-            admission.release(&key);
+            admission.release(&key, size);
             drop(admission);
             if let ShardMsg::Event(event) = msg {
                 event.reply.fail(Error::disconnected(
@@ -95,22 +94,19 @@ impl ShardHandle {
 #[derive(Debug)]
 pub(crate) struct ShardRouter {
     shards: Vec<ShardHandle>,
-    max_queued_events: usize,
+    limits: AdmissionLimits,
 }
 
 impl ShardRouter {
-    pub(crate) fn new(shards: Vec<ShardHandle>, max_queued_events: usize) -> Self {
-        Self {
-            shards,
-            max_queued_events,
-        }
+    pub(crate) fn new(shards: Vec<ShardHandle>, limits: AdmissionLimits) -> Self {
+        Self { shards, limits }
     }
 
     /// Hands an event to the shard that owns its object; if it cannot be delivered
     /// (overloaded, shut down) its caller gets the error.
     pub(crate) fn send_or_fail(&self, event: Event) {
         let index = (event.id.routing_hash() % self.shards.len() as u64) as usize;
-        self.shards[index].admit(event, self.max_queued_events);
+        self.shards[index].admit(event, self.limits);
     }
 
     /// Shard `index`'s handle.
@@ -130,4 +126,32 @@ impl ShardRouter {
             shard.stop();
         }
     }
+}
+
+/// What a caller refused for overload hears: which limit, and what to do.
+fn overloaded_error(overloaded: Overloaded) -> Error {
+    let (limit, max, actual, message) = match overloaded {
+        Overloaded::Events { limit } => (
+            durable_core::Limit::QueuedEvents,
+            limit,
+            None,
+            format!(
+                "object is overloaded: {limit} events are already queued for it; back off before retrying, or spread the load over more objects"
+            ),
+        ),
+        Overloaded::Bytes { limit, size } => (
+            durable_core::Limit::QueuedBytes,
+            limit,
+            Some(size),
+            format!(
+                "object is overloaded: its queued events already hold close to {limit} bytes and this one carries {size}; back off before retrying, or send smaller messages"
+            ),
+        ),
+    };
+    let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    Error::overloaded(message).with_detail(durable_core::ErrorDetail::Limit {
+        limit,
+        max: wide(max),
+        actual: actual.map(wide),
+    })
 }

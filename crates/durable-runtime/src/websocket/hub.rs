@@ -110,7 +110,7 @@ impl SocketOwner for Hub {
                 socket: Arc::clone(socket),
                 event,
             }),
-            reply: Reply::Detached,
+            reply: Reply::Socket(Arc::clone(socket)),
         });
     }
 
