@@ -1,21 +1,22 @@
 //! The bridge from axum to objects: [`forward`] sends an incoming request (streaming its
 //! body) to an object's `fetch` handler and turns the answer back into an axum response,
-//! completing a WebSocket upgrade when the object answers `101` with a socket; and
-//! [`error_response`] maps runtime errors to JSON error responses.
+//! completing a WebSocket upgrade when the object answers `101` with a socket. Errors become
+//! JSON responses through [`crate::api`].
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::extract::FromRequestParts;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::response::{IntoResponse, Response as AxumResponse};
+use axum::response::Response as AxumResponse;
 use bytes::Bytes;
-use durable_core::{Error, ErrorKind, limits};
+use durable_core::{Error, limits};
 use durable_runtime::{Body, DurableObject, Stub, WebSocketPeer};
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use http_body::Frame;
 use tokio::sync::watch;
 
+use crate::api::{error_response, error_to_response};
 use crate::socket;
 
 /// Chunks of a request body that may wait between the connection and the object.
@@ -24,41 +25,6 @@ const BODY_CHANNEL_CHUNKS: usize = 8;
 /// Read buffer of one WebSocket connection: small, since idle hibernated sockets are the
 /// common case and tungstenite's default (128 KiB) would cost that much per socket.
 pub(crate) const WEB_SOCKET_READ_BUFFER: usize = 4 * 1024;
-
-/// A JSON error response: `{"error": message}`; 503 answers carry `Retry-After`.
-pub fn error_response(status: StatusCode, message: impl Into<String>) -> AxumResponse {
-    let mut response = (
-        status,
-        axum::Json(serde_json::json!({ "error": message.into() })),
-    )
-        .into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
-}
-
-/// The HTTP status for a runtime error: 4xx for the caller's mistakes, 503 for overload
-/// and retryable failures, 500 for the rest.
-pub fn status_for(error: &Error) -> StatusCode {
-    match error.kind() {
-        ErrorKind::InvalidInput | ErrorKind::InvalidId | ErrorKind::Codec => {
-            StatusCode::BAD_REQUEST
-        }
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
-        ErrorKind::Overloaded | ErrorKind::Disconnected => StatusCode::SERVICE_UNAVAILABLE,
-        _ if error.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// [`error_response`] with the status from [`status_for`].
-pub fn error_to_response(error: &Error) -> AxumResponse {
-    error_response(status_for(error), error.to_string())
-}
 
 /// Shutdown signal shared with WebSocket connections, installed as a request extension by
 /// the server.

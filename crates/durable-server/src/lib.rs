@@ -65,22 +65,29 @@
 //! * [`server`]: [`Server`] builds the runtime from the configuration, serves the user's axum
 //!   `Router` (which holds the `Env`), `/metrics`, and shuts down gracefully; [`run_main`].
 //! * [`front`]: [`forward`] sends an HTTP request or WebSocket upgrade to an object's `fetch`.
+//! * [`api`]: [`ApiError`], what route handlers return, and how runtime errors map to HTTP
+//!   statuses and JSON bodies (no server-side detail leaks to clients).
 //! * `socket`: the task joining one WebSocket connection to an object's socket.
+//! * `framing`: refuses requests with both `Content-Length` and `Transfer-Encoding`
+//!   before hyper reads them.
 //! * [`metrics`]: the Prometheus / OpenMetrics text. [`cli`]: the flags of server binaries.
 //!
 //! Dependency direction: this crate uses `durable-runtime`; nothing below it knows of HTTP
 //! servers or configuration files.
 
+pub mod api;
 pub mod cli;
 pub mod config;
+mod framing;
 pub mod front;
 pub mod metrics;
 pub mod server;
 mod socket;
 
+pub use api::{ApiError, error_response, error_to_response, status_for};
 pub use axum;
 pub use config::{Config, ConfigError};
-pub use front::{error_response, error_to_response, forward, into_axum, status_for};
+pub use front::{forward, into_axum};
 pub use server::{Launch, Server, ServerBuilder, ServerError, run_main, termination};
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). Call once at the start of `main`.

@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use crate::cli::{Args, usage};
 use crate::config::{Config, ConfigError, Format};
+use crate::framing::GuardedListener;
 use crate::front::ShutdownSignal;
 use crate::metrics;
 
@@ -309,7 +310,7 @@ impl Server {
                 track,
             ));
         let stop_signal = stop_tx.clone();
-        let serve = axum::serve(listener, app)
+        let serve = axum::serve(GuardedListener(listener), app)
             .with_graceful_shutdown(async move {
                 signal.await;
                 tracing::info!("shutting down: no new connections; closing WebSockets with 1001");

@@ -70,17 +70,12 @@ pub(crate) async fn pump(
                     return;
                 }
                 Some(Err(err)) => {
-                    let text = err.to_string();
-                    conn.failed(text.clone());
-                    let code = if text.contains("Space limit") || text.contains("too long") {
-                        1009
-                    } else {
-                        1002
-                    };
+                    let (code, reason) = close_for(err);
+                    conn.failed(reason.to_owned());
                     let _ = ws
                         .send(Message::Close(Some(CloseFrame {
                             code,
-                            reason: "protocol error".into(),
+                            reason: reason.into(),
                         })))
                         .await;
                     // Dropping the connection reports the abnormal close.
@@ -95,6 +90,22 @@ pub(crate) async fn pump(
         }
     }
     drop(conn);
+}
+
+/// The close code and reason for a failed read, by the protocol error's type: 1009 for a
+/// message over the size limit, 1007 for a text message that is not UTF-8, 1002 for other
+/// protocol violations (RFC 6455, section 7.4.1).
+fn close_for(error: axum::Error) -> (u16, &'static str) {
+    use tungstenite::error::{CapacityError, Error as WsError};
+    let inner = error.into_inner();
+    match inner.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+            (1009, "message too big: the limit is 32 MiB")
+        }
+        Some(WsError::Capacity(_)) => (1009, "frame too big"),
+        Some(WsError::Utf8(_)) => (1007, "text message is not valid UTF-8"),
+        _ => (1002, "protocol error"),
+    }
 }
 
 /// Sends a close frame, then waits (bounded) for the client's answer and reports it.
