@@ -10,13 +10,15 @@
 //!   `transferred_classes` is refused.
 //! * `vars`: strings, numbers and booleans (numbers and booleans become their text).
 //! * `durable`: our own keys: `listen`, `data_dir`, `shards`, `idle_timeout_ms`,
-//!   `hibernation_timeout_ms`, `max_queued_events`, `max_database_bytes`,
+//!   `hibernation_timeout_ms`, `max_queued_events`, `max_queued_bytes`, `max_database_bytes`,
 //!   `shutdown_timeout_ms`, `durability` (`"group_commit"` or `"fsync_each_commit"`).
 //!
 //! Wrangler's deployment keys (`name`, `main`, `compatibility_date`, `routes`, ...) are
-//! accepted and ignored; `exports` (declarative class states) is refused in favour of
-//! `migrations`; any other unknown key is refused, naming it, so a typo is not silently
-//! ignored. JSONC means JSON with `//` and `/* */` comments and trailing commas, nothing
+//! accepted and ignored. Keys that would change behaviour if they were honoured are refused
+//! by name rather than ignored: `limits` (CPU and subrequest limits, which this server does
+//! not enforce), `env` (per-environment settings: use one file per environment with
+//! `--config`), and `exports` (declarative class states: use `migrations`). Any other
+//! unknown key is refused, naming it, so a typo is not silently ignored. JSONC means JSON with `//` and `/* */` comments and trailing commas, nothing
 //! more (parsed with `jsonc-parser`); TOML is parsed with `toml`. Both deserialize into the
 //! same typed structs, so every error names the key and the line.
 
@@ -159,6 +161,8 @@ pub struct RuntimeSettings {
     pub hibernation_timeout: Option<Duration>,
     /// `durable.max_queued_events`.
     pub max_queued_events: Option<usize>,
+    /// `durable.max_queued_bytes`.
+    pub max_queued_bytes: Option<usize>,
     /// `durable.max_database_bytes`.
     pub max_database_bytes: Option<u64>,
     /// `durable.durability`.
@@ -180,6 +184,9 @@ impl RuntimeSettings {
         }
         if let Some(limit) = self.max_queued_events {
             builder = builder.max_queued_events(limit);
+        }
+        if let Some(limit) = self.max_queued_bytes {
+            builder = builder.max_queued_bytes(limit);
         }
         if let Some(bytes) = self.max_database_bytes {
             builder = builder.max_database_bytes(bytes);
@@ -208,7 +215,6 @@ const IGNORED_KEYS: &[&str] = &[
     "routes",
     "observability",
     "placement",
-    "limits",
     "build",
     "rules",
     "no_bundle",
@@ -220,7 +226,6 @@ const IGNORED_KEYS: &[&str] = &[
     "dev",
     "assets",
     "tail_consumers",
-    "env",
 ];
 
 impl Config {
@@ -385,6 +390,18 @@ impl<'de> Deserialize<'de> for RawConfig {
                         "migrations" => config.migrations = map.next_value()?,
                         "vars" => config.vars = map.next_value()?,
                         "durable" => config.durable = Some(map.next_value()?),
+                        "limits" => {
+                            return Err(refuse(
+                                &mut map,
+                                "\"limits\" (cpu_ms, subrequests) is not supported: a self-hosted object has no CPU-time or subrequest limit here; remove the key (durable.max_queued_events and durable.max_queued_bytes bound an object's load)",
+                            ));
+                        }
+                        "env" => {
+                            return Err(refuse(
+                                &mut map,
+                                "\"env\" (per-environment settings) is not supported: keep one configuration file per environment and choose it with --config",
+                            ));
+                        }
                         "exports" => {
                             return Err(refuse(
                                 &mut map,
@@ -614,6 +631,7 @@ struct RawOwn {
     idle_timeout_ms: Option<u64>,
     hibernation_timeout_ms: Option<u64>,
     max_queued_events: Option<usize>,
+    max_queued_bytes: Option<usize>,
     max_database_bytes: Option<u64>,
     shutdown_timeout_ms: Option<u64>,
     durability: Option<RawDurability>,
@@ -700,6 +718,7 @@ impl RawConfig {
                 idle_timeout: millis(own.idle_timeout_ms),
                 hibernation_timeout: millis(own.hibernation_timeout_ms),
                 max_queued_events: own.max_queued_events,
+                max_queued_bytes: own.max_queued_bytes,
                 max_database_bytes: own.max_database_bytes,
                 durability: own.durability.map(|mode| match mode {
                     RawDurability::GroupCommit => DurabilityMode::GroupCommit,
@@ -805,6 +824,16 @@ mod tests {
                 (
                     r#"{"exports": {}}"#,
                     "declare classes with \"migrations\"",
+                    Some(1),
+                ),
+                (
+                    "{\n\"limits\": {\"cpu_ms\": 50}}",
+                    "\"limits\" (cpu_ms, subrequests) is not supported",
+                    Some(2),
+                ),
+                (
+                    "{\"env\": {\"staging\": {}}}",
+                    "choose it with --config",
                     Some(1),
                 ),
                 (
