@@ -17,33 +17,40 @@ pub struct Counter {
 
 impl DurableObject for Counter {
     fn new(state: State, _env: Env) -> Self {
-        state
-            .storage()
-            .sql()
-            .exec(
-                "CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
-                (),
-            )
-            .expect("create the counter table");
         Self { state }
+    }
+
+    /// The schema, made before the first call; a failure fails that call, not the process.
+    async fn init(&self) -> Result<()> {
+        self.state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
+            (),
+        )?;
+        Ok(())
     }
 }
 
 #[rpc]
 impl Counter {
-    /// Adds `by` (which may be negative) and returns the new value.
+    /// Adds `by` (which may be negative) and returns the new value. An increment that would
+    /// overflow a 64-bit integer is refused (409) and changes nothing: SQLite would turn the
+    /// sum into a REAL and store it.
     pub async fn increment(&self, by: i64) -> Result<i64> {
-        let row = self
-            .state
-            .storage()
-            .sql()
-            .exec(
-                "INSERT INTO counter (id, value) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET value = value + ?1 RETURNING value",
-                (by,),
-            )?
-            .one()?;
-        Ok(row.get("value")?)
+        // Read, check, write with no await between: no other call interleaves.
+        let current = self.value().await?;
+        let Some(value) = current.checked_add(by) else {
+            return Err(Error::user(format!(
+                "adding {by} to the counter's {current} would overflow a 64-bit integer; nothing was changed"
+            ))
+            .with_code("counter_overflow")
+            .with_status(409));
+        };
+        self.state.storage().sql().exec(
+            "INSERT INTO counter (id, value) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET value = excluded.value",
+            (value,),
+        )?;
+        Ok(value)
     }
 
     /// The value; 0 for a new counter.
@@ -128,12 +135,15 @@ pub struct AlarmClock {
 
 impl DurableObject for AlarmClock {
     fn new(state: State, env: Env) -> Self {
-        state
+        Self { state, env }
+    }
+
+    async fn init(&self) -> Result<()> {
+        self.state
             .storage()
             .sql()
-            .exec("CREATE TABLE IF NOT EXISTS fired (at INTEGER NOT NULL)", ())
-            .expect("create the fired table");
-        Self { state, env }
+            .exec("CREATE TABLE IF NOT EXISTS fired (at INTEGER NOT NULL)", ())?;
+        Ok(())
     }
 
     async fn alarm(&self, _info: AlarmInfo) -> Result<()> {
@@ -212,23 +222,23 @@ pub struct ChatRoom {
 
 impl DurableObject for ChatRoom {
     fn new(state: State, _env: Env) -> Self {
-        let storage = state.storage();
-        storage
-            .sql()
-            .exec(
-                "CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL)",
-                (),
-            )
-            .expect("create the messages table");
-        let kv = storage.kv();
-        let built: i64 = kv.get("constructed").ok().flatten().unwrap_or(0);
-        // Counting constructions is how the demo shows hibernation at work.
-        let _ = kv.put("constructed", &(built + 1));
         // Answered by the runtime without waking the room.
         if let Ok(pair) = WebSocketRequestResponsePair::new("ping", "pong") {
             let _ = state.set_web_socket_auto_response(Some(pair));
         }
         Self { state }
+    }
+
+    async fn init(&self) -> Result<()> {
+        let storage = self.state.storage();
+        storage.sql().exec(
+            "CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL)",
+            (),
+        )?;
+        let kv = storage.kv();
+        let built: i64 = kv.get("constructed")?.unwrap_or(0);
+        // Counting constructions is how the demo shows hibernation at work.
+        kv.put("constructed", &built.saturating_add(1))
     }
 
     async fn fetch(&self, _request: Request) -> Result<Response> {
@@ -241,16 +251,26 @@ impl DurableObject for ChatRoom {
         let WebSocketMessage::Text(text) = message else {
             return ws.send_text(r#"{"error":"send text messages"}"#);
         };
-        let seq: i64 = self
-            .state
-            .storage()
-            .sql()
-            .exec(
-                "INSERT INTO messages (text) VALUES (?1) RETURNING seq",
-                (text.as_str(),),
-            )?
-            .one()?
-            .get("seq")?;
+        let inserted = self.state.storage().sql().exec(
+            "INSERT INTO messages (text) VALUES (?1) RETURNING seq",
+            (text.as_str(),),
+        );
+        let seq: i64 = match inserted {
+            Ok(cursor) => cursor.one()?.get("seq")?,
+            // Too big to store: the sender hears it as the protocol's "message too big",
+            // with the limit in the reason; the room and the other sockets are unaffected.
+            Err(err) if err.exceeded_limit().is_some_and(|limit| limit.is_size()) => {
+                let max = match err.detail() {
+                    Some(durable_objects::ErrorDetail::Limit { max, .. }) => *max,
+                    _ => 0,
+                };
+                return ws.close(
+                    Some(1009),
+                    Some(&format!("message too big to store: at most {max} bytes")),
+                );
+            }
+            Err(err) => return Err(err),
+        };
         let out = serde_json::to_string(&ChatMessage { seq, text })
             .map_err(|err| Error::user(format!("encode message: {err}")))?;
         // Each send leaves once the insert above is durable (the output gate).

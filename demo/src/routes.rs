@@ -1,5 +1,9 @@
 //! The demo's HTTP contract (fixed: outside checks use it). Errors are JSON
-//! `{"error": "..."}`: 4xx for bad input, 503 with `Retry-After` when an object is overloaded.
+//! `{"error": "...", "code": "..."}` (`code` when there is one): 4xx for bad input (a
+//! repeated query parameter included), 409 for a counter that would overflow, 413 over a size
+//! limit, 503 with `Retry-After` when an object is overloaded. Handlers return
+//! `Result<_, ApiError>` and use `?` on the runtime's errors; the mapping lives in
+//! `durable_server::api`.
 //!
 //! ```text
 //! GET    /health                          200 "ok"
@@ -24,13 +28,13 @@ use std::collections::HashMap;
 
 use durable_objects::http::StatusCode;
 use durable_objects::prelude::*;
-use durable_server::axum::extract::{Path, Query, Request, State as AxumState};
+use durable_server::axum::extract::{Path, RawQuery, Request, State as AxumState};
 use durable_server::axum::response::{IntoResponse, Response as AxumResponse};
 use durable_server::axum::routing::{get, post};
 use durable_server::axum::{Json, Router};
-use durable_server::{error_response, error_to_response, forward};
+use durable_server::{ApiError, error_response, forward};
 use serde_bytes::ByteBuf;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::objects::{AlarmClock, ChatRoom, Counter, KvStore};
 
@@ -45,7 +49,8 @@ struct Front {
     rooms: Namespace<ChatRoom>,
 }
 
-type Query_ = Query<HashMap<String, String>>;
+/// A handler's JSON answer, or its error.
+type Answer = std::result::Result<Json<Value>, ApiError>;
 
 /// The demo's router, built from the `Env` of the server.
 pub fn router(env: Env) -> Router {
@@ -125,206 +130,210 @@ fn bindings(env: &Env) -> Result<Front> {
     })
 }
 
-/// Turns a handler's result into a response: JSON on success, a JSON error otherwise.
-fn reply<T: serde::Serialize>(result: Result<T>) -> AxumResponse {
-    match result {
-        Ok(value) => Json(value).into_response(),
-        Err(err) => error_to_response(&err),
+/// The query string as name → value, percent-decoded. A name given twice is refused: which
+/// of `?by=1&by=5` was meant is the client's to say, not ours to guess.
+fn query_params(raw: Option<String>) -> std::result::Result<HashMap<String, String>, ApiError> {
+    let mut params = HashMap::new();
+    for pair in raw
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (name, value) = (percent_decode(name)?, percent_decode(value)?);
+        if params.contains_key(&name) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {name:?} is given more than once; give it once"
+            ))
+            .with_code("repeated_parameter"));
+        }
+        params.insert(name, value);
     }
+    Ok(params)
 }
 
-fn bad_request(message: impl Into<String>) -> AxumResponse {
-    error_response(StatusCode::BAD_REQUEST, message)
+/// `%XX` escapes and `+` (a space) of a query component.
+fn percent_decode(text: &str) -> std::result::Result<String, ApiError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = text
+                    .get(i + 1..i + 3)
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("bad percent escape in the query: {text:?}"))
+                    })?;
+                out.push(hex);
+                i += 2;
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
+        .map_err(|_| ApiError::bad_request("the query string is not UTF-8 once decoded"))
 }
 
 fn int_param(
     query: &HashMap<String, String>,
     name: &str,
-) -> std::result::Result<Option<i64>, Box<AxumResponse>> {
+) -> std::result::Result<Option<i64>, ApiError> {
     match query.get(name) {
         None => Ok(None),
         Some(text) => text.parse().map(Some).map_err(|_| {
-            Box::new(bad_request(format!(
+            ApiError::bad_request(format!(
                 "query parameter {name:?} must be an integer, got {text:?}"
-            )))
+            ))
         }),
     }
 }
 
-async fn counter_value(
-    AxumState(front): AxumState<Front>,
-    Path(name): Path<String>,
-) -> AxumResponse {
-    reply(
-        front
-            .counters
-            .get_by_name(&name)
-            .value()
-            .await
-            .map(|value| json!({ "value": value })),
-    )
+async fn counter_value(AxumState(front): AxumState<Front>, Path(name): Path<String>) -> Answer {
+    let value = front.counters.get_by_name(&name).value().await?;
+    Ok(Json(json!({ "value": value })))
 }
 
 async fn counter_increment(
     AxumState(front): AxumState<Front>,
     Path(name): Path<String>,
-    Query(query): Query_,
-) -> AxumResponse {
-    let by = match int_param(&query, "by") {
-        Ok(by) => by.unwrap_or(1),
-        Err(response) => return *response,
-    };
-    reply(
-        front
-            .counters
-            .get_by_name(&name)
-            .increment(by)
-            .await
-            .map(|value| json!({ "value": value })),
-    )
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let query = query_params(query)?;
+    let by = int_param(&query, "by")?.unwrap_or(1);
+    let value = front.counters.get_by_name(&name).increment(by).await?;
+    Ok(Json(json!({ "value": value })))
 }
 
-async fn counter_id(AxumState(front): AxumState<Front>, Path(name): Path<String>) -> AxumResponse {
-    Json(json!({ "id": front.counters.id_from_name(&name).to_string() })).into_response()
+async fn counter_id(AxumState(front): AxumState<Front>, Path(name): Path<String>) -> Answer {
+    Ok(Json(
+        json!({ "id": front.counters.id_from_name(&name).to_string() }),
+    ))
 }
 
-async fn counter_by_id(AxumState(front): AxumState<Front>, Path(id): Path<String>) -> AxumResponse {
-    let id = match front.counters.id_from_string(&id) {
-        Ok(id) => id,
-        Err(err) => return bad_request(err.to_string()),
-    };
-    reply(
-        front
-            .counters
-            .get(&id)
-            .value()
-            .await
-            .map(|value| json!({ "value": value })),
-    )
+async fn counter_by_id(AxumState(front): AxumState<Front>, Path(id): Path<String>) -> Answer {
+    let id = front.counters.id_from_string(&id)?;
+    let value = front.counters.get(&id).value().await?;
+    Ok(Json(json!({ "value": value })))
 }
 
 async fn kv_put(
     AxumState(front): AxumState<Front>,
     Path((name, key)): Path<(String, String)>,
     request: Request,
-) -> AxumResponse {
+) -> std::result::Result<StatusCode, ApiError> {
     let limit = durable_objects::limits::MAX_KV_ENTRY_BYTES;
-    if key.len() > durable_objects::limits::MAX_KV_KEY_BYTES {
-        return error_response(
+    let key_limit = durable_objects::limits::MAX_KV_KEY_BYTES;
+    if key.len() > key_limit {
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "key of {} bytes is over the limit of {} bytes",
-                key.len(),
-                durable_objects::limits::MAX_KV_KEY_BYTES
+                "key of {} bytes is over the limit of {key_limit} bytes",
+                key.len()
             ),
-        );
+        ));
     }
+    // Read at most the limit: a larger body is refused without being held in memory.
     let Ok(body) = durable_server::axum::body::to_bytes(request.into_body(), limit).await else {
-        return error_response(
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the value is over the limit of {limit} bytes (key and value together)"),
-        );
+        ));
     };
-    if key.len() + body.len() > limit {
-        return error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("key and value together are over the limit of {limit} bytes"),
-        );
-    }
-    match front
+    // The object checks the stored (encoded) entry against the limit; its error carries the
+    // limit as a typed detail, which the server answers with 413.
+    front
         .kv
         .get_by_name(&name)
         .put(key, ByteBuf::from(body.to_vec()))
-        .await
-    {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        // The limit applies to the encoded entry, a few bytes more than the body.
-        Err(err) if err.kind() == ErrorKind::InvalidInput && err.message().contains("limit") => {
-            error_response(StatusCode::PAYLOAD_TOO_LARGE, err.to_string())
-        }
-        Err(err) => error_to_response(&err),
-    }
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn kv_get(
     AxumState(front): AxumState<Front>,
     Path((name, key)): Path<(String, String)>,
-) -> AxumResponse {
-    match front.kv.get_by_name(&name).get(key.clone()).await {
-        Ok(Some(value)) => (
+) -> std::result::Result<AxumResponse, ApiError> {
+    match front.kv.get_by_name(&name).get(key.clone()).await? {
+        Some(value) => Ok((
             [("content-type", "application/octet-stream")],
             value.into_vec(),
         )
-            .into_response(),
-        Ok(None) => error_response(StatusCode::NOT_FOUND, format!("no value under key {key:?}")),
-        Err(err) => error_to_response(&err),
+            .into_response()),
+        None => Err(ApiError::not_found(format!("no value under key {key:?}"))),
     }
 }
 
 async fn kv_delete(
     AxumState(front): AxumState<Front>,
     Path((name, key)): Path<(String, String)>,
-) -> AxumResponse {
-    match front.kv.get_by_name(&name).delete(key).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(err) => error_to_response(&err),
-    }
+) -> std::result::Result<StatusCode, ApiError> {
+    front.kv.get_by_name(&name).delete(key).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn kv_list(
     AxumState(front): AxumState<Front>,
     Path(name): Path<String>,
-    Query(query): Query_,
-) -> AxumResponse {
-    let limit = match int_param(&query, "limit") {
-        Ok(Some(limit)) if limit <= 0 => {
-            return bad_request(format!("limit must be positive, got {limit}"));
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let query = query_params(query)?;
+    let limit = match int_param(&query, "limit")? {
+        Some(limit) if limit <= 0 => {
+            return Err(ApiError::bad_request(format!(
+                "limit must be positive, got {limit}"
+            )));
         }
-        Ok(limit) => limit.map(|l| l as usize),
-        Err(response) => return *response,
+        limit => limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
     };
     let reverse = match query.get("reverse").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
-        Some(other) => return bad_request(format!("reverse must be true or false, got {other:?}")),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "reverse must be true or false, got {other:?}"
+            )));
+        }
     };
     let prefix = query.get("prefix").cloned();
-    reply(
-        front
-            .kv
-            .get_by_name(&name)
-            .keys(prefix, limit, reverse)
-            .await
-            .map(|keys| json!({ "keys": keys })),
-    )
+    let keys = front
+        .kv
+        .get_by_name(&name)
+        .keys(prefix, limit, reverse)
+        .await?;
+    Ok(Json(json!({ "keys": keys })))
 }
 
 async fn alarm_schedule(
     AxumState(front): AxumState<Front>,
     Path(name): Path<String>,
-    Query(query): Query_,
-) -> AxumResponse {
-    let in_ms = match int_param(&query, "in_ms") {
-        Ok(Some(in_ms)) if in_ms >= 0 => in_ms,
-        Ok(Some(in_ms)) => return bad_request(format!("in_ms must not be negative, got {in_ms}")),
-        Ok(None) => return bad_request("in_ms is required: POST /alarm/{name}?in_ms=1000"),
-        Err(response) => return *response,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let query = query_params(query)?;
+    let in_ms = match int_param(&query, "in_ms")? {
+        Some(in_ms) if in_ms >= 0 => in_ms,
+        Some(in_ms) => {
+            return Err(ApiError::bad_request(format!(
+                "in_ms must not be negative, got {in_ms}"
+            )));
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "in_ms is required: POST /alarm/{name}?in_ms=1000",
+            ));
+        }
     };
-    reply(
-        front
-            .alarms
-            .get_by_name(&name)
-            .schedule(in_ms)
-            .await
-            .map(|at| json!({ "scheduled_at": at })),
-    )
+    let at = front.alarms.get_by_name(&name).schedule(in_ms).await?;
+    Ok(Json(json!({ "scheduled_at": at })))
 }
 
-async fn alarm_status(
-    AxumState(front): AxumState<Front>,
-    Path(name): Path<String>,
-) -> AxumResponse {
-    reply(front.alarms.get_by_name(&name).status().await)
+async fn alarm_status(AxumState(front): AxumState<Front>, Path(name): Path<String>) -> Answer {
+    let status = front.alarms.get_by_name(&name).status().await?;
+    Ok(Json(json!(status)))
 }
 
 async fn chat_socket(
@@ -335,20 +344,12 @@ async fn chat_socket(
     forward(&front.rooms.get_by_name(&room), request).await
 }
 
-async fn chat_history(
-    AxumState(front): AxumState<Front>,
-    Path(room): Path<String>,
-) -> AxumResponse {
-    reply(
-        front
-            .rooms
-            .get_by_name(&room)
-            .history()
-            .await
-            .map(|messages| json!({ "messages": messages })),
-    )
+async fn chat_history(AxumState(front): AxumState<Front>, Path(room): Path<String>) -> Answer {
+    let messages = front.rooms.get_by_name(&room).history().await?;
+    Ok(Json(json!({ "messages": messages })))
 }
 
-async fn chat_stats(AxumState(front): AxumState<Front>, Path(room): Path<String>) -> AxumResponse {
-    reply(front.rooms.get_by_name(&room).stats().await)
+async fn chat_stats(AxumState(front): AxumState<Front>, Path(room): Path<String>) -> Answer {
+    let stats = front.rooms.get_by_name(&room).stats().await?;
+    Ok(Json(json!(stats)))
 }

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Demo, close_code, config_with, eventually, next_text, send_text};
+use support::{Demo, close_code, config_with, eventually, next_text, raw_http, send_text};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -260,6 +260,14 @@ async fn sigkill_and_restart_keep_counters_kv_history_and_alarms() {
     for _ in 0..5 {
         demo.json("POST", "/counter/k/increment?by=2").await;
     }
+    // A refused overflow leaves nothing behind, also across a crash.
+    let max = i64::MAX;
+    assert_eq!(
+        demo.json("POST", &format!("/counter/k/increment?by={max}"))
+            .await
+            .0,
+        409
+    );
     assert_eq!(demo.http("PUT", "/kv/k/key", b"value").await.0, 204);
     let mut client = demo.socket("/chat/k").await;
     for text in ["one", "two"] {
@@ -273,6 +281,10 @@ async fn sigkill_and_restart_keep_counters_kv_history_and_alarms() {
 
     let demo = Demo::start(dir.path(), None);
     assert_eq!(demo.json("GET", "/counter/k").await.1, json!({"value": 10}));
+    assert_eq!(
+        demo.json("POST", "/counter/k/increment").await.1,
+        json!({"value": 11})
+    );
     assert_eq!(
         demo.http("GET", "/kv/k/key", b"").await,
         (200, b"value".to_vec())
@@ -399,4 +411,112 @@ async fn a_bad_configuration_stops_the_binary_with_a_clear_error() {
             "expected {expected:?} in {stderr}"
         );
     }
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_json_4xx_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), None);
+
+    // An increment that would overflow: refused twice, the counter untouched and usable.
+    let max = i64::MAX;
+    assert_eq!(
+        demo.json("POST", &format!("/counter/o/increment?by={max}"))
+            .await,
+        (200, json!({"value": max}))
+    );
+    for _ in 0..2 {
+        let (status, error) = demo
+            .json("POST", &format!("/counter/o/increment?by={max}"))
+            .await;
+        assert_eq!(status, 409, "{error}");
+        assert_eq!(error["code"], "counter_overflow", "{error}");
+        assert!(
+            error["error"].as_str().unwrap().contains("overflow"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        demo.json("GET", "/counter/o").await,
+        (200, json!({"value": max}))
+    );
+    assert_eq!(
+        demo.json("POST", "/counter/o/increment?by=-1").await,
+        (200, json!({"value": max - 1}))
+    );
+    let (status, error) = demo
+        .json("POST", "/counter/o/increment?by=-9223372036854775808")
+        .await;
+    assert_eq!(
+        (status, error["value"].clone()),
+        (200, json!(-2)),
+        "{error}"
+    );
+
+    // A repeated query parameter is refused, not resolved.
+    let (status, error) = demo.json("POST", "/counter/o/increment?by=1&by=5").await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["code"], "repeated_parameter", "{error}");
+    assert_eq!(
+        demo.json("GET", "/counter/o").await,
+        (200, json!({"value": -2}))
+    );
+    assert_eq!(demo.json("GET", "/kv/s?limit=1&limit=2").await.0, 400);
+
+    // An alarm beyond the horizon (about 3,000 years from now).
+    let (status, error) = demo.json("POST", "/alarm/h?in_ms=100000000000000").await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["code"], "alarm_horizon", "{error}");
+    assert_eq!(error["limit"]["name"], "alarm_horizon", "{error}");
+    assert_eq!(
+        demo.json("GET", "/alarm/h").await.1,
+        json!({"scheduled_at": null, "fired": []})
+    );
+
+    // Content-Length together with Transfer-Encoding: refused before routing.
+    let answer = raw_http(
+        &demo.addr,
+        format!(
+            "POST /counter/o/increment HTTP/1.1\r\nHost: {}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            demo.addr
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"ambiguous_framing\""),
+        "{answer}"
+    );
+    assert_eq!(
+        demo.json("GET", "/counter/o").await,
+        (200, json!({"value": -2}))
+    );
+
+    // Not UTF-8 in a text frame: 1007.
+    let mut client = demo.socket("/chat/u").await;
+    let frame = tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+        vec![0xff, 0xfe, 0xfd],
+        tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
+            tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text,
+        ),
+        true,
+    );
+    futures_util::SinkExt::send(&mut client, Message::Frame(frame))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut client).await, Some(1007));
+
+    // A chat message too big to store: 1009 to its sender, the room unaffected.
+    let mut sender = demo.socket("/chat/t").await;
+    let mut witness = demo.socket("/chat/t").await;
+    send_text(&mut sender, &"y".repeat(2 * 1024 * 1024 + 1)).await;
+    assert_eq!(close_code(&mut sender).await, Some(1009));
+    send_text(&mut witness, "small").await;
+    let message: Value = serde_json::from_str(&next_text(&mut witness).await).unwrap();
+    assert_eq!(message, json!({"seq": 1, "text": "small"}));
+    assert_eq!(
+        demo.json("GET", "/chat/t/history").await.1,
+        json!({"messages": [{"seq": 1, "text": "small"}]})
+    );
 }

@@ -150,6 +150,7 @@ impl Room {
         push(pair.server.serialize_attachment(&vec![7u8; 1_000]));
         push(pair.server.close(Some(1000), Some(&"r".repeat(124))));
         push(pair.server.close(Some(1005), None));
+        push(pair.server.close(Some(2000), None));
         push(WebSocketRequestResponsePair::new("x".repeat(2_049), "y").map(drop));
         push(
             self.state
@@ -458,6 +459,7 @@ async fn limits_are_enforced_with_clear_errors() {
         "accepted",
         "limit of 123 UTF-8 bytes",
         "close code 1005 is not allowed",
+        "close code 2000 is not allowed",
         "cannot be larger than 2048 bytes",
         "should not exceed 604800000 ms",
         "accepted",

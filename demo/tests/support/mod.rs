@@ -192,6 +192,17 @@ pub async fn close_code(client: &mut Client) -> Option<u16> {
     .expect("the connection closed within 30 s")
 }
 
+/// Sends bytes as they are on a new connection and returns the whole answer as text.
+pub async fn raw_http(addr: &str, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(request).await;
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("the server answered and closed within 30 s");
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
 /// Sends a text message.
 pub async fn send_text(client: &mut Client, text: &str) {
     client.send(Message::text(text)).await.unwrap();

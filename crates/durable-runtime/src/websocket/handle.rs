@@ -138,13 +138,19 @@ impl WebSocket {
     }
 
     /// Closes the socket with `code` (default 1000) and `reason` (at most 123 UTF-8 bytes).
-    /// Codes must be 1000 or 3000..=4999. Closing twice is a no-op.
+    /// Codes are those RFC 6455 lets an endpoint send: 1000–1003 and 1007–1014 (1009
+    /// "message too big", 1011 "internal error", 1013 "try again later", ...) and the
+    /// application range 3000–4999; the reserved 1004–1006 and 1015 are refused. Closing
+    /// twice is a no-op.
     pub fn close(&self, code: Option<u16>, reason: Option<&str>) -> Result<()> {
         let code = code.unwrap_or(1000);
-        if code != 1000 && !(3000..=4999).contains(&code) {
+        let sendable = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+        if !sendable {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("close code {code} is not allowed: use 1000 or 3000 to 4999"),
+                format!(
+                    "close code {code} is not allowed: use 1000-1003, 1007-1014 or 3000-4999 (1004-1006 and 1015 are reserved)"
+                ),
             ));
         }
         let reason = reason.unwrap_or("");
