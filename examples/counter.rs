@@ -22,38 +22,43 @@ struct Counter {
 
 impl DurableObject for Counter {
     fn new(state: State, _env: Env) -> Self {
-        state
-            .storage()
-            .sql()
-            .exec(
-                "CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
-                (),
-            )
-            .expect("create the counter table");
         Self { state }
+    }
+
+    /// The schema, before the first call: a failure fails that call instead of panicking.
+    async fn init(&self) -> Result<()> {
+        self.state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL)",
+            (),
+        )?;
+        Ok(())
     }
 }
 
 #[rpc]
 impl Counter {
-    /// Adds `by` and returns the new value.
+    /// Adds `by` and returns the new value; an increment that would overflow is refused and
+    /// changes nothing.
     pub(crate) async fn increment(&self, by: i64) -> Result<i64> {
         if by < 0 {
             return Err(Error::user(format!(
                 "increment by {by}: counters only go up"
             )));
         }
-        let row = self
-            .state
-            .storage()
-            .sql()
-            .exec(
-                "INSERT INTO counter (id, value) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET value = value + ?1 RETURNING value",
-                (by,),
-            )?
-            .one()?;
-        Ok(row.get("value")?)
+        // Read, check, write, with no await between: nothing interleaves.
+        let current = self.value().await?;
+        let value = current.checked_add(by).ok_or_else(|| {
+            Error::user(format!(
+                "{current} + {by} overflows the counter; nothing was changed"
+            ))
+            .with_code("overflow")
+        })?;
+        self.state.storage().sql().exec(
+            "INSERT INTO counter (id, value) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET value = excluded.value",
+            (value,),
+        )?;
+        Ok(value)
     }
 
     /// The current value (0 for a new counter).
@@ -102,9 +107,12 @@ impl Tally {
     /// The sum of the named counters.
     pub(crate) async fn sum(&self, names: Vec<String>) -> Result<i64> {
         let counters = self.env.namespace::<Counter>("COUNTER")?;
-        let mut total = 0;
+        let mut total: i64 = 0;
         for name in names {
-            total += counters.get_by_name(&name).value().await?;
+            let value = counters.get_by_name(&name).value().await?;
+            total = total.checked_add(value).ok_or_else(|| {
+                Error::user("the sum of the counters overflows").with_code("overflow")
+            })?;
         }
         Ok(total)
     }
