@@ -449,6 +449,15 @@ impl From<IdError> for Error {
     }
 }
 
+/// With the `anyhow` feature: `?` on an `anyhow::Error` inside an object's method; it
+/// becomes a user error with the error's chain of causes as its message.
+#[cfg(feature = "anyhow")]
+impl From<anyhow::Error> for Error {
+    fn from(err: anyhow::Error) -> Self {
+        Error::user(format!("{err:#}"))
+    }
+}
+
 impl From<String> for Error {
     fn from(message: String) -> Self {
         Error::user(message)

@@ -282,3 +282,39 @@ async fn stubs_work_from_spawned_tasks_and_threads() {
     };
     assert_eq!(from_thread.join().unwrap().unwrap(), 2);
 }
+
+async fn user_errors_carry_code_and_status(encode: bool) {
+    let test = TestRuntime::start(|b| b.encode_rpc(encode));
+    let probe = test
+        .env()
+        .namespace::<Probe>("PROBE")
+        .unwrap()
+        .get_by_name("errors");
+    assert_eq!(
+        bounded(probe.parse_number(" 42 ".into())).await.unwrap(),
+        42
+    );
+    let parse = bounded(probe.parse_number("forty".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(parse.kind(), ErrorKind::User);
+    assert_eq!(parse.message(), "invalid digit found in string");
+    let anyhow = bounded(probe.fail_with_anyhow()).await.unwrap_err();
+    assert_eq!(anyhow.kind(), ErrorKind::User);
+    assert_eq!(anyhow.message(), "saving the report: disk on fire");
+    let sold_out = bounded(probe.sold_out()).await.unwrap_err();
+    assert!(sold_out.is_remote());
+    assert_eq!(sold_out.code(), Some("sold_out"));
+    assert_eq!(sold_out.status(), Some(409));
+    assert_eq!(sold_out.message(), "the last seat was taken");
+}
+
+#[tokio::test]
+async fn user_errors_keep_their_code_and_status_across_rpc() {
+    user_errors_carry_code_and_status(false).await;
+}
+
+#[tokio::test]
+async fn user_errors_keep_their_code_and_status_when_encoded() {
+    user_errors_carry_code_and_status(true).await;
+}

@@ -220,6 +220,26 @@ impl Probe {
         }
     }
 
+    /// `?` on a std error through `.user_err()`.
+    pub async fn parse_number(&self, text: String) -> Result<u32> {
+        Ok(text.trim().parse::<u32>().user_err()?)
+    }
+
+    /// `?` on an `anyhow::Error` (the `anyhow` feature).
+    pub async fn fail_with_anyhow(&self) -> Result<()> {
+        let saved: anyhow::Result<()> =
+            Err(anyhow::anyhow!("disk on fire").context("saving the report"));
+        saved?;
+        Ok(())
+    }
+
+    /// A user error a caller branches on by code, with the HTTP status the front should use.
+    pub async fn sold_out(&self) -> Result<()> {
+        Err(Error::user("the last seat was taken")
+            .with_code("sold_out")
+            .with_status(409))
+    }
+
     /// Sets an alarm, although `Probe` has no alarm handler.
     pub async fn try_set_alarm(&self, time: i64) -> Result<()> {
         self.state.storage().set_alarm(time).await
