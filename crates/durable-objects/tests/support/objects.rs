@@ -222,7 +222,7 @@ impl Probe {
 
     /// `?` on a std error through `.user_err()`.
     pub async fn parse_number(&self, text: String) -> Result<u32> {
-        Ok(text.trim().parse::<u32>().user_err()?)
+        text.trim().parse::<u32>().user_err()
     }
 
     /// `?` on an `anyhow::Error` (the `anyhow` feature).
