@@ -223,9 +223,6 @@ pub struct ObjectDatabase {
     /// Reads each commit's frames back, when the database captures them.
     reader: Option<WalReader>,
     broken: Option<CommitError>,
-    /// SQLite's scan counters are on: `rows_read` counts rows scanned. Without them (an
-    /// SQLite built without `SQLITE_ENABLE_STMT_SCANSTATUS`) it counts rows returned.
-    scan_counters: bool,
     max_result_bytes: usize,
 }
 
@@ -337,10 +334,6 @@ impl ObjectDatabase {
         }))
         .map_err(sql_fail)?;
         let guard = Guard::install(&mut conn).map_err(sql_fail)?;
-        let scan_counters = statement::enable_scan_counters(&conn);
-        if !scan_counters {
-            tracing::warn!(database = %path.display(), "SQLite lacks scan counters (built without SQLITE_ENABLE_STMT_SCANSTATUS): rows_read counts rows returned");
-        }
         let wal_path = DataLayout::wal_of(path);
         let reader = if options.capture {
             Some(WalReader::open(&wal_path).map_err(|err| fail(OpenFailure::Wal(err)))?)
@@ -361,7 +354,6 @@ impl ObjectDatabase {
             wal_frames,
             reader,
             broken: None,
-            scan_counters,
             max_result_bytes: options.max_result_bytes,
         })
     }
@@ -681,22 +673,26 @@ impl ObjectDatabase {
                 .guard
                 .checked(|| run_statement(statement, bound, limit));
             let rows_written = statement::total_changes(&self.conn) - changes_before;
-            let scanned = statement.rows_scanned();
+            let stepped = statement.rows_stepped();
             statement.reset();
             if let Some(refusal) = refusal {
                 return Err(SqlError::Refused(refusal));
             }
             let (columns, rows) = ran?;
             if is_last {
-                let rows_read = if statement.simple_count {
-                    match rows.front().and_then(|row| row.first()) {
-                        Some(SqlValue::Integer(count)) => u64::try_from(*count).unwrap_or(0),
-                        _ => scanned,
+                let returned = rows.len() as u64;
+                let rows_read = match rows.front().and_then(|row| row.first()) {
+                    // SQLite's count(*) reads the row count from the b-tree, no loop.
+                    Some(SqlValue::Integer(count)) if statement.simple_count => {
+                        u64::try_from(*count).unwrap_or(0)
                     }
-                } else if self.scan_counters {
-                    scanned
-                } else {
-                    rows.len() as u64
+                    // Each step moves a loop from one row to the next; the row a loop starts
+                    // on is not a step, so a scan of n rows makes n - 1 steps. Every row
+                    // returned was read, too.
+                    _ => {
+                        let scanned = if stepped > 0 { stepped + 1 } else { 0 };
+                        scanned.max(returned)
+                    }
                 };
                 return Ok(SqlCursor::new(columns, rows, rows_read, rows_written));
             }

@@ -2,9 +2,9 @@
 //!
 //! rusqlite covers everything else, but it hides two things user SQL needs:
 //!
-//! * the statement pointer, without which SQLite's scan counters
-//!   (`sqlite3_stmt_scanstatus_v2`) cannot be read, and those counters are what `rows_read`
-//!   reports: the rows each loop of a statement examined, not the rows it returned;
+//! * the statement pointer, without which SQLite's per-statement step counters
+//!   (`sqlite3_stmt_status`) cannot be read, and those counters are what `rows_read` is
+//!   made of: the rows the statement's loops stepped through, not the rows it returned;
 //! * the tail of `sqlite3_prepare_v3`, which cuts a multi-statement text exactly where SQLite
 //!   itself ends each statement (no second tokenizer to drift from SQLite's).
 //!
@@ -284,40 +284,33 @@ impl Prepared {
         }
     }
 
-    /// Rows the statement's loops examined since it was last reset: the sum of SQLite's
-    /// `NVISIT` scan counters over every loop, including those of subqueries.
-    pub(crate) fn rows_scanned(&self) -> u64 {
-        let mut total: u64 = 0;
-        for index in 0.. {
-            let mut visited: i64 = 0;
-            // SAFETY: the statement is live; `visited` is the i64 SQLite writes for NVISIT,
-            // and a non-zero return says `index` is past the last loop (nothing written).
-            let rc = unsafe {
-                ffi::sqlite3_stmt_scanstatus_v2(
-                    self.ptr(),
-                    index,
-                    ffi::SQLITE_SCANSTAT_NVISIT,
-                    ffi::SQLITE_SCANSTAT_COMPLEX,
-                    (&raw mut visited).cast::<c_void>(),
-                )
-            };
-            if rc != 0 {
-                break;
-            }
-            total = total.saturating_add(u64::try_from(visited).unwrap_or(0));
-        }
-        total
+    /// How many times the statement's loops stepped from one row to the next since it was
+    /// last reset: SQLite's step counters of full-table scans and of index and rowid range
+    /// scans (`sqlite3_stmt_status` 1, and 0, where SQLite counts the steps of loops that
+    /// are not full scans). Always available, and free: SQLite counts them anyway.
+    pub(crate) fn rows_stepped(&self) -> u64 {
+        let stmt = self.ptr();
+        // SAFETY: the statement is live; codes 0 and 1 index SQLite's counter array (0 is
+        // where steps of non-full-scan loops land).
+        let (other, full) = unsafe {
+            (
+                ffi::sqlite3_stmt_status(stmt, 0, 0),
+                ffi::sqlite3_stmt_status(stmt, ffi::SQLITE_STMTSTATUS_FULLSCAN_STEP, 0),
+            )
+        };
+        u64::try_from(other).unwrap_or(0) + u64::try_from(full).unwrap_or(0)
     }
 
     /// Makes the statement ready to run again: rewound, bindings cleared, counters zeroed.
     pub(crate) fn reset(&mut self) {
         let stmt = self.ptr();
         // SAFETY: the statement is live. `reset` repeats the last step's error, which the
-        // step already reported.
+        // step already reported; a status call with the reset flag zeroes that counter.
         unsafe {
             ffi::sqlite3_reset(stmt);
             ffi::sqlite3_clear_bindings(stmt);
-            ffi::sqlite3_stmt_scanstatus_reset(stmt);
+            ffi::sqlite3_stmt_status(stmt, 0, 1);
+            ffi::sqlite3_stmt_status(stmt, ffi::SQLITE_STMTSTATUS_FULLSCAN_STEP, 1);
         }
     }
 }
@@ -327,23 +320,4 @@ pub(crate) fn total_changes(conn: &Connection) -> u64 {
     // SAFETY: the handle is live while `conn` is borrowed.
     let changes = unsafe { ffi::sqlite3_total_changes64(handle(conn)) };
     u64::try_from(changes).unwrap_or(0)
-}
-
-/// Turns on the per-statement scan counters `rows_scanned` reads; false if this build of
-/// SQLite lacks them (compiled without `SQLITE_ENABLE_STMT_SCANSTATUS`).
-pub(crate) fn enable_scan_counters(conn: &Connection) -> bool {
-    let db = handle(conn);
-    let mut enabled: c_int = 0;
-    // SAFETY: the handle is live; the option takes an int (1 = on) and an int pointer.
-    let rc = unsafe {
-        ffi::sqlite3_db_config(
-            db,
-            ffi::SQLITE_DBCONFIG_STMT_SCANSTATUS,
-            1 as c_int,
-            &raw mut enabled,
-        )
-    };
-    // SAFETY: the option name is a NUL-terminated literal.
-    let compiled = unsafe { ffi::sqlite3_compileoption_used(c"ENABLE_STMT_SCANSTATUS".as_ptr()) };
-    rc == ffi::SQLITE_OK && enabled == 1 && compiled == 1
 }
