@@ -25,8 +25,11 @@ fn sql(c: &mut Criterion) {
     )
     .expect("schema");
     for k in 0..1_000 {
-        db.exec("INSERT INTO items VALUES (?1, 0)", vec![SqlValue::Integer(k)])
-            .expect("row");
+        db.exec(
+            "INSERT INTO items VALUES (?1, 0)",
+            vec![SqlValue::Integer(k)],
+        )
+        .expect("row");
     }
     db.commit().expect("commit");
 
