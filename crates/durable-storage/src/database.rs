@@ -577,11 +577,7 @@ impl ObjectDatabase {
             });
         }
         for (position, value) in params.iter().enumerate() {
-            let len = match value {
-                SqlValue::Text(text) => text.len(),
-                SqlValue::Blob(bytes) => bytes.len(),
-                _ => 0,
-            };
+            let len = value.byte_len();
             if len > limits::MAX_SQL_VALUE_BYTES {
                 return Err(SqlError::ValueTooLarge {
                     index: position + 1,
@@ -1027,11 +1023,7 @@ fn run_statement(
         // What the row costs in memory: its values' bytes plus a fixed overhead per value.
         held += row
             .iter()
-            .map(|value| match value {
-                SqlValue::Text(text) => text.len(),
-                SqlValue::Blob(bytes) => bytes.len(),
-                _ => 0,
-            } + std::mem::size_of::<SqlValue>())
+            .map(|value| value.byte_len() + std::mem::size_of::<SqlValue>())
             .sum::<usize>();
         if held > limit {
             return Err(SqlError::ResultTooLarge { limit });

@@ -298,7 +298,6 @@ impl SqlError {
     /// The platform limit this error reports going over, with its value and the size asked
     /// for when known.
     pub fn exceeded_limit(&self) -> Option<(Limit, u64, Option<u64>)> {
-        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         match self {
             SqlError::StatementTooLong { len, limit } => {
                 Some((Limit::SqlStatementBytes, wide(*limit), Some(wide(*len))))
@@ -315,9 +314,9 @@ impl SqlError {
                 wide(durable_core::limits::MAX_SQL_ROW_BYTES),
                 None,
             )),
-            SqlError::ParameterCount { given, .. } if *given > wide_params() => Some((
+            SqlError::ParameterCount { given, .. } if *given > max_parameters() => Some((
                 Limit::SqlParameters,
-                wide(wide_params()),
+                wide(max_parameters()),
                 Some(wide(*given)),
             )),
             _ => None,
@@ -325,8 +324,13 @@ impl SqlError {
     }
 }
 
-fn wide_params() -> usize {
+fn max_parameters() -> usize {
     usize::try_from(durable_core::limits::MAX_SQL_PARAMETERS).unwrap_or(usize::MAX)
+}
+
+/// A size as the `u64` error details carry.
+fn wide(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 impl From<rusqlite::Error> for SqlError {
@@ -405,7 +409,6 @@ pub enum KvError {
 
 impl From<KvError> for Error {
     fn from(err: KvError) -> Self {
-        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         let message = err.to_string();
         match err {
             KvError::Codec(codec) => Error::from(codec),

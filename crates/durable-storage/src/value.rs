@@ -33,6 +33,15 @@ pub enum SqlValue {
 }
 
 impl SqlValue {
+    /// Bytes of a string or BLOB value; 0 for the others.
+    pub(crate) fn byte_len(&self) -> usize {
+        match self {
+            SqlValue::Text(text) => text.len(),
+            SqlValue::Blob(bytes) => bytes.len(),
+            _ => 0,
+        }
+    }
+
     /// The SQLite type name of the value.
     pub fn type_name(&self) -> &'static str {
         match self {
