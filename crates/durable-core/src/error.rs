@@ -42,6 +42,13 @@ pub enum ErrorKind {
     Codec,
     /// Storage failed: the database reported an error, or a write could not be made durable.
     Storage,
+    /// The disk under the data folder is full: writes are refused until space is freed, while
+    /// reads and deletes keep working. Retrying at once does not help.
+    DiskFull,
+    /// The object was reset because a write's durability could not be confirmed (its fsync
+    /// failed or did not return in time): the write may or may not have been applied. Read
+    /// the state back before deciding to retry.
+    OutcomeUnknown,
     /// A bug or an unexpected condition inside the runtime.
     Internal,
 }
@@ -60,6 +67,8 @@ impl ErrorKind {
             ErrorKind::Disconnected => "disconnected",
             ErrorKind::Codec => "codec",
             ErrorKind::Storage => "storage",
+            ErrorKind::DiskFull => "disk_full",
+            ErrorKind::OutcomeUnknown => "outcome_unknown",
             ErrorKind::Internal => "internal",
         }
     }
@@ -77,6 +86,8 @@ impl ErrorKind {
             "disconnected" => ErrorKind::Disconnected,
             "codec" => ErrorKind::Codec,
             "storage" => ErrorKind::Storage,
+            "disk_full" => ErrorKind::DiskFull,
+            "outcome_unknown" => ErrorKind::OutcomeUnknown,
             _ => ErrorKind::Internal,
         }
     }
@@ -284,6 +295,17 @@ impl Error {
         Self::new(ErrorKind::Reset, message)
     }
 
+    /// The disk under the data folder is full (see [`ErrorKind::DiskFull`]).
+    pub fn disk_full(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::DiskFull, message)
+    }
+
+    /// The object was reset after a write whose durability is unknown (see
+    /// [`ErrorKind::OutcomeUnknown`]).
+    pub fn outcome_unknown(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::OutcomeUnknown, message)
+    }
+
     /// The call or its reply could not be delivered; retryable.
     pub fn disconnected(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Disconnected, message)
@@ -385,9 +407,22 @@ impl Error {
     }
 
     /// True when the object was reset while handling the call (Cloudflare's
-    /// `.durableObjectReset`); its next call gets a fresh instance.
+    /// `.durableObjectReset`); its next call gets a fresh instance. An
+    /// [`ErrorKind::OutcomeUnknown`] error is a reset too.
     pub fn is_reset(&self) -> bool {
-        self.kind == ErrorKind::Reset
+        matches!(self.kind, ErrorKind::Reset | ErrorKind::OutcomeUnknown)
+    }
+
+    /// True when the disk under the data folder is full: writes fail until space is freed,
+    /// reads and deletes still work.
+    pub fn is_disk_full(&self) -> bool {
+        self.kind == ErrorKind::DiskFull
+    }
+
+    /// True when a write may or may not have been applied: the object was reset because its
+    /// durability could not be confirmed. Read before retrying.
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.kind == ErrorKind::OutcomeUnknown
     }
 }
 
@@ -555,6 +590,11 @@ mod tests {
     fn predicates_follow_kind_and_flags() {
         assert!(Error::overloaded("x").is_overloaded());
         assert!(Error::reset("x").is_reset());
+        assert!(Error::outcome_unknown("x").is_reset());
+        assert!(Error::outcome_unknown("x").is_outcome_unknown());
+        assert!(!Error::outcome_unknown("x").is_retryable());
+        assert!(Error::disk_full("x").is_disk_full());
+        assert!(!Error::disk_full("x").is_retryable());
         assert!(Error::disconnected("x").is_retryable());
         assert!(!Error::user("x").is_retryable());
         assert!(Error::user("x").into_remote().is_remote());
@@ -574,6 +614,8 @@ mod tests {
             ErrorKind::Disconnected,
             ErrorKind::Codec,
             ErrorKind::Storage,
+            ErrorKind::DiskFull,
+            ErrorKind::OutcomeUnknown,
             ErrorKind::Internal,
         ];
         for kind in kinds {

@@ -25,6 +25,13 @@ pub const TRANSACTION_TIMEOUT_MS: u64 = 30_000;
 /// Cloudflare: 70–140 s).
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 70_000;
 
+/// Bytes of disk a node sets aside so deletes can run when the disk is full.
+pub const DEFAULT_DISK_RESERVE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How long one turn of a handler may run without yielding before its shard counts as
+/// stalled (Cloudflare's default CPU limit per invocation: 30 s).
+pub const DEFAULT_CPU_LIMIT_MS: u64 = 30_000;
+
 /// Events (calls, requests) that may wait for or run in one object at once before new ones are
 /// refused as overloaded. Cloudflare does not publish its number; this one bounds memory per
 /// object to a few megabytes while leaving room for bursts.

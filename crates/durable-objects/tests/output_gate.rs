@@ -33,7 +33,7 @@ async fn a_call_to_another_object_waits_for_the_callers_writes() {
     let err = bounded(caller(&test, "c2").write_then_add("gate-held".into()))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Storage, "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err:?}");
     assert!(err.message().contains("injected fsync failure"), "{err}");
     // The held call was dropped with the reset: the probe never saw it.
     assert_eq!(probe(&test, "gate-held").value().await.unwrap(), 0);

@@ -6,8 +6,8 @@
 //! commit) or the shard stops; the next event for the object builds a fresh instance with the
 //! constructor. A reset instance's remaining events are aborted and their callers told why.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::env::Env;
 use crate::event::{AnyObject, Event, Outcome, Payload};
 use crate::instance::{Host, Instance};
 use crate::object::ClassVTable;
-use crate::shard::AdmissionRelease;
+use crate::shard::{AdmissionRelease, TurnWatch};
 use crate::shared::RuntimeShared;
 use crate::state::State;
 use crate::turn::{EventTask, panic_message};
@@ -33,7 +33,13 @@ pub(crate) struct ObjectDirectory {
     /// How to build instances, by namespace index.
     classes: Arc<[ClassVTable]>,
     admission: AdmissionRelease,
+    watch: Arc<TurnWatch>,
     instances: RefCell<HashMap<ObjectKey, Rc<Instance>>>,
+    /// Events of objects that need activating while the node is at its database limit, in
+    /// arrival order, with when they arrived.
+    waiting: RefCell<VecDeque<(Event, Instant)>>,
+    /// The disk's full episode the WALs were last truncated for.
+    space_episode: Cell<u64>,
 }
 
 impl ObjectDirectory {
@@ -41,17 +47,115 @@ impl ObjectDirectory {
         shared: Arc<RuntimeShared>,
         classes: Arc<[ClassVTable]>,
         admission: AdmissionRelease,
+        watch: Arc<TurnWatch>,
     ) -> Self {
         Self {
             shared,
             classes,
             admission,
+            watch,
             instances: RefCell::new(HashMap::new()),
+            waiting: RefCell::new(VecDeque::new()),
+            space_episode: Cell::new(0),
         }
     }
 
-    /// Starts `event` on its object's instance, building the instance first if needed.
+    /// Starts `event` on its object's instance, building the instance first if needed. An
+    /// object that needs building while the node is at its database limit waits (with the
+    /// events behind it) until a database closes.
     pub(crate) fn deliver(self: &Rc<Self>, event: Event) {
+        let live = self.instances.borrow().contains_key(&event.key);
+        if !live && (!self.waiting.borrow().is_empty() || !self.has_database_slot()) {
+            self.wait_for_slot(event);
+            return;
+        }
+        self.start(event);
+    }
+
+    /// True if one more database may open: below the limit, or brought below it by evicting
+    /// this shard's idle objects.
+    fn has_database_slot(&self) -> bool {
+        let limit = self.shared.max_open_databases;
+        let open = || self.shared.commits.open_databases.load(Ordering::Relaxed);
+        if open() < limit {
+            return true;
+        }
+        self.close_idle_databases(limit);
+        open() < limit
+    }
+
+    /// Closes idle objects' databases while the node is at its limit (another shard asked).
+    pub(crate) fn reclaim(&self) {
+        let limit = self.shared.max_open_databases;
+        if self.shared.commits.open_databases.load(Ordering::Relaxed) >= limit {
+            self.close_idle_databases(limit);
+        }
+    }
+
+    fn wait_for_slot(&self, event: Event) {
+        let first = self.waiting.borrow().is_empty();
+        self.waiting.borrow_mut().push_back((event, Instant::now()));
+        if first {
+            tracing::debug!(
+                limit = self.shared.max_open_databases,
+                "the node is at its open-database limit: activations wait for a database to close"
+            );
+            // Other shards may hold the idle databases.
+            self.shared.router.reclaim_all();
+        }
+    }
+
+    /// Starts the waiting events that can start now, in order.
+    pub(crate) fn retry_waiting(self: &Rc<Self>) {
+        loop {
+            let ready = {
+                let waiting = self.waiting.borrow();
+                let Some((event, _)) = waiting.front() else {
+                    return;
+                };
+                self.instances.borrow().contains_key(&event.key)
+            };
+            if !ready && !self.has_database_slot() {
+                return;
+            }
+            let Some((event, _)) = self.waiting.borrow_mut().pop_front() else {
+                return;
+            };
+            self.start(event);
+        }
+    }
+
+    /// Fails the events that waited for a database slot for longer than `patience`.
+    fn expire_waiting(&self, now: Instant, patience: std::time::Duration) {
+        loop {
+            let expired = self
+                .waiting
+                .borrow()
+                .front()
+                .is_some_and(|(_, since)| now.saturating_duration_since(*since) >= patience);
+            if !expired {
+                return;
+            }
+            let Some((event, _)) = self.waiting.borrow_mut().pop_front() else {
+                return;
+            };
+            let error = Error::overloaded(format!(
+                "the node has {} object databases open, its limit, and none closed within {} s: retry later, or raise the file-descriptor limit (ulimit -n) or max_open_databases",
+                self.shared.max_open_databases,
+                patience.as_secs()
+            ));
+            self.refuse(event, error);
+        }
+    }
+
+    fn refuse(&self, event: Event, error: Error) {
+        let size = event.payload.size();
+        let key = event.key;
+        event.reply.fail(error);
+        self.admission.release(&key, size);
+    }
+
+    fn start(self: &Rc<Self>, event: Event) {
         let existing = self.instances.borrow().get(&event.key).cloned();
         let fresh = existing.is_none();
         let instance = match existing {
@@ -59,9 +163,7 @@ impl ObjectDirectory {
             None => match self.activate(&event) {
                 Ok(instance) => instance,
                 Err(error) => {
-                    let size = event.payload.size();
-                    event.reply.fail(error);
-                    self.admission.release(&event.key, size);
+                    self.refuse(event, error);
                     return;
                 }
             },
@@ -102,6 +204,7 @@ impl ObjectDirectory {
             event.reply,
             self.admission.clone(),
             size,
+            Arc::clone(&self.watch),
         );
         let span = tracing::info_span!(
             "event",
@@ -130,7 +233,10 @@ impl ObjectDirectory {
         let state = State::new(Rc::downgrade(&instance), event.id.clone());
         let env = Env::new(Arc::clone(&self.shared));
         let construct = class.construct;
-        match catch_unwind(AssertUnwindSafe(|| construct(state, env))) {
+        self.watch.begin(class_name, &event.id);
+        let constructed = catch_unwind(AssertUnwindSafe(|| construct(state, env)));
+        self.watch.end();
+        match constructed {
             Ok(object) => {
                 *instance.object.borrow_mut() = Some(object);
                 self.instances
@@ -154,6 +260,37 @@ impl ObjectDirectory {
                 tracing::warn!(namespace = class_name, object_id = %event.id, reason = %reason, "constructor failed");
                 Err(reason.into_remote())
             }
+        }
+    }
+
+    /// The sweeper's round: evicts idle instances, resets those whose writes waited past the
+    /// storage timeout, and truncates the WALs of objects idle for a while (of every object,
+    /// when the disk has just become full).
+    pub(crate) fn maintain(self: &Rc<Self>) {
+        self.evict_idle();
+        let now = Instant::now();
+        self.retry_waiting();
+        self.expire_waiting(now, ACTIVATION_PATIENCE);
+        let episode = self.shared.commits.space.episodes();
+        let truncate_all = self.space_episode.replace(episode) != episode;
+        let quiet = now.checked_sub(wal_idle_time(self.shared.config.idle_timeout));
+        let all: Vec<Rc<Instance>> = self.instances.borrow().values().cloned().collect();
+        let mut truncated = 0;
+        for instance in all {
+            instance.check_storage_timeout(now);
+            if instance.is_reset() {
+                continue;
+            }
+            let idle = quiet.is_some_and(|since| instance.is_idle_since(since));
+            if (truncate_all || idle) && instance.truncate_wal() {
+                truncated += 1;
+            }
+        }
+        if truncate_all {
+            tracing::info!(
+                truncated,
+                "the disk is full: truncated the WALs of open objects"
+            );
         }
     }
 
@@ -186,6 +323,14 @@ impl ObjectDirectory {
 
     /// Discards every instance; their unfinished events fail with a retryable error.
     pub(crate) fn shutdown(&self) {
+        for (event, _) in self.waiting.take() {
+            self.refuse(
+                event,
+                Error::disconnected(
+                    "the runtime shut down before the object was activated; retry the call",
+                ),
+            );
+        }
         let all: Vec<Rc<Instance>> = self.instances.borrow().values().cloned().collect();
         for instance in all {
             let reason = Error::disconnected(
@@ -229,6 +374,16 @@ impl Host for ObjectDirectory {
             instance.evict();
         }
     }
+}
+
+/// How long an event may wait for a database slot before it fails as overloaded.
+const ACTIVATION_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long an object stays quiet before its WAL is copied into its database and truncated:
+/// a quarter of the idle timeout, at most 10 s (eviction, which closes the database, removes
+/// the WAL anyway).
+fn wal_idle_time(idle_timeout: std::time::Duration) -> std::time::Duration {
+    (idle_timeout / 4).min(std::time::Duration::from_secs(10))
 }
 
 /// `handler`, preceded by the object's `init` under a closed input gate. If `init` fails the

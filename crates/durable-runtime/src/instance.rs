@@ -280,7 +280,7 @@ impl Instance {
 
     fn open_storage(self: &Rc<Self>) -> Result<()> {
         let shared = &self.shared;
-        let limit = shared.config.max_open_databases;
+        let limit = shared.max_open_databases;
         if shared.commits.open_databases.load(Ordering::Relaxed) >= limit
             && let Some(host) = self.host.upgrade()
         {
@@ -353,6 +353,30 @@ impl Instance {
             self.reset(err.clone());
             err
         })
+    }
+
+    /// Resets the instance if its writes have waited past the storage timeout to become
+    /// durable: the outputs waiting for them fail with "outcome unknown".
+    pub(crate) fn check_storage_timeout(&self, now: Instant) {
+        let overdue = self
+            .pipeline
+            .try_borrow()
+            .is_ok_and(|pipeline| pipeline.is_overdue(now));
+        if overdue {
+            let timeout = self.shared.config.storage_timeout;
+            self.reset(Error::outcome_unknown(format!(
+                "the object was reset because its storage did not confirm a write within {} ms; the write may or may not have been applied: read the state back before retrying",
+                timeout.as_millis()
+            )));
+        }
+    }
+
+    /// Truncates the database's WAL if it was written since the last time and no batch is
+    /// open (an idle object, or a full disk).
+    pub(crate) fn truncate_wal(&self) -> bool {
+        self.pipeline
+            .try_borrow_mut()
+            .is_ok_and(|mut pipeline| pipeline.truncate_wal())
     }
 
     /// Commits (if `commit_first`) or rolls back uncommitted writes, fails held outputs and

@@ -26,12 +26,14 @@ mod clock;
 pub mod commit;
 mod core;
 mod data_dir;
+mod descriptors;
 mod directory;
 mod env;
 mod event;
 mod instance;
 mod metrics;
 mod migrations;
+mod monitor;
 mod object;
 mod output;
 mod rpc;
@@ -49,13 +51,14 @@ pub use ::http;
 pub use alarm::{AlarmInfo, ScheduledAlarm};
 pub use body::{Body, BodySender, Request, Response};
 pub use clock::SystemClock;
+pub use descriptors::{DescriptorBudget, FDS_PER_DATABASE, raise_nofile_limit};
 pub use durable_storage::{
     CommitFrames, DurabilityMode, FromSqlValue, IntoSqlParam, ListOptions, SYNC_LATENCY_BUCKETS,
     SqlCursor, SqlError, SqlParams, SqlRow, SqlValue, SqliteCode, ValueError, WalFrame,
     WalPosition,
 };
 pub use env::{Env, Namespace};
-pub use metrics::MetricsSnapshot;
+pub use metrics::{MetricsSnapshot, NodeHealth, ShardHealth};
 pub use migrations::{Migration, MigrationError};
 pub use object::DurableObject;
 pub use rpc::{ReplyMode, RpcArgs, RpcCall, RpcInvocation, RpcType, RpcValue};

@@ -18,6 +18,7 @@ pub(crate) struct Metrics {
     pub(crate) alarms_run: AtomicU64,
     pub(crate) alarms_failed: AtomicU64,
     pub(crate) web_sockets_open: AtomicUsize,
+    pub(crate) stalled_turns: AtomicU64,
 }
 
 /// A copy of a runtime's counters and gauges at one moment.
@@ -48,4 +49,39 @@ pub struct MetricsSnapshot {
     pub alarms_failed: u64,
     /// Latency of the WAL syncs of the durability worker.
     pub fsync: SyncStatsSnapshot,
+    /// Turns the watchdog found running past the CPU limit without yielding.
+    pub stalled_turns: u64,
+    /// Shards stalled now by such a turn.
+    pub stalled_shards: usize,
+    /// True while the data folder's disk is full (growing writes are refused).
+    pub disk_full: bool,
+}
+
+/// What the node's health looks like now: its shards and its disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeHealth {
+    /// Every shard, by index.
+    pub shards: Vec<ShardHealth>,
+    /// True while the data folder's disk is full.
+    pub disk_full: bool,
+}
+
+impl NodeHealth {
+    /// True when no shard is stalled and the disk has room.
+    pub fn is_healthy(&self) -> bool {
+        !self.disk_full && self.shards.iter().all(|shard| !shard.stalled)
+    }
+}
+
+/// One shard's health.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardHealth {
+    /// The shard's index.
+    pub index: usize,
+    /// True while a turn on it has run past the CPU limit without yielding.
+    pub stalled: bool,
+    /// How long its running turn has run, in milliseconds, if one runs.
+    pub turn_running_ms: Option<u64>,
 }

@@ -30,6 +30,8 @@ pub(crate) struct NamespaceShared {
 #[derive(Debug)]
 pub(crate) struct RuntimeShared {
     pub(crate) config: RuntimeConfig,
+    /// Object databases open at once over the node: the setting, or the descriptor budget's.
+    pub(crate) max_open_databases: usize,
     pub(crate) layout: DataLayout,
     pub(crate) namespaces: Vec<Arc<NamespaceShared>>,
     pub(crate) bindings: HashMap<String, u32>,

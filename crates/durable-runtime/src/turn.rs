@@ -17,6 +17,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use durable_core::Error;
@@ -27,7 +28,7 @@ use crate::core::gate::{Admit, admit};
 use crate::event::{Outcome, Reply};
 use crate::instance::Instance;
 use crate::output::Output;
-use crate::shard::AdmissionRelease;
+use crate::shard::{AdmissionRelease, TurnWatch};
 
 thread_local! {
     /// The instance whose turn this shard thread is running, if any.
@@ -66,6 +67,8 @@ pub(crate) struct EventTask {
     admission: AdmissionRelease,
     /// Bytes the event was admitted with.
     size: usize,
+    /// The shard's turn clock, for the watchdog.
+    watch: Arc<TurnWatch>,
 }
 
 impl EventTask {
@@ -76,6 +79,7 @@ impl EventTask {
         reply: Reply,
         admission: AdmissionRelease,
         size: usize,
+        watch: Arc<TurnWatch>,
     ) -> Self {
         Self {
             instance,
@@ -85,6 +89,7 @@ impl EventTask {
             reply: Some(reply),
             admission,
             size,
+            watch,
         }
     }
 }
@@ -122,7 +127,9 @@ impl Future for EventTask {
 
         instance.current_event.set(Some(this.seq));
         let outer = CURRENT.with(|current| current.replace(Some(Rc::clone(&instance))));
+        this.watch.begin(instance.class_name, &instance.id);
         let turn = catch_unwind(AssertUnwindSafe(|| this.handler.as_mut().poll(cx)));
+        this.watch.end();
         CURRENT.with(|current| *current.borrow_mut() = outer);
         instance.current_event.set(None);
         if instance.shared.config.durability == DurabilityMode::FsyncEachCommit

@@ -568,12 +568,32 @@ fn tokens(sql: &str, max: usize) -> Vec<(String, bool)> {
     out
 }
 
+/// True for actions that may make the database bigger: what a full disk refuses. Reading,
+/// deleting and dropping are not among them; they are how space is freed.
+pub fn may_grow(action: &AuthAction<'_>) -> bool {
+    matches!(
+        action,
+        AuthAction::Insert { .. }
+            | AuthAction::Update { .. }
+            | AuthAction::CreateIndex { .. }
+            | AuthAction::CreateTable { .. }
+            | AuthAction::CreateTrigger { .. }
+            | AuthAction::CreateView { .. }
+            | AuthAction::CreateVtable { .. }
+            | AuthAction::AlterTable { .. }
+            | AuthAction::Reindex { .. }
+            | AuthAction::Analyze { .. }
+    )
+}
+
 /// The authorizer installed on a connection: off for the storage layer's own statements, on
 /// while user SQL is compiled, remembering the last refusal.
 #[derive(Debug, Default)]
 pub(crate) struct Guard {
     enabled: AtomicBool,
     refusal: Mutex<Option<Refusal>>,
+    /// An action seen since the last `take_grows` may make the database bigger.
+    grows: AtomicBool,
 }
 
 impl Guard {
@@ -584,6 +604,9 @@ impl Guard {
             if !hook_guard.enabled.load(Ordering::Relaxed) {
                 return Authorization::Allow;
             }
+            if may_grow(&ctx.action) {
+                hook_guard.grows.store(true, Ordering::Relaxed);
+            }
             match decide(&ctx.action, ctx.database_name) {
                 Ok(()) => Authorization::Allow,
                 Err(refusal) => {
@@ -593,6 +616,11 @@ impl Guard {
             }
         }))?;
         Ok(guard)
+    }
+
+    /// True if an action seen since the last call may make the database bigger.
+    pub(crate) fn take_grows(&self) -> bool {
+        self.grows.swap(false, Ordering::Relaxed)
     }
 
     /// Runs `compile` with the authorizer on; returns the refusal it recorded, if any.

@@ -32,6 +32,7 @@ use crate::error::{CommitError, KvError, OpenError, OpenFailure, SqlError, Sqlit
 use crate::kv::{self, KV_TABLE, ListOptions};
 use crate::layout::DataLayout;
 use crate::program::{Program, ProgramCache};
+use crate::space::DiskSpace;
 use crate::statement::{self, Compiled, Prepared, Step};
 use crate::value::SqlValue;
 use crate::wal::{CommitFrames, WalReader};
@@ -183,6 +184,21 @@ impl InternalSql {
     }
 }
 
+/// A write that failed with "full" (or an I/O error) on a disk that is out of space is
+/// [`SqlError::DiskFull`]; "full" on a disk with room is the database's own size limit.
+fn classify_full(err: SqlError, space: Option<&DiskSpace>, max_bytes: u64) -> SqlError {
+    match err.sqlite_code() {
+        Some(SqliteCode::Full) if space.is_some_and(DiskSpace::on_write_failure) => {
+            SqlError::DiskFull
+        }
+        Some(SqliteCode::Full) => SqlError::DatabaseFull { limit: max_bytes },
+        Some(SqliteCode::IoErr) if space.is_some_and(DiskSpace::on_write_failure) => {
+            SqlError::DiskFull
+        }
+        _ => err,
+    }
+}
+
 fn run(conn: &Connection, sql: &str) -> Result<(), SqlError> {
     conn.prepare_cached(sql)
         .and_then(|mut stmt| stmt.execute([]))
@@ -224,6 +240,10 @@ pub struct ObjectDatabase {
     reader: Option<WalReader>,
     broken: Option<CommitError>,
     max_result_bytes: usize,
+    max_bytes: u64,
+    /// The node's disk space: tells a full disk from a full database, and refuses growing
+    /// writes while the disk is full.
+    space: Option<Arc<DiskSpace>>,
 }
 
 impl std::fmt::Debug for ObjectDatabase {
@@ -243,11 +263,56 @@ impl ObjectDatabase {
         options: DatabaseOptions,
         on_durable: DurableCallback,
     ) -> Result<Self, OpenError> {
+        Self::open_on(path, options, None, on_durable)
+    }
+
+    /// [`open`](Self::open), on a disk watched by `space`: a write that fails for lack of
+    /// space is [`SqlError::DiskFull`], and growing writes are refused while the disk is full.
+    /// A database this call created is removed again if opening it fails, so a full disk
+    /// leaves no empty files behind.
+    pub fn open_on(
+        path: &Path,
+        options: DatabaseOptions,
+        space: Option<Arc<DiskSpace>>,
+        on_durable: DurableCallback,
+    ) -> Result<Self, OpenError> {
+        let existed = path.exists();
+        let opened = Self::open_inner(path, options, space.clone(), on_durable);
+        if let Err(err) = &opened
+            && !existed
+        {
+            for file in [
+                path.to_path_buf(),
+                DataLayout::wal_of(path),
+                DataLayout::shm_of(path),
+            ] {
+                if let Err(remove) = std::fs::remove_file(&file)
+                    && remove.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %file.display(), error = %remove, open_error = %err, "a database that failed to open could not be removed");
+                }
+            }
+        }
+        opened
+    }
+
+    fn open_inner(
+        path: &Path,
+        options: DatabaseOptions,
+        space: Option<Arc<DiskSpace>>,
+        on_durable: DurableCallback,
+    ) -> Result<Self, OpenError> {
         let fail = |failure: OpenFailure| OpenError {
             path: path.to_path_buf(),
             failure,
         };
-        let sql_fail = |err: rusqlite::Error| fail(OpenFailure::Sqlite(sqlite(err)));
+        let sql_fail = |err: rusqlite::Error| {
+            fail(OpenFailure::Sqlite(classify_full(
+                sqlite(err),
+                space.as_deref(),
+                options.max_bytes,
+            )))
+        };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|err| fail(OpenFailure::CreateFolder(err)))?;
         }
@@ -269,7 +334,11 @@ impl ObjectDatabase {
                 if err.sqlite_code() == Some(SqliteCode::NotADatabase) {
                     fail(OpenFailure::NotADatabase(err))
                 } else {
-                    fail(OpenFailure::Sqlite(err))
+                    fail(OpenFailure::Sqlite(classify_full(
+                        err,
+                        space.as_deref(),
+                        options.max_bytes,
+                    )))
                 }
             })?;
         if !journal.eq_ignore_ascii_case("wal") {
@@ -340,6 +409,10 @@ impl ObjectDatabase {
         } else {
             None
         };
+        // The WAL's descriptor is taken now, not at the first fsync: a node out of file
+        // descriptors fails here, before any write, never after a commit it then could not
+        // make durable.
+        let wal = WalFile::open(wal_path, on_durable).map_err(|err| fail(OpenFailure::Wal(err)))?;
         Ok(Self {
             programs: ProgramCache::default(),
             conn,
@@ -350,11 +423,13 @@ impl ObjectDatabase {
             batch: BatchState::default(),
             kv_ready: false,
             meta_ready: false,
-            wal: Arc::new(WalFile::new(wal_path, on_durable)),
+            wal: Arc::new(wal),
             wal_frames,
             reader,
             broken: None,
             max_result_bytes: options.max_result_bytes,
+            max_bytes: options.max_bytes,
+            space,
         })
     }
 
@@ -377,6 +452,44 @@ impl ObjectDatabase {
         match &self.broken {
             Some(failure) => Err(SqlError::Broken(Box::new(failure.clone()))),
             None => Ok(()),
+        }
+    }
+
+    /// Refuses a write that may grow the database while the disk is full.
+    fn check_room(&self) -> Result<(), SqlError> {
+        if self.space.as_ref().is_some_and(|space| space.is_full()) {
+            return Err(SqlError::DiskFull);
+        }
+        Ok(())
+    }
+
+    /// `err`, told apart: a full disk, a full database, or what SQLite said.
+    fn classify(&self, err: SqlError) -> SqlError {
+        classify_full(err, self.space.as_deref(), self.max_bytes)
+    }
+
+    fn classify_kv(&self, err: KvError) -> KvError {
+        match err {
+            KvError::Sql(sql) => KvError::Sql(self.classify(sql)),
+            other => other,
+        }
+    }
+
+    /// Copies the whole WAL into the database and truncates it to nothing, if no batch is
+    /// open: what an idle object, or a full disk, gives back. True if it did.
+    pub fn truncate_wal(&mut self) -> bool {
+        if self.broken.is_some() || self.batch.has_uncommitted() || !self.conn.is_autocommit() {
+            return false;
+        }
+        match self
+            .conn
+            .wal_checkpoint_v2(None::<&str>, CheckpointMode::TRUNCATE)
+        {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(database = %self.path.display(), error = %err, "truncating the WAL failed; it is tried again later");
+                false
+            }
         }
     }
 
@@ -429,11 +542,15 @@ impl ObjectDatabase {
         };
         if self.conn.is_autocommit() {
             // SQLite rolled the transaction back itself after an error (disk full, I/O).
+            if self.space.as_ref().is_some_and(|space| space.is_full()) {
+                return Err(self.break_with(CommitError::Sqlite(SqlError::DiskFull)));
+            }
             return Err(self.break_with(CommitError::RolledBack));
         }
         self.wal_frames.store(HOOK_NOT_CALLED, Ordering::Relaxed);
         if let Err(err) = run(&self.conn, &self.internal.commit) {
             let _ = self.conn.execute_batch("ROLLBACK");
+            let err = self.classify(err);
             return Err(self.break_with(CommitError::Sqlite(err)));
         }
         let committed = self.batch.committed();
@@ -490,7 +607,12 @@ impl ObjectDatabase {
     /// marked broken and the object must be reset.
     pub fn lost_batch(&mut self) -> bool {
         if self.batch.has_uncommitted() && self.conn.is_autocommit() {
-            self.break_with(CommitError::RolledBack);
+            let failure = if self.space.as_ref().is_some_and(|space| space.is_full()) {
+                CommitError::Sqlite(SqlError::DiskFull)
+            } else {
+                CommitError::RolledBack
+            };
+            self.break_with(failure);
             true
         } else {
             false
@@ -611,7 +733,7 @@ impl ObjectDatabase {
         if result.is_ok() {
             self.programs.put(sql, program);
         }
-        result
+        result.map_err(|err| self.classify(err))
     }
 
     /// Runs the statements of `sql`, compiling those `program` does not hold yet.
@@ -651,6 +773,9 @@ impl ObjectDatabase {
                 });
             }
             if !statement.readonly() {
+                if statement.grows {
+                    self.check_room()?;
+                }
                 begin_write(&self.conn, &self.internal, &mut self.batch, true)?;
                 let single = is_last && index == 0;
                 if !single && !*savepoint {
@@ -710,7 +835,9 @@ impl ObjectDatabase {
                 ),
             }));
         }
+        self.guard.take_grows();
         let (compiled, refusal) = self.guard.checked(|| statement::prepare(&self.conn, rest));
+        let grows = self.guard.take_grows();
         if let Some(refusal) = refusal {
             return Err(SqlError::Refused(refusal));
         }
@@ -719,6 +846,7 @@ impl ObjectDatabase {
             // `rest` held a statement (checked by the caller), so SQLite found one.
             Compiled::Nothing => return Err(SqlError::NoStatement),
         };
+        statement.grows = grows;
         let text = &rest[..statement.consumed()];
         if statement.readonly() && text.to_ascii_lowercase().contains("count") {
             statement.simple_count = self.is_simple_count(text);
@@ -761,6 +889,11 @@ impl ObjectDatabase {
     /// `confirmed` false marks an `allow_unconfirmed` write.
     pub fn delete_all(&mut self, confirmed: bool) -> Result<(), SqlError> {
         self.check_usable()?;
+        self.drop_everything(confirmed)
+            .map_err(|err| self.classify(err))
+    }
+
+    fn drop_everything(&mut self, confirmed: bool) -> Result<(), SqlError> {
         begin_write(&self.conn, &self.internal, &mut self.batch, confirmed)?;
         let schema = |conn: &Connection| -> Result<Vec<(String, String, String)>, SqlError> {
             let mut stmt = conn
@@ -839,6 +972,14 @@ impl ObjectDatabase {
     /// Stores the alarm time (`None` deletes it), as part of the open batch.
     pub fn set_alarm(&mut self, time_ms: Option<i64>, confirmed: bool) -> Result<(), SqlError> {
         self.check_usable()?;
+        if time_ms.is_some() {
+            self.check_room()?;
+        }
+        self.store_alarm(time_ms, confirmed)
+            .map_err(|err| self.classify(err))
+    }
+
+    fn store_alarm(&mut self, time_ms: Option<i64>, confirmed: bool) -> Result<(), SqlError> {
         begin_write(&self.conn, &self.internal, &mut self.batch, confirmed)?;
         self.batch.touched_alarm();
         if !self.meta_exists()? {
@@ -925,6 +1066,12 @@ impl ObjectDatabase {
     pub fn kv_put(&mut self, key: &str, value: &[u8], confirmed: bool) -> Result<(), KvError> {
         self.check_usable()?;
         kv::check_entry(key, value)?;
+        self.check_room()?;
+        self.put_entry(key, value, confirmed)
+            .map_err(|err| self.classify_kv(err))
+    }
+
+    fn put_entry(&mut self, key: &str, value: &[u8], confirmed: bool) -> Result<(), KvError> {
         self.ensure_kv(true, confirmed)?;
         begin_write(&self.conn, &self.internal, &mut self.batch, confirmed)?;
         self.conn
@@ -954,6 +1101,11 @@ impl ObjectDatabase {
     pub fn kv_delete(&mut self, key: &str, confirmed: bool) -> Result<bool, KvError> {
         self.check_usable()?;
         kv::check_key(key)?;
+        self.delete_entry(key, confirmed)
+            .map_err(|err| self.classify_kv(err))
+    }
+
+    fn delete_entry(&mut self, key: &str, confirmed: bool) -> Result<bool, KvError> {
         if !self.ensure_kv(false, true)? {
             return Ok(false);
         }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::error::{CommitError, IoFailure};
+use crate::error::{CommitError, IoFailure, WalError};
 
 /// Told when a WAL is durable up to a sequence number, or that syncing it failed.
 pub type DurableCallback = Arc<dyn Fn(Result<u64, CommitError>) + Send + Sync>;
@@ -32,7 +32,7 @@ pub type DurableCallback = Arc<dyn Fn(Result<u64, CommitError>) + Send + Sync>;
 /// The WAL of one open object database, as the durability worker sees it.
 pub struct WalFile {
     path: PathBuf,
-    file: Mutex<Option<File>>,
+    file: File,
     committed: AtomicU64,
     synced: AtomicU64,
     syncing: AtomicBool,
@@ -50,15 +50,27 @@ impl std::fmt::Debug for WalFile {
 }
 
 impl WalFile {
-    pub(crate) fn new(path: PathBuf, notify: DurableCallback) -> Self {
-        Self {
+    /// The WAL at `path` (created empty if SQLite has not written it yet), with its
+    /// descriptor open for fsync.
+    pub(crate) fn open(path: PathBuf, notify: DurableCallback) -> Result<Self, WalError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|err| WalError::Io {
+                path: path.clone(),
+                source: IoFailure::new(err),
+            })?;
+        Ok(Self {
             path,
-            file: Mutex::new(None),
+            file,
             committed: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             syncing: AtomicBool::new(false),
             notify,
-        }
+        })
     }
 
     /// The sequence number of the last commit.
@@ -83,11 +95,7 @@ impl WalFile {
     }
 
     fn with_file<T>(&self, f: impl FnOnce(&File) -> io::Result<T>) -> io::Result<T> {
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if file.is_none() {
-            *file = Some(File::open(&self.path)?);
-        }
-        f(file.as_ref().expect("opened above"))
+        f(&self.file)
     }
 }
 
@@ -97,6 +105,9 @@ struct Queue {
     ready: Condvar,
     /// Syncs still to fail on purpose (tests of the failure path).
     fail_next: AtomicU64,
+    /// While true, syncs hang before they start (tests of a disk that stops answering).
+    stalled: Mutex<bool>,
+    unstalled: Condvar,
     stats: SyncStats,
 }
 
@@ -171,6 +182,8 @@ impl DurabilityWorker {
             jobs: Mutex::new((VecDeque::new(), false)),
             ready: Condvar::new(),
             fail_next: AtomicU64::new(0),
+            stalled: Mutex::new(false),
+            unstalled: Condvar::new(),
             stats: SyncStats::default(),
         });
         let mut handles = Vec::new();
@@ -193,6 +206,14 @@ impl DurabilityWorker {
     #[doc(hidden)]
     pub fn inject_sync_failures(&self, count: u64) {
         self.queue.fail_next.fetch_add(count, Ordering::SeqCst);
+    }
+
+    /// Makes syncs hang before they start while `stalled` (as a disk that stops answering
+    /// would), to test what callers see when durability takes too long.
+    #[doc(hidden)]
+    pub fn stall_syncs(&self, stalled: bool) {
+        *self.queue.stalled.lock().unwrap_or_else(|e| e.into_inner()) = stalled;
+        self.queue.unstalled.notify_all();
     }
 
     /// Injected failures not yet used.
@@ -222,6 +243,7 @@ impl Drop for DurabilityWorker {
     fn drop(&mut self) {
         self.queue.jobs.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
         self.queue.ready.notify_all();
+        self.stall_syncs(false);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -246,6 +268,13 @@ fn run(queue: &Queue) {
                 jobs = queue.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
             }
         };
+        {
+            let stalled = queue.stalled.lock().unwrap_or_else(|e| e.into_inner());
+            let _released = queue
+                .unstalled
+                .wait_while(stalled, |stalled| *stalled)
+                .unwrap_or_else(|e| e.into_inner());
+        }
         let injected = queue
             .fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

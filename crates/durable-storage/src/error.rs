@@ -245,6 +245,20 @@ pub enum SqlError {
     /// The object's storage failed earlier and no longer accepts work.
     #[error("storage is unavailable: {0}")]
     Broken(Box<CommitError>),
+    /// The disk under the data folder is full: the write was refused (or failed) and nothing
+    /// of it was kept. Reads and deletes still work.
+    #[error(
+        "the disk of the data folder is full: writes are refused until space is freed (reads and deletes still work)"
+    )]
+    DiskFull,
+    /// The object's database reached its size limit: writes fail, deletes still work.
+    #[error(
+        "the object's database is full: it reached the limit of {limit} bytes; delete data to write again (SQLITE_FULL)"
+    )]
+    DatabaseFull {
+        /// The limit.
+        limit: u64,
+    },
 }
 
 impl SqlError {
@@ -314,6 +328,7 @@ impl SqlError {
                 wide(durable_core::limits::MAX_SQL_ROW_BYTES),
                 None,
             )),
+            SqlError::DatabaseFull { limit } => Some((Limit::DatabaseBytes, *limit, None)),
             SqlError::ParameterCount { given, .. } if *given > max_parameters() => Some((
                 Limit::SqlParameters,
                 wide(max_parameters()),
@@ -343,7 +358,9 @@ impl From<SqlError> for Error {
     fn from(err: SqlError) -> Self {
         let kind = match &err {
             SqlError::Sqlite { code, .. } if code.is_storage_failure() => ErrorKind::Storage,
+            SqlError::Broken(failure) if failure.is_disk_full() => ErrorKind::DiskFull,
             SqlError::Broken(_) => ErrorKind::Storage,
+            SqlError::DiskFull => ErrorKind::DiskFull,
             SqlError::Conversion { .. } => ErrorKind::Codec,
             SqlError::NoRows => ErrorKind::NotFound,
             _ => ErrorKind::InvalidInput,
@@ -477,8 +494,18 @@ pub enum OpenFailure {
     Wal(#[from] WalError),
 }
 
+impl OpenError {
+    /// True when the database could not be created because the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self.failure, OpenFailure::Sqlite(SqlError::DiskFull))
+    }
+}
+
 impl From<OpenError> for Error {
     fn from(err: OpenError) -> Self {
+        if err.is_disk_full() {
+            return Error::disk_full(SqlError::DiskFull.to_string());
+        }
         Error::new(ErrorKind::Storage, err.to_string()).with_retryable(true)
     }
 }
@@ -501,6 +528,14 @@ impl IoFailure {
     /// The operating system's error code, if any.
     pub fn raw_os_error(&self) -> Option<i32> {
         self.0.raw_os_error()
+    }
+
+    /// True for "no space left on device" and "disk quota exceeded".
+    pub fn is_no_space(&self) -> bool {
+        matches!(
+            self.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        )
     }
 }
 
@@ -547,9 +582,22 @@ pub enum CommitError {
     },
 }
 
+impl CommitError {
+    /// True when the commit failed because the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, CommitError::Sqlite(SqlError::DiskFull))
+            || matches!(self, CommitError::Sync { source, .. } if source.is_no_space())
+    }
+}
+
 impl From<CommitError> for Error {
     fn from(err: CommitError) -> Self {
-        Error::new(ErrorKind::Storage, err.to_string())
+        let kind = if err.is_disk_full() {
+            ErrorKind::DiskFull
+        } else {
+            ErrorKind::Storage
+        };
+        Error::new(kind, err.to_string())
     }
 }
 

@@ -6,6 +6,7 @@
 //! <data>/MIGRATIONS                            one line per applied migration: "<tag> <sha-256>"
 //! <data>/namespaces/<Class>.key                the namespace key of class <Class>, 64 hex digits
 //! <data>/alarms.sqlite                         the node's alarm index (+ -wal, -shm)
+//! <data>/RESERVE                               allocated space given up when the disk is full
 //! <data>/objects/<Class>/<id[0..2]>/<id>.sqlite  one object's database (+ -wal, -shm)
 //! ```
 //!
@@ -46,6 +47,11 @@ impl DataLayout {
         self.root.join("alarms.sqlite")
     }
 
+    /// The disk reserve: space set aside so deletes can run when the disk is full.
+    pub fn reserve_file(&self) -> PathBuf {
+        self.root.join("RESERVE")
+    }
+
     /// The folder of the namespace key files.
     pub fn namespaces_dir(&self) -> PathBuf {
         self.root.join("namespaces")
@@ -74,6 +80,13 @@ impl DataLayout {
             .join(format!("{id_hex}.sqlite"))
     }
 
+    /// The shared-memory index file that belongs to the database file `db`.
+    pub fn shm_of(db: &Path) -> PathBuf {
+        let mut name = db.as_os_str().to_owned();
+        name.push("-shm");
+        PathBuf::from(name)
+    }
+
     /// The WAL file that belongs to the database file `db`.
     pub fn wal_of(db: &Path) -> PathBuf {
         let mut name = db.as_os_str().to_owned();
@@ -89,7 +102,8 @@ mod tests {
     #[test]
     fn every_path_is_under_the_root_where_the_layout_says() {
         let layout = DataLayout::new("/data");
-        let cases: [(PathBuf, &str); 8] = [
+        let cases: [(PathBuf, &str); 9] = [
+            (layout.reserve_file(), "/data/RESERVE"),
             (layout.lock_file(), "/data/LOCK"),
             (layout.migrations_record(), "/data/MIGRATIONS"),
             (layout.alarm_index(), "/data/alarms.sqlite"),

@@ -32,6 +32,7 @@ pub mod error;
 pub mod kv;
 pub mod layout;
 mod program;
+pub mod space;
 mod statement;
 pub mod value;
 pub mod wal;
@@ -48,5 +49,6 @@ pub use error::{
 };
 pub use kv::ListOptions;
 pub use layout::DataLayout;
+pub use space::{DiskSpace, SpaceState};
 pub use value::{FromSqlValue, IntoSqlParam, SqlParams, SqlValue, ValueError};
 pub use wal::{CommitFrames, WalFrame, WalPosition};

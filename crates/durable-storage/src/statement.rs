@@ -71,6 +71,9 @@ pub(crate) struct Prepared {
     /// table's rows from its b-tree without a loop the scan counters see: the rows it read
     /// are its result.
     pub(crate) simple_count: bool,
+    /// The statement may make the database bigger (it inserts, updates or creates): refused
+    /// while the disk is full.
+    pub(crate) grows: bool,
 }
 
 // SAFETY: see the module invariants: a statement is used only through the `&mut` owner of
@@ -136,6 +139,7 @@ pub(crate) fn prepare(conn: &Connection, sql: &str) -> Result<Compiled, SqlError
             stmt,
             consumed,
             simple_count: false,
+            grows: false,
         }),
         None => Compiled::Nothing,
     })

@@ -31,8 +31,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use durable_core::{Error, ErrorKind, ObjectId, Result};
-use durable_storage::{DatabaseOptions, DurabilityMode, DurabilityWorker, ObjectDatabase, WalFile};
-use tokio::sync::oneshot;
+use durable_storage::{
+    DatabaseOptions, DiskSpace, DurabilityMode, DurabilityWorker, ObjectDatabase, WalFile,
+};
+use tokio::sync::{Notify, oneshot};
+use tokio::time::{Duration, Instant};
 
 use crate::alarm::AlarmScheduler;
 use crate::core::{ObjectKey, OutputQueue};
@@ -56,6 +59,12 @@ pub(crate) struct CommitServices {
     pub(crate) commits: AtomicU64,
     /// Databases open, over the node.
     pub(crate) open_databases: AtomicUsize,
+    /// The data folder's disk: full or not, and the reserve.
+    pub(crate) space: Arc<DiskSpace>,
+    /// Told each time a database closes: objects waiting for a database slot try again.
+    pub(crate) database_closed: Notify,
+    /// How long outputs may wait for durability before the object resets.
+    pub(crate) storage_timeout: Duration,
 }
 
 impl CommitServices {
@@ -63,9 +72,10 @@ impl CommitServices {
         durability: DurabilityWorker,
         alarms: Arc<AlarmScheduler>,
         observer: Option<Arc<dyn CommitObserver>>,
-        mode: DurabilityMode,
-        max_bytes: u64,
+        space: Arc<DiskSpace>,
+        config: &crate::RuntimeConfig,
     ) -> Self {
+        let (mode, max_bytes) = (config.durability, config.max_database_bytes);
         let mut options = DatabaseOptions::default();
         options.mode = mode;
         options.max_bytes = max_bytes;
@@ -77,6 +87,9 @@ impl CommitServices {
             options,
             commits: AtomicU64::new(0),
             open_databases: AtomicUsize::new(0),
+            space,
+            database_closed: Notify::new(),
+            storage_timeout: config.storage_timeout,
         }
     }
 }
@@ -111,6 +124,10 @@ pub(crate) struct CommitPipeline<O> {
     open: Option<OpenDatabase>,
     outputs: OutputQueue<Held<O>>,
     commit_scheduled: bool,
+    /// Since when a commit has been waiting to become durable (`None`: all are durable).
+    waiting_since: Option<Instant>,
+    /// The WAL holds frames written since it was last truncated.
+    wal_dirty: bool,
 }
 
 impl<O: Output> CommitPipeline<O> {
@@ -121,6 +138,8 @@ impl<O: Output> CommitPipeline<O> {
             open: None,
             outputs: OutputQueue::default(),
             commit_scheduled: false,
+            waiting_since: None,
+            wal_dirty: false,
         }
     }
 
@@ -133,15 +152,19 @@ impl<O: Output> CommitPipeline<O> {
     pub(crate) fn open(&mut self, path: &Path) -> Result<Arc<DurabilitySignal>> {
         let signal = Arc::new(DurabilitySignal::default());
         let notify = Arc::clone(&signal);
-        let db = ObjectDatabase::open(
+        let db = ObjectDatabase::open_on(
             path,
             self.services.options,
-            Arc::new(move |result| match result {
+            Some(Arc::clone(&self.services.space)),
+            Arc::new(move |result| {
+                match result {
                 Ok(_) => notify.synced(),
-                Err(err) => notify.fail(
-                    Error::from(err)
-                        .context("the object was reset because a write could not be made durable"),
-                ),
+                // The commit is in the WAL, so it may well survive: nobody may be told it
+                // failed. Its outcome is unknown.
+                Err(err) => notify.fail(Error::outcome_unknown(format!(
+                    "the object was reset because a write could not be confirmed durable ({err}); it may or may not have been applied: read the state back before retrying"
+                ))),
+            }
             }),
         )?;
         let wal = Arc::clone(db.wal());
@@ -252,6 +275,10 @@ impl<O: Output> CommitPipeline<O> {
         };
         let seq = ticket.seq;
         self.services.commits.fetch_add(1, Ordering::Relaxed);
+        self.wal_dirty |= ticket.changed;
+        if self.waiting_since.is_none() {
+            self.waiting_since = Some(Instant::now());
+        }
         if self.services.options.mode == DurabilityMode::GroupCommit {
             self.services.durability.request_sync(&ticket.wal);
         }
@@ -296,10 +323,38 @@ impl<O: Output> CommitPipeline<O> {
             return Err(failure);
         }
         let durable = self.durable_seq();
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|open| durable >= open.wal.committed_seq())
+        {
+            self.waiting_since = None;
+        }
         while let Some(held) = self.outputs.pop_ready(durable) {
             self.deliver(held);
         }
         Ok(())
+    }
+
+    /// True if a commit has waited longer than the storage timeout to become durable.
+    pub(crate) fn is_overdue(&self, now: Instant) -> bool {
+        self.waiting_since.is_some_and(|since| {
+            now.saturating_duration_since(since) >= self.services.storage_timeout
+        })
+    }
+
+    /// Copies the WAL into the database and truncates it, if it was written since the last
+    /// time and no batch is open. True if it did.
+    pub(crate) fn truncate_wal(&mut self) -> bool {
+        if !self.wal_dirty || self.commit_scheduled {
+            return false;
+        }
+        let Some(open) = self.open.as_mut() else {
+            return false;
+        };
+        let done = open.db.truncate_wal();
+        self.wal_dirty &= !done;
+        done
     }
 
     /// `sync()`: a receiver that resolves when every write so far, `allow_unconfirmed` ones
@@ -335,7 +390,10 @@ impl<O: Output> CommitPipeline<O> {
         if let Some(open) = self.open.take() {
             open.db.close();
             self.services.open_databases.fetch_sub(1, Ordering::Relaxed);
+            self.services.database_closed.notify_waiters();
         }
+        self.waiting_since = None;
+        self.wal_dirty = false;
         self.fail_all(error);
     }
 

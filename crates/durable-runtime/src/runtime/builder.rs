@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use durable_core::Clock;
-use durable_storage::{AlarmIndex, DataLayout, DurabilityMode, DurabilityWorker};
+use durable_storage::{AlarmIndex, DataLayout, DiskSpace, DurabilityMode, DurabilityWorker};
 use tokio::sync::mpsc;
 
 use super::{Runtime, RuntimeConfig, StartError};
@@ -20,7 +20,9 @@ use crate::clock::SystemClock;
 use crate::commit::{CommitObserver, CommitServices};
 use crate::core::{AdmissionLimits, ObjectKey};
 use crate::data_dir::DataDir;
+use crate::descriptors::DescriptorBudget;
 use crate::migrations::{self, Migration};
+use crate::monitor::Monitor;
 use crate::object::{ClassVTable, DurableObject};
 use crate::shard::{self, ShardHandle, ShardMsg, ShardRouter};
 use crate::shared::{NamespaceShared, RuntimeShared};
@@ -216,7 +218,25 @@ impl RuntimeBuilder {
 
     /// Object databases open at once over the node ([`RuntimeConfig::max_open_databases`]).
     pub fn max_open_databases(self, limit: usize) -> Self {
-        self.set("max_open_databases", move |c| c.max_open_databases = limit)
+        self.set("max_open_databases", move |c| {
+            c.max_open_databases = Some(limit)
+        })
+    }
+
+    /// Bytes of disk set aside for deletes on a full disk
+    /// ([`RuntimeConfig::disk_reserve_bytes`]).
+    pub fn disk_reserve_bytes(self, bytes: u64) -> Self {
+        self.set("disk_reserve_bytes", move |c| c.disk_reserve_bytes = bytes)
+    }
+
+    /// How long outputs may wait for durability ([`RuntimeConfig::storage_timeout`]).
+    pub fn storage_timeout(self, timeout: Duration) -> Self {
+        self.set("storage_timeout", move |c| c.storage_timeout = timeout)
+    }
+
+    /// How long a turn may run without yielding ([`RuntimeConfig::cpu_limit`]).
+    pub fn cpu_limit(self, limit: Duration) -> Self {
+        self.set("cpu_limit", move |c| c.cpu_limit = limit)
     }
 
     /// Largest database of one object ([`RuntimeConfig::max_database_bytes`]).
@@ -301,13 +321,18 @@ impl RuntimeBuilder {
                 source,
             })?,
         );
+        let space = Arc::new(DiskSpace::new(data.layout(), config.disk_reserve_bytes));
+        space.start();
         let commits = Arc::new(CommitServices::new(
             durability,
             Arc::clone(&alarms),
             self.observer,
-            config.durability,
-            config.max_database_bytes,
+            space,
+            &config,
         ));
+        // Raised whatever the settings: a node out of descriptors fails in unrelated places.
+        let budget = DescriptorBudget::of_process();
+        let max_open_databases = config.max_open_databases.unwrap_or(budget.databases);
         let mut receivers = Vec::new();
         let mut shards = Vec::new();
         for _ in 0..config.shards {
@@ -325,6 +350,7 @@ impl RuntimeBuilder {
         let hubs = Arc::new(Hubs::new(Arc::clone(&router), Arc::clone(&self.clock)));
         let shared = Arc::new(RuntimeShared {
             config,
+            max_open_databases,
             layout: data.layout().clone(),
             namespaces: namespaces.shared,
             bindings: namespaces.bindings,
@@ -339,11 +365,25 @@ impl RuntimeBuilder {
         });
         let alarms_pending = load_alarms(&shared)?;
         let classes: Arc<[ClassVTable]> = namespaces.classes.into();
-        let (threads, alarm_thread) = start_threads(&shared, receivers, &classes)?;
+        let (mut threads, alarm_thread) = start_threads(&shared, receivers, &classes)?;
+        let monitor = match Monitor::spawn(Arc::clone(&shared)) {
+            Ok(monitor) => monitor,
+            Err(source) => {
+                shared.alarms.stop();
+                let _ = alarm_thread.join();
+                stop_shards(&shared, &mut threads);
+                return Err(StartError::Thread {
+                    thread: "monitor",
+                    source,
+                });
+            }
+        };
         tracing::info!(
             data_dir = %shared.layout.root().display(),
             shards = shared.router.len(),
             classes = shared.namespaces.len(),
+            file_descriptors = budget.limit,
+            max_open_databases,
             alarms_pending,
             "runtime started"
         );
@@ -351,6 +391,7 @@ impl RuntimeBuilder {
             shared,
             threads,
             alarm_thread: Some(alarm_thread),
+            monitor,
             _data: data,
         })
     }

@@ -38,13 +38,30 @@ pub struct RuntimeConfig {
     /// object made before it started, and a thread that finds several objects waiting syncs
     /// them all with one `syncfs`.
     pub fsync_threads: usize,
-    /// Object databases open at once over the node (default 2,048). Each open database holds
-    /// four file descriptors; past the limit, opening one first closes the databases of idle
-    /// objects (least recently used first).
-    pub max_open_databases: usize,
+    /// Object databases open at once over the node (default: derived from the process's
+    /// file-descriptor limit, see [`DescriptorBudget`](crate::DescriptorBudget)). Each open
+    /// database holds four file descriptors; past the limit, idle objects' databases are
+    /// closed (least recently used first), and an object that needs activating waits for
+    /// one to close instead of failing.
+    pub max_open_databases: Option<usize>,
     /// Largest database of one object (default 10 GB); past it writes fail with
     /// `SQLITE_FULL` while reads and deletes keep working.
     pub max_database_bytes: u64,
+    /// Bytes of disk set aside in `<data>/RESERVE` (default 8 MiB; 0: none). When the disk
+    /// fills up, the reserve is given back so deletes can still run, and growing writes are
+    /// refused with [`ErrorKind::DiskFull`](durable_core::ErrorKind::DiskFull) until three
+    /// reserves' worth of space is free again.
+    pub disk_reserve_bytes: u64,
+    /// How long outputs may wait for their writes to become durable (default 30 s). Past it,
+    /// the waiting replies and messages fail with
+    /// [`ErrorKind::OutcomeUnknown`](durable_core::ErrorKind::OutcomeUnknown) and the object
+    /// resets, as Cloudflare resets an object whose storage does not answer.
+    pub storage_timeout: Duration,
+    /// How long one turn of a handler may run without yielding (default 30 s, Cloudflare's
+    /// CPU limit). Objects cannot be preempted: past it the watchdog logs the object, counts
+    /// it, and marks its shard stalled, so calls to that shard fail fast as overloaded until
+    /// the turn ends.
+    pub cpu_limit: Duration,
     /// Wall-time limit of one run of an alarm handler (default 15 minutes); past it the run
     /// counts as failed.
     pub alarm_timeout: Duration,
@@ -77,8 +94,11 @@ impl Default for RuntimeConfig {
             encode_rpc: false,
             durability: DurabilityMode::GroupCommit,
             fsync_threads: 2,
-            max_open_databases: 2_048,
+            max_open_databases: None,
             max_database_bytes: limits::DEFAULT_MAX_DATABASE_BYTES,
+            disk_reserve_bytes: limits::DEFAULT_DISK_RESERVE_BYTES,
+            storage_timeout: Duration::from_secs(30),
+            cpu_limit: Duration::from_millis(limits::DEFAULT_CPU_LIMIT_MS),
             alarm_timeout: Duration::from_secs(15 * 60),
             alarm_retry_base: Duration::from_secs(2),
             alarm_retry_jitter: 0.25,
@@ -118,7 +138,7 @@ impl RuntimeConfig {
         if self.fsync_threads == 0 {
             return invalid("fsync_threads", "is 0; use at least 1".to_owned());
         }
-        if self.max_open_databases == 0 {
+        if self.max_open_databases == Some(0) {
             return invalid(
                 "max_open_databases",
                 "is 0; no object could use storage".to_owned(),
@@ -134,6 +154,18 @@ impl RuntimeConfig {
             return invalid(
                 "alarm_retry_jitter",
                 format!("is {}; use a fraction from 0 to 1", self.alarm_retry_jitter),
+            );
+        }
+        if self.storage_timeout.is_zero() {
+            return invalid(
+                "storage_timeout",
+                "is 0; no write could ever become durable in time".to_owned(),
+            );
+        }
+        if self.cpu_limit.is_zero() {
+            return invalid(
+                "cpu_limit",
+                "is 0; every turn would count as stalled".to_owned(),
             );
         }
         if self.alarm_max_wait.is_zero() {

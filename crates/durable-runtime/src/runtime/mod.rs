@@ -20,7 +20,8 @@ use crate::alarm::ScheduledAlarm;
 use crate::core::ObjectKey;
 use crate::data_dir::DataDir;
 use crate::env::Env;
-use crate::metrics::MetricsSnapshot;
+use crate::metrics::{MetricsSnapshot, NodeHealth, ShardHealth};
+use crate::monitor::Monitor;
 use crate::shared::RuntimeShared;
 use crate::stub::ObjectClass;
 
@@ -35,6 +36,30 @@ impl MetricsHandle {
     pub fn snapshot(&self) -> MetricsSnapshot {
         snapshot(&self.shared)
     }
+
+    /// The shards' and the disk's health now.
+    pub fn health(&self) -> NodeHealth {
+        health(&self.shared)
+    }
+}
+
+fn health(shared: &RuntimeShared) -> NodeHealth {
+    let shards = (0..shared.router.len())
+        .map(|index| {
+            let watch = shared.router.shard(index).watch();
+            let mut shard = ShardHealth::default();
+            shard.index = index;
+            shard.stalled = watch.is_stalled();
+            shard.turn_running_ms = watch
+                .running_for()
+                .map(|running| u64::try_from(running.as_millis()).unwrap_or(u64::MAX));
+            shard
+        })
+        .collect();
+    let mut health = NodeHealth::default();
+    health.shards = shards;
+    health.disk_full = shared.commits.space.is_full();
+    health
 }
 
 /// The counters and gauges of a runtime now: a consistent-enough copy for monitoring, not
@@ -54,6 +79,11 @@ fn snapshot(shared: &RuntimeShared) -> MetricsSnapshot {
         alarms_run: metrics.alarms_run.load(Ordering::Relaxed),
         alarms_failed: metrics.alarms_failed.load(Ordering::Relaxed),
         fsync: shared.commits.durability.sync_stats(),
+        stalled_turns: metrics.stalled_turns.load(Ordering::Relaxed),
+        stalled_shards: (0..shared.router.len())
+            .filter(|index| shared.router.shard(*index).watch().is_stalled())
+            .count(),
+        disk_full: shared.commits.space.is_full(),
     }
 }
 
@@ -66,6 +96,7 @@ pub struct Runtime {
     shared: Arc<RuntimeShared>,
     threads: Vec<JoinHandle<()>>,
     alarm_thread: Option<JoinHandle<()>>,
+    monitor: Monitor,
     _data: DataDir,
 }
 
@@ -96,6 +127,21 @@ impl Runtime {
         self.shared.commits.durability.inject_sync_failures(count);
     }
 
+    /// Makes the durability worker's syncs hang until [`release_sync_stall`] (a disk that
+    /// stops answering), to test the storage timeout.
+    ///
+    /// [`release_sync_stall`]: Runtime::release_sync_stall
+    #[cfg(feature = "testing")]
+    pub fn stall_syncs(&self) {
+        self.shared.commits.durability.stall_syncs(true);
+    }
+
+    /// Lets stalled syncs finish.
+    #[cfg(feature = "testing")]
+    pub fn release_sync_stall(&self) {
+        self.shared.commits.durability.stall_syncs(false);
+    }
+
     /// Injected sync failures not yet used.
     #[cfg(feature = "testing")]
     pub fn injected_sync_failures_left(&self) -> u64 {
@@ -123,6 +169,11 @@ impl Runtime {
         snapshot(&self.shared)
     }
 
+    /// The shards' and the disk's health now.
+    pub fn health(&self) -> NodeHealth {
+        health(&self.shared)
+    }
+
     /// A handle that reads the metrics from anywhere while the runtime runs.
     pub fn metrics_handle(&self) -> MetricsHandle {
         MetricsHandle {
@@ -136,6 +187,7 @@ impl Runtime {
     }
 
     fn stop(&mut self) {
+        self.monitor.stop();
         // No new alarm deliveries first, then the shards.
         self.shared.alarms.stop();
         if let Some(thread) = self.alarm_thread.take()

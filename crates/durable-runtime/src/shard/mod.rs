@@ -8,6 +8,7 @@
 //! queue. Counting and queueing happen under one lock, so the count never lags the queue.
 
 pub(crate) mod thread;
+pub(crate) mod watch;
 
 use std::sync::{Arc, Mutex};
 
@@ -16,12 +17,15 @@ use tokio::sync::mpsc;
 
 use crate::core::{Admission, AdmissionLimits, ObjectKey, Overloaded};
 use crate::event::Event;
+pub(crate) use watch::TurnWatch;
 
 // `Stop` is sent once per shard; boxing every event to shrink it would cost an allocation
 // per call.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum ShardMsg {
     Event(Event),
+    /// The node is at its open-database limit: close the databases of idle objects.
+    Reclaim,
     Stop,
 }
 
@@ -30,6 +34,7 @@ pub(crate) enum ShardMsg {
 pub(crate) struct ShardHandle {
     tx: mpsc::UnboundedSender<ShardMsg>,
     admission: Arc<Mutex<Admission>>,
+    watch: Arc<TurnWatch>,
 }
 
 /// Releases admitted events of one shard as they finish (held by the shard's directory).
@@ -53,6 +58,7 @@ impl ShardHandle {
         let handle = Self {
             tx,
             admission: Arc::default(),
+            watch: Arc::default(),
         };
         (handle, rx)
     }
@@ -61,11 +67,24 @@ impl ShardHandle {
         AdmissionRelease(Arc::clone(&self.admission))
     }
 
+    /// The watchdog's view of the shard's running turn.
+    pub(crate) fn watch(&self) -> &Arc<TurnWatch> {
+        &self.watch
+    }
+
     /// Counts one more event for its object and queues it, unless the object is at its
     /// `limits`; a refused event's caller gets the error.
     pub(crate) fn admit(&self, event: Event, limits: AdmissionLimits) {
         let key = event.key;
         let size = event.payload.size();
+        if self.watch.is_stalled() {
+            let running = self.watch.running_for().unwrap_or_default();
+            event.reply.fail(Error::overloaded(format!(
+                "the object's shard is stalled: a handler on it has not yielded for {} ms; calls to objects on this shard fail until it does (see the server log for the object)",
+                running.as_millis()
+            )));
+            return;
+        }
         let mut admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(overloaded) = admission.admit(key, size, limits) {
             drop(admission);
@@ -117,6 +136,13 @@ impl ShardRouter {
     /// How many shards there are.
     pub(crate) fn len(&self) -> usize {
         self.shards.len()
+    }
+
+    /// Asks every shard to close its idle objects' databases (the node is at its limit).
+    pub(crate) fn reclaim_all(&self) {
+        for shard in &self.shards {
+            let _ = shard.tx.send(ShardMsg::Reclaim);
+        }
     }
 
     /// Asks every shard's thread to stop.

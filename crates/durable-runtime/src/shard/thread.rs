@@ -30,8 +30,10 @@ pub(crate) fn spawn(
         .spawn(move || {
             let local = LocalSet::new();
             let release = shared.router.shard(index).release_handle();
+            let watch = std::sync::Arc::clone(shared.router.shard(index).watch());
             let sweep_every = sweep_interval(shared.config.idle_timeout);
-            let directory = Rc::new(ObjectDirectory::new(shared, classes, release));
+            let commits = std::sync::Arc::clone(&shared.commits);
+            let directory = Rc::new(ObjectDirectory::new(shared, classes, release, watch));
             local.block_on(&runtime, async {
                 let sweeper = {
                     let directory = Rc::clone(&directory);
@@ -40,17 +42,32 @@ pub(crate) fn spawn(
                         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         loop {
                             tick.tick().await;
-                            directory.evict_idle();
+                            directory.maintain();
+                        }
+                    })
+                };
+                // Objects waiting for a database slot try again whenever one closes.
+                let slots = {
+                    let directory = Rc::clone(&directory);
+                    tokio::task::spawn_local(async move {
+                        loop {
+                            let closed = commits.database_closed.notified();
+                            tokio::pin!(closed);
+                            closed.as_mut().enable();
+                            directory.retry_waiting();
+                            closed.await;
                         }
                     })
                 };
                 while let Some(msg) = rx.recv().await {
                     match msg {
                         ShardMsg::Event(event) => directory.deliver(event),
+                        ShardMsg::Reclaim => directory.reclaim(),
                         ShardMsg::Stop => break,
                     }
                 }
                 sweeper.abort();
+                slots.abort();
                 directory.shutdown();
             });
             // Dropping the LocalSet drops every event task still alive; each tells its caller
