@@ -95,9 +95,9 @@ pub use durable_runtime::RuntimeConfig;
 #[doc(inline)]
 pub use durable_runtime::State;
 pub use durable_runtime::{
-    Body, BodySender, Env, MetricsHandle, MetricsSnapshot, Migration, MigrationError, Namespace,
-    RawStub, Request, Response, RpcCall, Runtime, RuntimeBuilder, ScheduledAlarm, StartError, Stub,
-    SystemClock, http,
+    Body, BodySender, DescriptorBudget, Env, MetricsHandle, MetricsSnapshot, Migration,
+    MigrationError, Namespace, NodeHealth, RawStub, Request, Response, RpcCall, Runtime,
+    RuntimeBuilder, ScheduledAlarm, ShardHealth, StartError, Stub, SystemClock, http,
 };
 
 /// An object's storage: SQL, KV, transactions, the alarm and `sync()`.

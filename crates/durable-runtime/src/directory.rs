@@ -38,6 +38,8 @@ pub(crate) struct ObjectDirectory {
     /// Events of objects that need activating while the node is at its database limit, in
     /// arrival order, with when they arrived.
     waiting: RefCell<VecDeque<(Event, Instant)>>,
+    /// Woken when an instance may have become idle while activations wait.
+    pub(crate) slot_wake: tokio::sync::Notify,
     /// The disk's full episode the WALs were last truncated for.
     space_episode: Cell<u64>,
 }
@@ -56,6 +58,7 @@ impl ObjectDirectory {
             watch,
             instances: RefCell::new(HashMap::new()),
             waiting: RefCell::new(VecDeque::new()),
+            slot_wake: tokio::sync::Notify::new(),
             space_episode: Cell::new(0),
         }
     }
@@ -95,6 +98,10 @@ impl ObjectDirectory {
     fn wait_for_slot(&self, event: Event) {
         let first = self.waiting.borrow().is_empty();
         self.waiting.borrow_mut().push_back((event, Instant::now()));
+        self.shared
+            .metrics
+            .activations_waiting
+            .fetch_add(1, Ordering::Relaxed);
         if first {
             tracing::debug!(
                 limit = self.shared.max_open_databases,
@@ -118,7 +125,7 @@ impl ObjectDirectory {
             if !ready && !self.has_database_slot() {
                 return;
             }
-            let Some((event, _)) = self.waiting.borrow_mut().pop_front() else {
+            let Some((event, _)) = self.pop_waiting() else {
                 return;
             };
             self.start(event);
@@ -136,7 +143,7 @@ impl ObjectDirectory {
             if !expired {
                 return;
             }
-            let Some((event, _)) = self.waiting.borrow_mut().pop_front() else {
+            let Some((event, _)) = self.pop_waiting() else {
                 return;
             };
             let error = Error::overloaded(format!(
@@ -146,6 +153,17 @@ impl ObjectDirectory {
             ));
             self.refuse(event, error);
         }
+    }
+
+    fn pop_waiting(&self) -> Option<(Event, Instant)> {
+        let popped = self.waiting.borrow_mut().pop_front();
+        if popped.is_some() {
+            self.shared
+                .metrics
+                .activations_waiting
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        popped
     }
 
     fn refuse(&self, event: Event, error: Error) {
@@ -265,14 +283,17 @@ impl ObjectDirectory {
 
     /// The sweeper's round: evicts idle instances, resets those whose writes waited past the
     /// storage timeout, and truncates the WALs of objects idle for a while (of every object,
-    /// when the disk has just become full).
+    /// when space has just run low). Not while the disk is full: a checkpoint needs room for
+    /// the database to grow, and the reserve is kept for deletes.
     pub(crate) fn maintain(self: &Rc<Self>) {
         self.evict_idle();
         let now = Instant::now();
         self.retry_waiting();
         self.expire_waiting(now, ACTIVATION_PATIENCE);
-        let episode = self.shared.commits.space.episodes();
+        let space = &self.shared.commits.space;
+        let episode = space.episodes();
         let truncate_all = self.space_episode.replace(episode) != episode;
+        let may_truncate = !space.is_full();
         let quiet = now.checked_sub(wal_idle_time(self.shared.config.idle_timeout));
         let all: Vec<Rc<Instance>> = self.instances.borrow().values().cloned().collect();
         let mut truncated = 0;
@@ -282,14 +303,14 @@ impl ObjectDirectory {
                 continue;
             }
             let idle = quiet.is_some_and(|since| instance.is_idle_since(since));
-            if (truncate_all || idle) && instance.truncate_wal() {
+            if may_truncate && (truncate_all || idle) && instance.truncate_wal() {
                 truncated += 1;
             }
         }
-        if truncate_all {
+        if truncate_all && may_truncate {
             tracing::info!(
                 truncated,
-                "the disk is full: truncated the WALs of open objects"
+                "disk space is low: truncated the WALs of open objects"
             );
         }
     }
@@ -323,7 +344,7 @@ impl ObjectDirectory {
 
     /// Discards every instance; their unfinished events fail with a retryable error.
     pub(crate) fn shutdown(&self) {
-        for (event, _) in self.waiting.take() {
+        while let Some((event, _)) = self.pop_waiting() {
             self.refuse(
                 event,
                 Error::disconnected(
@@ -342,6 +363,12 @@ impl ObjectDirectory {
 }
 
 impl Host for ObjectDirectory {
+    fn maybe_idle(&self) {
+        if !self.waiting.borrow().is_empty() {
+            self.slot_wake.notify_one();
+        }
+    }
+
     /// Removes `instance` from the directory if it is the one registered for its key.
     fn remove(&self, instance: &Instance) {
         let mut instances = self.instances.borrow_mut();
@@ -404,10 +431,16 @@ fn with_init(
             Err(error) => Err(error),
         };
         if let Err(error) = initialized {
-            let reason = Error::reset(format!(
+            let message = format!(
                 "{} could not be initialized: {error}; the next call builds the object again",
                 instance.class_name
-            ))
+            );
+            // A full disk stays a full disk: that is what the caller can act on.
+            let reason = if error.is_disk_full() {
+                Error::disk_full(message)
+            } else {
+                Error::reset(message)
+            }
             .into_remote();
             tracing::warn!(namespace = instance.class_name, object_id = %instance.id, reason = %reason, "init failed");
             instance.reset(reason.clone());

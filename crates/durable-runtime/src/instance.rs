@@ -35,6 +35,9 @@ pub(crate) trait Host {
     fn remove(&self, instance: &Instance);
     /// Evicts idle objects with an open database until fewer than `limit` are open.
     fn close_idle_databases(&self, limit: usize);
+    /// The instance may have become idle (an event ended, outputs were released): objects
+    /// waiting for a database slot may take its.
+    fn maybe_idle(&self);
 }
 
 /// One live instance of one object.
@@ -242,6 +245,9 @@ impl Instance {
         self.tasks.borrow_mut().remove(&seq);
         self.inflight.set(self.inflight.get() - 1);
         self.last_active.set(Instant::now());
+        if let Some(host) = self.host.upgrade() {
+            host.maybe_idle();
+        }
     }
 
     /// True if nothing keeps the instance busy and it was last active at or before `deadline`.
@@ -299,8 +305,13 @@ impl Instance {
                     return;
                 };
                 let released = instance.pipeline.borrow_mut().on_signal();
-                if let Err(failure) = released {
-                    instance.reset(failure);
+                match released {
+                    Err(failure) => instance.reset(failure),
+                    Ok(()) => {
+                        if let Some(host) = instance.host.upgrade() {
+                            host.maybe_idle();
+                        }
+                    }
                 }
             }
         });

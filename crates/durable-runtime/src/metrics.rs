@@ -19,6 +19,7 @@ pub(crate) struct Metrics {
     pub(crate) alarms_failed: AtomicU64,
     pub(crate) web_sockets_open: AtomicUsize,
     pub(crate) stalled_turns: AtomicU64,
+    pub(crate) activations_waiting: AtomicUsize,
 }
 
 /// A copy of a runtime's counters and gauges at one moment.
@@ -55,6 +56,9 @@ pub struct MetricsSnapshot {
     pub stalled_shards: usize,
     /// True while the data folder's disk is full (growing writes are refused).
     pub disk_full: bool,
+    /// Events waiting for a database slot to activate their object (the node is at its
+    /// open-database limit).
+    pub activations_waiting: usize,
 }
 
 /// What the node's health looks like now: its shards and its disk.

@@ -86,13 +86,13 @@ impl Storage {
         if let Err(err) = &out
             && instance.with_db(ObjectDatabase::lost_batch)?
         {
-            let reason = Error::new(
-                ErrorKind::Storage,
-                format!(
-                    "{err}; SQLite rolled back the open transaction, so the object was reset and its writes not yet committed were discarded"
-                ),
-            )
-            .into_remote();
+            // The kind and detail stay (a full disk, a full database): they say what to do.
+            let reason = err
+                .clone()
+                .context(
+                    "the object was reset because SQLite rolled back its open transaction (its writes not yet committed were discarded)",
+                )
+                .into_remote();
             instance.reset(reason.clone());
             return Err(reason);
         }

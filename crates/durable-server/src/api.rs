@@ -100,7 +100,14 @@ impl From<&Error> for ApiError {
             .code()
             .map(str::to_owned)
             .or_else(|| limit.map(|(limit, ..)| limit.as_str().to_owned()))
-            .or_else(|| is_constraint(error).then(|| "conflict".to_owned()));
+            .or_else(|| is_constraint(error).then(|| "conflict".to_owned()))
+            .or_else(|| {
+                matches!(
+                    error.kind(),
+                    ErrorKind::DiskFull | ErrorKind::OutcomeUnknown
+                )
+                .then(|| error.kind().as_str().to_owned())
+            });
         ApiError {
             status,
             message,
@@ -152,6 +159,7 @@ fn is_constraint(error: &Error) -> bool {
 /// * the status a user error carries ([`Error::with_status`]), if it is a 4xx or 5xx;
 /// * 413 for a size limit, 400 for another limit (503 for the queue limits: overload);
 /// * 409 for a constraint failure (a UNIQUE key taken, ...);
+/// * 507 for a full disk and for an object whose database reached its size limit;
 /// * 400 for other bad input and malformed ids, 404 for not found, 501 for a missing
 ///   handler, 503 for overload and retryable failures;
 /// * 500 for the rest: SQL errors of the object's own code, undecodable stored state,
@@ -167,6 +175,7 @@ pub fn status_for(error: &Error) -> StatusCode {
     if let Some(limit) = error.exceeded_limit() {
         return match limit {
             Limit::QueuedEvents | Limit::QueuedBytes => StatusCode::SERVICE_UNAVAILABLE,
+            Limit::DatabaseBytes => StatusCode::INSUFFICIENT_STORAGE,
             limit if limit.is_size() => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         };
@@ -183,6 +192,7 @@ pub fn status_for(error: &Error) -> StatusCode {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Overloaded | ErrorKind::Disconnected => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
         _ if error.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -195,13 +205,18 @@ fn public_message(error: &Error, status: StatusCode) -> String {
         tracing::info!(error = %error, "request refused by a constraint");
         return "the request conflicts with data already stored (a uniqueness or other constraint failed)".to_owned();
     }
-    let own_words = error.kind() == ErrorKind::User;
+    // These messages are written for callers and carry no server-side detail.
+    let own_words = matches!(error.kind(), ErrorKind::User | ErrorKind::DiskFull)
+        || error.exceeded_limit() == Some(Limit::DatabaseBytes);
     if status.is_server_error() && !own_words && status != StatusCode::SERVICE_UNAVAILABLE {
         tracing::error!(kind = error.kind().as_str(), error = %error, "request failed");
         return match error.kind() {
             ErrorKind::NotImplemented => error.message().to_owned(),
             ErrorKind::Storage => {
                 "the object's storage failed; the request may be retried".to_owned()
+            }
+            ErrorKind::OutcomeUnknown => {
+                "the outcome of the request is unknown: the object was reset before its writes were confirmed durable, so they may or may not have been applied; read the state back before retrying".to_owned()
             }
             _ => "internal error: the request failed on the server (see its log)".to_owned(),
         };
@@ -237,6 +252,15 @@ mod tests {
             (
                 Error::user("sold out").with_status(409),
                 StatusCode::CONFLICT,
+            ),
+            (Error::disk_full("full"), StatusCode::INSUFFICIENT_STORAGE),
+            (
+                Error::limit_exceeded(Limit::DatabaseBytes, 10, None, "database full"),
+                StatusCode::INSUFFICIENT_STORAGE,
+            ),
+            (
+                Error::outcome_unknown("fsync /data/x-wal: EIO"),
+                StatusCode::INTERNAL_SERVER_ERROR,
             ),
             (
                 Error::user("odd").with_status(200),
@@ -313,6 +337,13 @@ mod tests {
             "fsync /data/x.sqlite-wal: EIO",
         ));
         assert!(!storage.message().contains("/data"), "{storage}");
+        let unknown = api(Error::outcome_unknown("fsync /data/x.sqlite-wal: EIO"));
+        assert!(!unknown.message().contains("/data"), "{unknown}");
+        assert!(unknown.message().contains("may or may not"), "{unknown}");
+        let full = api(Error::disk_full("the disk of the data folder is full"));
+        assert_eq!(full.message(), "the disk of the data folder is full");
+        assert_eq!(full.code(), Some("disk_full"));
+        assert_eq!(unknown.code(), Some("outcome_unknown"));
         // The object's own words are its to show; so is bad input.
         assert_eq!(api(Error::user("room is full")).message(), "room is full");
         assert_eq!(

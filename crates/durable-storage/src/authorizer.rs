@@ -568,22 +568,18 @@ fn tokens(sql: &str, max: usize) -> Vec<(String, bool)> {
     out
 }
 
-/// True for actions that may make the database bigger: what a full disk refuses. Reading,
-/// deleting and dropping are not among them; they are how space is freed.
+/// True for actions that add or change rows of the object's tables: what a full disk
+/// refuses. Reading, deleting and dropping are how space is freed, and schema statements
+/// (`CREATE TABLE IF NOT EXISTS` in a constructor) stay allowed so objects can still start;
+/// they take little space, except a new index over a large table.
 pub fn may_grow(action: &AuthAction<'_>) -> bool {
-    matches!(
-        action,
-        AuthAction::Insert { .. }
-            | AuthAction::Update { .. }
-            | AuthAction::CreateIndex { .. }
-            | AuthAction::CreateTable { .. }
-            | AuthAction::CreateTrigger { .. }
-            | AuthAction::CreateView { .. }
-            | AuthAction::CreateVtable { .. }
-            | AuthAction::AlterTable { .. }
-            | AuthAction::Reindex { .. }
-            | AuthAction::Analyze { .. }
-    )
+    match action {
+        AuthAction::Insert { table_name } | AuthAction::Update { table_name, .. } => {
+            // Schema statements insert into the schema table; that is not row growth.
+            !table_name.starts_with("sqlite_")
+        }
+        _ => false,
+    }
 }
 
 /// The authorizer installed on a connection: off for the storage layer's own statements, on

@@ -277,6 +277,14 @@ impl ObjectDatabase {
         on_durable: DurableCallback,
     ) -> Result<Self, OpenError> {
         let existed = path.exists();
+        if !existed && space.as_ref().is_some_and(|space| space.is_full()) {
+            // A new object has nothing to read or delete; creating its files would only eat
+            // the reserve that deletes need.
+            return Err(OpenError {
+                path: path.to_path_buf(),
+                failure: OpenFailure::Sqlite(SqlError::DiskFull),
+            });
+        }
         let opened = Self::open_inner(path, options, space.clone(), on_durable);
         if let Err(err) = &opened
             && !existed
@@ -455,9 +463,13 @@ impl ObjectDatabase {
         }
     }
 
+    fn space_is_full(&self) -> bool {
+        self.space.as_ref().is_some_and(|space| space.is_full())
+    }
+
     /// Refuses a write that may grow the database while the disk is full.
     fn check_room(&self) -> Result<(), SqlError> {
-        if self.space.as_ref().is_some_and(|space| space.is_full()) {
+        if self.space_is_full() {
             return Err(SqlError::DiskFull);
         }
         Ok(())
@@ -478,7 +490,11 @@ impl ObjectDatabase {
     /// Copies the whole WAL into the database and truncates it to nothing, if no batch is
     /// open: what an idle object, or a full disk, gives back. True if it did.
     pub fn truncate_wal(&mut self) -> bool {
-        if self.broken.is_some() || self.batch.has_uncommitted() || !self.conn.is_autocommit() {
+        if self.broken.is_some()
+            || self.batch.has_uncommitted()
+            || !self.conn.is_autocommit()
+            || self.space_is_full()
+        {
             return false;
         }
         match self
@@ -542,7 +558,7 @@ impl ObjectDatabase {
         };
         if self.conn.is_autocommit() {
             // SQLite rolled the transaction back itself after an error (disk full, I/O).
-            if self.space.as_ref().is_some_and(|space| space.is_full()) {
+            if self.space_is_full() {
                 return Err(self.break_with(CommitError::Sqlite(SqlError::DiskFull)));
             }
             return Err(self.break_with(CommitError::RolledBack));
@@ -572,7 +588,8 @@ impl ObjectDatabase {
             // synchronous=FULL: the commit fsynced the WAL before returning.
             self.wal.mark_synced(seq);
         }
-        if wal_frames.is_some_and(|count| count >= CHECKPOINT_FRAMES) {
+        // Not on a full disk: the database file would grow into the reserve.
+        if wal_frames.is_some_and(|count| count >= CHECKPOINT_FRAMES) && !self.space_is_full() {
             self.checkpoint();
         }
         Ok(Some(CommitTicket {
@@ -607,7 +624,7 @@ impl ObjectDatabase {
     /// marked broken and the object must be reset.
     pub fn lost_batch(&mut self) -> bool {
         if self.batch.has_uncommitted() && self.conn.is_autocommit() {
-            let failure = if self.space.as_ref().is_some_and(|space| space.is_full()) {
+            let failure = if self.space_is_full() {
                 CommitError::Sqlite(SqlError::DiskFull)
             } else {
                 CommitError::RolledBack
@@ -635,6 +652,14 @@ impl ObjectDatabase {
     pub fn close(mut self) {
         self.rollback_uncommitted();
         self.programs.clear();
+        if self.space_is_full() {
+            // SQLite checkpoints when the last connection closes, which makes the database
+            // file grow by what the WAL holds: on a full disk that would eat the reserve the
+            // deletes need. The WAL stays; the next open reads it.
+            let _ = self
+                .conn
+                .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        }
         if let Err((_, err)) = self.conn.close() {
             tracing::warn!(database = %self.path.display(), error = %err, "close failed");
         }

@@ -5,11 +5,14 @@
 //! in WAL mode a `DELETE` writes pages too. So the node keeps `<data>/RESERVE`, a file of
 //! [`DiskSpace::reserve_bytes`] allocated bytes, and watches the free space:
 //!
+//! * when the free space drops below four times the reserve's size, space is *low*:
+//!   [`DiskSpace::episodes`] changes, and the runtime copies every WAL it can into its
+//!   database and truncates it (a checkpoint needs room for the database to grow, which is
+//!   why this happens before the disk is full, not after);
 //! * when a write fails for lack of space, or the free space drops below the reserve's size,
-//!   the disk is *full*: the reserve is deleted (its space is what deletes use), writes that
-//!   grow a database are refused with [`SqlError::DiskFull`](crate::SqlError::DiskFull)
-//!   before they touch SQLite, and [`DiskSpace::episodes`] changes so the runtime truncates
-//!   the WALs it can;
+//!   the disk is *full*: the reserve is deleted (its space is what deletes use), and writes
+//!   that add rows, and new databases, are refused with
+//!   [`SqlError::DiskFull`](crate::SqlError::DiskFull) before they touch SQLite;
 //! * when [`DiskSpace::poll`] finds three reserves' worth of space free again, the reserve is
 //!   allocated anew and writes resume by themselves.
 //!
@@ -31,17 +34,25 @@ pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
 pub enum SpaceState {
     /// Writes are accepted.
     Available,
-    /// Writes that grow a database are refused; deletes run on the reserve's space.
+    /// Writes are accepted; WALs are truncated to give space back.
+    Low,
+    /// Writes that add rows are refused; deletes run on the reserve's space.
     Full,
 }
 
-/// The state after one look at the free space: full below `low`, available again only at
-/// three times `low` (so recreating the reserve does not make it full at once).
+/// The state after one look at the free space, for a low-water mark of `low` bytes: full
+/// below `low` (and until three times `low` is free again, so recreating the reserve does not
+/// make it full at once), low below four times `low`, else available.
 pub fn next_state(current: SpaceState, available: u64, low: u64) -> SpaceState {
-    match current {
-        SpaceState::Available if available < low => SpaceState::Full,
-        SpaceState::Full if available >= low.saturating_mul(3) => SpaceState::Available,
-        state => state,
+    if current == SpaceState::Full && available < low.saturating_mul(3) {
+        return SpaceState::Full;
+    }
+    if available < low {
+        SpaceState::Full
+    } else if available < low.saturating_mul(4) {
+        SpaceState::Low
+    } else {
+        SpaceState::Available
     }
 }
 
@@ -52,6 +63,7 @@ pub struct DiskSpace {
     reserve: PathBuf,
     reserve_bytes: u64,
     full: AtomicBool,
+    low: AtomicBool,
     episodes: AtomicU64,
 }
 
@@ -64,6 +76,7 @@ impl DiskSpace {
             reserve: layout.reserve_file(),
             reserve_bytes,
             full: AtomicBool::new(false),
+            low: AtomicBool::new(false),
             episodes: AtomicU64::new(0),
         }
     }
@@ -95,7 +108,7 @@ impl DiskSpace {
         self.full.load(Ordering::SeqCst)
     }
 
-    /// How many times the disk became full; a change asks for WALs to be truncated.
+    /// How many times space ran low; a change asks for WALs to be truncated.
     pub fn episodes(&self) -> u64 {
         self.episodes.load(Ordering::SeqCst)
     }
@@ -120,38 +133,51 @@ impl DiskSpace {
         }
     }
 
-    /// Looks at the free space: becomes full when it runs low, available again (with the
-    /// reserve allocated anew) once there is room. Returns the state after the look.
+    /// Looks at the free space: asks for WALs to be truncated when it runs low, becomes full
+    /// below the low-water mark, available again (with the reserve allocated anew) once
+    /// there is room. Returns the state after the look.
     pub fn poll(&self) -> SpaceState {
-        let current = if self.is_full() {
-            SpaceState::Full
-        } else {
-            SpaceState::Available
-        };
         let Ok(free) = self.available() else {
-            return current;
+            return self.state();
         };
-        match (current, next_state(current, free, self.low_water())) {
-            (SpaceState::Available, SpaceState::Full) => {
-                self.enter_full("free space ran low");
-            }
-            (SpaceState::Full, SpaceState::Available) => {
-                if self.reserve_bytes > 0
-                    && let Err(err) = allocate(&self.reserve, self.reserve_bytes)
-                {
-                    tracing::warn!(path = %self.reserve.display(), error = %err, "the disk reserve could not be allocated again; writes stay refused");
-                    return SpaceState::Full;
-                }
-                self.full.store(false, Ordering::SeqCst);
-                tracing::info!(
-                    available_bytes = free,
-                    "disk space is available again; writes resume"
-                );
-            }
-            _ => {}
+        let current = self.state();
+        let next = next_state(current, free, self.low_water());
+        if next == SpaceState::Full {
+            self.enter_full("free space ran low");
+            return SpaceState::Full;
         }
+        if current == SpaceState::Full {
+            if self.reserve_bytes > 0
+                && let Err(err) = allocate(&self.reserve, self.reserve_bytes)
+            {
+                tracing::warn!(path = %self.reserve.display(), error = %err, "the disk reserve could not be allocated again; writes stay refused");
+                return SpaceState::Full;
+            }
+            self.full.store(false, Ordering::SeqCst);
+            tracing::info!(
+                available_bytes = free,
+                "disk space is available again; writes resume"
+            );
+        }
+        let low = next == SpaceState::Low;
+        if low && !self.low.swap(true, Ordering::SeqCst) {
+            self.episodes.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(
+                available_bytes = free,
+                "disk space is running low: truncating the WALs of open objects"
+            );
+        } else if !low {
+            self.low.store(false, Ordering::SeqCst);
+        }
+        next
+    }
+
+    /// The state as last decided.
+    pub fn state(&self) -> SpaceState {
         if self.is_full() {
             SpaceState::Full
+        } else if self.low.load(Ordering::SeqCst) {
+            SpaceState::Low
         } else {
             SpaceState::Available
         }
@@ -162,7 +188,7 @@ impl DiskSpace {
         if self.full.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.episodes.fetch_add(1, Ordering::SeqCst);
+        self.low.store(true, Ordering::SeqCst);
         match fs::remove_file(&self.reserve) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -222,15 +248,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn full_below_low_water_available_again_at_three_times_it() {
-        use SpaceState::{Available, Full};
+    fn full_below_low_water_low_below_four_times_it_available_again_at_three_times() {
+        use SpaceState::{Available, Full, Low};
         let cases = [
-            (Available, 10, 5, Available),
-            (Available, 5, 5, Available),
+            (Available, 20, 5, Available),
+            (Available, 19, 5, Low),
+            (Low, 5, 5, Low),
+            (Low, 4, 5, Full),
             (Available, 4, 5, Full),
             (Full, 4, 5, Full),
             (Full, 14, 5, Full),
-            (Full, 15, 5, Available),
+            (Full, 15, 5, Low),
+            (Full, 20, 5, Available),
+            (Low, 20, 5, Available),
             (Available, 0, 0, Available),
         ];
         for (current, free, low, expected) in cases {
@@ -255,10 +285,10 @@ mod tests {
         assert!(!space.is_full());
         space.enter_full("test");
         assert!(space.is_full());
-        assert_eq!(space.episodes(), 1);
+        assert_eq!(space.state(), SpaceState::Full);
         assert!(!layout.reserve_file().exists());
         // This disk has room: the next look makes writes possible again.
-        assert_eq!(space.poll(), SpaceState::Available);
+        assert_ne!(space.poll(), SpaceState::Full);
         assert!(layout.reserve_file().exists());
         assert!(
             !space.on_write_failure(),

@@ -193,6 +193,14 @@ impl Probe {
             .await
     }
 
+    /// Holds the shard thread without yielding (as a busy loop or a blocking call would)
+    /// until signal `key` is raised.
+    pub async fn hog_thread(&self, key: String) {
+        while !*signal(&key).borrow() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Records start, waits for signal `key`, records end.
     pub async fn wait_for(&self, key: String, label: String) {
         self.log.borrow_mut().push(format!("{label}:start"));
@@ -526,6 +534,19 @@ impl Store {
 
     pub async fn get(&self, key: String) -> Result<Option<String>> {
         self.state.storage().get(&key).await
+    }
+
+    /// Writes `held`, then waits for signal `key` (the call keeps the object busy).
+    pub async fn write_then_wait(&self, key: String) -> Result<()> {
+        self.state.storage().put("held", &"x").await?;
+        wait_signal(&key).await;
+        Ok(())
+    }
+
+    /// The length of the bytes `put_bytes` stored under `key`.
+    pub async fn byte_len(&self, key: String) -> Result<Option<usize>> {
+        let value: Option<serde_bytes::ByteBuf> = self.state.storage().get(&key).await?;
+        Ok(value.map(|bytes| bytes.len()))
     }
 
     pub async fn get_number(&self, key: String) -> Result<Option<u64>> {

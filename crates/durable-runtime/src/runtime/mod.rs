@@ -84,6 +84,7 @@ fn snapshot(shared: &RuntimeShared) -> MetricsSnapshot {
             .filter(|index| shared.router.shard(*index).watch().is_stalled())
             .count(),
         disk_full: shared.commits.space.is_full(),
+        activations_waiting: metrics.activations_waiting.load(Ordering::Relaxed),
     }
 }
 

@@ -46,7 +46,8 @@ pub(crate) fn spawn(
                         }
                     })
                 };
-                // Objects waiting for a database slot try again whenever one closes.
+                // Objects waiting for a database slot try again whenever one closes (on any
+                // shard) or an instance of this shard may have become idle.
                 let slots = {
                     let directory = Rc::clone(&directory);
                     tokio::task::spawn_local(async move {
@@ -55,7 +56,10 @@ pub(crate) fn spawn(
                             tokio::pin!(closed);
                             closed.as_mut().enable();
                             directory.retry_waiting();
-                            closed.await;
+                            tokio::select! {
+                                () = closed => {}
+                                () = directory.slot_wake.notified() => {}
+                            }
                         }
                     })
                 };
