@@ -15,6 +15,9 @@ use durable_storage::DataLayout;
 
 use crate::runtime::error::StartError;
 
+/// Object databases whose ids are checked against their class's key at start.
+const KEY_CHECKS: usize = 16;
+
 /// An open, locked data folder.
 #[derive(Debug)]
 pub(crate) struct DataDir {
@@ -57,11 +60,44 @@ impl DataDir {
     }
 
     /// The key of `class`, created (randomly) and persisted the first time it is asked for.
+    ///
+    /// The ids are the key's check value: every database file is named by an id the key
+    /// authenticates. So a key file that is missing while the class has databases, or one
+    /// that did not make their ids (another folder's key, a regenerated one), stops the
+    /// start instead of silently making every object unreachable.
     pub(crate) fn namespace_key(&self, class: &str) -> Result<NamespaceKey, StartError> {
         let path = self.layout.namespace_key(class);
+        let databases = durable_storage::class_databases(&self.layout, class, KEY_CHECKS);
         match fs::read_to_string(&path) {
             Ok(text) => {
-                NamespaceKey::from_hex(&text).map_err(|source| StartError::KeyFile { path, source })
+                let key = NamespaceKey::from_hex(&text).map_err(|source| StartError::KeyFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                let foreign = databases
+                    .iter()
+                    .filter(|db| {
+                        let id = db.file_stem().and_then(|stem| stem.to_str()).unwrap_or("");
+                        key.id_from_string(id).is_err()
+                    })
+                    .count();
+                if foreign > 0 {
+                    return Err(StartError::KeyMismatch {
+                        class: class.to_owned(),
+                        path,
+                        class_dir: self.layout.class_dir(class),
+                        checked: databases.len(),
+                        foreign,
+                    });
+                }
+                Ok(key)
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound && !databases.is_empty() => {
+                Err(StartError::KeyMissing {
+                    class: class.to_owned(),
+                    path,
+                    class_dir: self.layout.class_dir(class),
+                })
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 32];

@@ -6,13 +6,19 @@
 //! and removed or moved later only after the object's commit is durable. So a crash can leave
 //! an entry whose object has no alarm due (a spurious wake-up, filtered by reading the
 //! object's stored alarm) but never an object alarm without an entry.
+//!
+//! The index is a cache of what the objects store, so it can be rebuilt from them:
+//! [`AlarmIndex::rebuild`] reads the stored alarm of every object database in the data folder
+//! (the runtime does so when the index is missing or damaged, see [`AlarmIndex::recover`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
-use crate::error::{AlarmIndexError, SqlError};
+use crate::database::META_TABLE;
+use crate::error::{AlarmIndexError, SqlError, SqliteCode};
+use crate::layout::DataLayout;
 
 /// The persistent index of pending alarms.
 #[derive(Debug)]
@@ -103,6 +109,84 @@ impl AlarmIndex {
         .map(drop)
     }
 
+    /// Opens the index of the data folder at `layout`, repairing what a damaged folder did to
+    /// it: a file that is not a database (or is corrupt) is moved aside to
+    /// `alarms.sqlite.damaged`, and an index that is missing or was moved aside is rebuilt
+    /// from the objects' stored alarms. `progress` is told (scanned, total) as the rebuild
+    /// goes. Returns the index and, if it was rebuilt, why and what was found.
+    pub fn recover(
+        layout: &DataLayout,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<(Self, Option<Rebuilt>), AlarmIndexError> {
+        let path = layout.alarm_index();
+        let reason = if path.exists() {
+            match Self::open(&path) {
+                Ok(index) => return Ok((index, None)),
+                Err(err) if err.is_damaged() => {
+                    let aside = path.with_extension("sqlite.damaged");
+                    move_aside(&path, &aside).map_err(|source| AlarmIndexError {
+                        path: path.clone(),
+                        operation: "move the damaged index aside",
+                        source: SqlError::sqlite(source.to_string(), 10),
+                    })?;
+                    RebuildReason::Damaged(err.to_string())
+                }
+                Err(err) => return Err(err),
+            }
+        } else {
+            // Stale WAL or shared memory of a deleted index must not be read into a new one.
+            for stale in [DataLayout::wal_of(&path), DataLayout::shm_of(&path)] {
+                let _ = std::fs::remove_file(stale);
+            }
+            RebuildReason::Missing
+        };
+        let index = Self::open(&path)?;
+        let databases = object_databases(layout);
+        if databases.is_empty() && reason == RebuildReason::Missing {
+            // A new data folder: nothing to rebuild.
+            return Ok((index, None));
+        }
+        let found = index.rebuild(&databases, progress)?;
+        Ok((
+            index,
+            Some(Rebuilt {
+                reason,
+                objects: databases.len(),
+                alarms: found,
+            }),
+        ))
+    }
+
+    /// Adds an entry for every database of `databases` (class, path) that stores an alarm;
+    /// returns how many did. Databases that cannot be read are skipped with a warning.
+    pub fn rebuild(
+        &self,
+        databases: &[(String, PathBuf)],
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<usize, AlarmIndexError> {
+        let mut changes = Vec::new();
+        for (scanned, (class, db)) in databases.iter().enumerate() {
+            if scanned % 1000 == 0 {
+                progress(scanned, databases.len());
+            }
+            let Some(id) = db.file_stem().and_then(|stem| stem.to_str()) else {
+                continue;
+            };
+            match stored_alarm(db) {
+                Ok(Some(time)) => {
+                    changes.push(IndexChange::Upsert(class.clone(), id.to_owned(), time));
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(database = %db.display(), error = %err, "an object database could not be read while rebuilding the alarm index; its alarm, if any, is not scheduled");
+                }
+            }
+        }
+        progress(databases.len(), databases.len());
+        self.apply(&changes)?;
+        Ok(changes.len())
+    }
+
     /// Every entry.
     pub fn load(&self) -> Result<Vec<AlarmEntry>, AlarmIndexError> {
         self.with("load", |conn| {
@@ -146,6 +230,112 @@ impl AlarmIndex {
                 }
             }
         })
+    }
+}
+
+/// Why the index was rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebuildReason {
+    /// The file was missing while objects exist.
+    Missing,
+    /// The file was damaged (moved aside); what opening it said.
+    Damaged(String),
+}
+
+/// What a rebuild of the index did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Why it was needed.
+    pub reason: RebuildReason,
+    /// Object databases scanned.
+    pub objects: usize,
+    /// Alarms found and indexed.
+    pub alarms: usize,
+}
+
+impl AlarmIndexError {
+    /// True when the file is not an index at all (not a database, or corrupt): it can be
+    /// moved aside and rebuilt.
+    pub fn is_damaged(&self) -> bool {
+        matches!(
+            self.source.sqlite_code(),
+            Some(SqliteCode::NotADatabase | SqliteCode::Corrupt)
+        )
+    }
+}
+
+fn move_aside(path: &Path, aside: &Path) -> std::io::Result<()> {
+    std::fs::rename(path, aside)?;
+    for (from, to) in [
+        (DataLayout::wal_of(path), DataLayout::wal_of(aside)),
+        (DataLayout::shm_of(path), DataLayout::shm_of(aside)),
+    ] {
+        match std::fs::rename(from, to) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every object database of the data folder, with its class: `objects/<Class>/<fan>/<id>.sqlite`.
+pub fn object_databases(layout: &DataLayout) -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    for class_dir in entries(&layout.objects_dir()) {
+        let Some(class) = class_dir.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        for db in class_databases(layout, class, usize::MAX) {
+            found.push((class.to_owned(), db));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The object databases of class `class`, at most `limit` of them (in no set order).
+pub fn class_databases(layout: &DataLayout, class: &str, limit: usize) -> Vec<PathBuf> {
+    entries(&layout.class_dir(class))
+        .into_iter()
+        .filter(|fan| fan.is_dir())
+        .flat_map(|fan| entries(&fan))
+        .filter(|db| db.extension().is_some_and(|ext| ext == "sqlite"))
+        .take(limit)
+        .collect()
+}
+
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// The alarm an object database stores, read without the runtime's machinery.
+pub fn stored_alarm(db: &Path) -> Result<Option<i64>, SqlError> {
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let has_meta: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [META_TABLE],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_meta {
+        return Ok(None);
+    }
+    let time = conn.query_row(
+        &format!("SELECT value FROM {META_TABLE} WHERE key = 'alarm'"),
+        [],
+        |row| row.get::<_, Option<i64>>(0),
+    );
+    match time {
+        Ok(time) => Ok(time),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(err) => Err(err.into()),
     }
 }
 

@@ -38,7 +38,7 @@ use crate::value::SqlValue;
 use crate::wal::{CommitFrames, WalReader};
 
 /// The reserved table of per-object metadata; the alarm is its row `alarm`.
-const META_TABLE: &str = "_cf_METADATA";
+pub(crate) const META_TABLE: &str = "_cf_METADATA";
 
 /// WAL frames after which a commit checkpoints the WAL into the database (SQLite's own
 /// automatic checkpoint uses the same threshold).

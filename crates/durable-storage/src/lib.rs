@@ -37,7 +37,9 @@ mod statement;
 pub mod value;
 pub mod wal;
 
-pub use alarm_index::{AlarmEntry, AlarmIndex, IndexChange};
+pub use alarm_index::{
+    AlarmEntry, AlarmIndex, IndexChange, RebuildReason, Rebuilt, class_databases, object_databases,
+};
 pub use cursor::{SqlCursor, SqlRow};
 pub use database::{CommitTicket, DatabaseOptions, DurabilityMode, ObjectDatabase};
 pub use durability::{

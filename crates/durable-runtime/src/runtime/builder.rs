@@ -305,7 +305,7 @@ impl RuntimeBuilder {
         let data_dir = self.data_dir.clone().ok_or(StartError::NoDataDir)?;
         let bindings = self.resolve_bindings()?;
         let data = DataDir::open(DataLayout::new(data_dir))?;
-        let index = AlarmIndex::open(&data.layout().alarm_index())?;
+        let index = open_alarm_index(data.layout())?;
         if let Some(migrations) = &self.migrations {
             apply_migrations(data.layout(), &index, migrations, &bindings)?;
         }
@@ -421,6 +421,36 @@ impl RuntimeBuilder {
         }
         Ok(all)
     }
+}
+
+/// Opens the alarm index, rebuilding it from the objects' stored alarms if it is missing or
+/// damaged (and saying so in the log).
+fn open_alarm_index(layout: &DataLayout) -> Result<AlarmIndex, StartError> {
+    let mut last_report = std::time::Instant::now();
+    let (index, rebuilt) = AlarmIndex::recover(layout, |scanned, total| {
+        if scanned == 0 || last_report.elapsed() >= Duration::from_secs(2) {
+            last_report = std::time::Instant::now();
+            tracing::info!(
+                scanned,
+                total,
+                "rebuilding the alarm index from the objects' stored alarms"
+            );
+        }
+    })?;
+    if let Some(rebuilt) = rebuilt {
+        let why = match &rebuilt.reason {
+            durable_storage::RebuildReason::Missing => "it was missing".to_owned(),
+            durable_storage::RebuildReason::Damaged(error) => format!(
+                "it was damaged ({error}); the damaged file was moved to alarms.sqlite.damaged"
+            ),
+        };
+        tracing::warn!(
+            objects = rebuilt.objects,
+            alarms = rebuilt.alarms,
+            "the alarm index was rebuilt from the objects' stored alarms because {why}"
+        );
+    }
+    Ok(index)
 }
 
 /// Applies the migrations and checks that every bound class exists afterwards.

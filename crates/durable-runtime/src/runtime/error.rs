@@ -39,6 +39,39 @@ pub enum StartError {
         /// What is wrong with its content.
         source: IdError,
     },
+    /// A class's key file is missing while the class has object databases: a new key would
+    /// make every existing object unreachable.
+    #[error(
+        "namespace key file {} is missing, but {} holds object databases made with it: restore the key file from a backup (a new key would make every existing {class} object unreachable), or move the databases away to start the class empty",
+        path.display(),
+        class_dir.display()
+    )]
+    KeyMissing {
+        /// The class.
+        class: String,
+        /// The key file that should exist.
+        path: PathBuf,
+        /// The folder of the class's databases.
+        class_dir: PathBuf,
+    },
+    /// A class's key file holds a key that did not make the ids of its object databases.
+    #[error(
+        "namespace key file {} does not belong to the data in {}: {foreign} of the {checked} object databases checked have ids this key did not make; restore the key file from a backup of this data folder",
+        path.display(),
+        class_dir.display()
+    )]
+    KeyMismatch {
+        /// The class.
+        class: String,
+        /// The key file.
+        path: PathBuf,
+        /// The folder of the class's databases.
+        class_dir: PathBuf,
+        /// Databases checked.
+        checked: usize,
+        /// Of them, those whose id the key did not make.
+        foreign: usize,
+    },
     /// The system's random source failed while making a new namespace key.
     #[error("cannot make a namespace key for {}: the system random source failed: {error}", path.display())]
     Random {
