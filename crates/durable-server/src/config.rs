@@ -9,15 +9,19 @@
 //!   there is no other backend here), `renamed_classes` (`[{from, to}]`), `deleted_classes`.
 //!   `transferred_classes` is refused.
 //! * `vars`: strings, numbers and booleans (numbers and booleans become their text).
+//! * `limits.cpu_ms`: how long one turn of a handler may run without yielding before its
+//!   shard counts as stalled (default 30,000). `limits.subrequests` is refused: there is no
+//!   subrequest limit here.
 //! * `durable`: our own keys: `listen`, `data_dir`, `shards`, `idle_timeout_ms`,
 //!   `hibernation_timeout_ms`, `max_queued_events`, `max_queued_bytes`, `max_database_bytes`,
-//!   `shutdown_timeout_ms`, `durability` (`"group_commit"` or `"fsync_each_commit"`).
+//!   `max_open_databases`, `disk_reserve_bytes`, `storage_timeout_ms`, `max_connections`,
+//!   `header_timeout_ms`, `keep_alive_timeout_ms`, `shutdown_timeout_ms`, `durability`
+//!   (`"group_commit"` or `"fsync_each_commit"`).
 //!
 //! Wrangler's deployment keys (`name`, `main`, `compatibility_date`, `routes`, ...) are
 //! accepted and ignored. Keys that would change behaviour if they were honoured are refused
-//! by name rather than ignored: `limits` (CPU and subrequest limits, which this server does
-//! not enforce), `env` (per-environment settings: use one file per environment with
-//! `--config`), and `exports` (declarative class states: use `migrations`). Any other
+//! by name rather than ignored: `env` (per-environment settings: use one file per environment
+//! with `--config`), and `exports` (declarative class states: use `migrations`). Any other
 //! unknown key is refused, naming it, so a typo is not silently ignored. JSONC means JSON with `//` and `/* */` comments and trailing commas, nothing
 //! more (parsed with `jsonc-parser`); TOML is parsed with `toml`. Both deserialize into the
 //! same typed structs, so every error names the key and the line.
@@ -145,8 +149,26 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// How long shutdown waits for in-flight work (`durable.shutdown_timeout_ms`, default 30 s).
     pub shutdown_timeout: Option<Duration>,
+    /// Limits of the HTTP front's connections.
+    pub connections: ConnectionSettings,
     /// Runtime settings from the `durable` section, applied over the defaults.
     pub runtime: RuntimeSettings,
+}
+
+/// The connection settings a configuration may set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionSettings {
+    /// `durable.max_connections` (default: half the file descriptors the process may use,
+    /// after a reserve).
+    pub max_connections: Option<usize>,
+    /// `durable.header_timeout_ms`: how long a client has to send a whole request head,
+    /// from its first byte (from the connection's start for its first request; default
+    /// 10 s).
+    pub header_timeout: Option<Duration>,
+    /// `durable.keep_alive_timeout_ms`: how long an idle keep-alive connection stays open
+    /// waiting for its next request (default 60 s).
+    pub keep_alive_timeout: Option<Duration>,
 }
 
 /// The runtime settings a configuration may set.
@@ -167,6 +189,14 @@ pub struct RuntimeSettings {
     pub max_database_bytes: Option<u64>,
     /// `durable.durability`.
     pub durability: Option<DurabilityMode>,
+    /// `durable.max_open_databases`.
+    pub max_open_databases: Option<usize>,
+    /// `durable.disk_reserve_bytes`.
+    pub disk_reserve_bytes: Option<u64>,
+    /// `durable.storage_timeout_ms`.
+    pub storage_timeout: Option<Duration>,
+    /// `limits.cpu_ms`.
+    pub cpu_limit: Option<Duration>,
 }
 
 impl RuntimeSettings {
@@ -193,6 +223,18 @@ impl RuntimeSettings {
         }
         if let Some(mode) = self.durability {
             builder = builder.durability(mode);
+        }
+        if let Some(limit) = self.max_open_databases {
+            builder = builder.max_open_databases(limit);
+        }
+        if let Some(bytes) = self.disk_reserve_bytes {
+            builder = builder.disk_reserve_bytes(bytes);
+        }
+        if let Some(timeout) = self.storage_timeout {
+            builder = builder.storage_timeout(timeout);
+        }
+        if let Some(limit) = self.cpu_limit {
+            builder = builder.cpu_limit(limit);
         }
         builder
     }
@@ -370,6 +412,7 @@ struct RawConfig {
     migrations: Vec<RawMigration>,
     vars: BTreeMap<String, VarValue>,
     durable: Option<RawOwn>,
+    limits: Option<RawLimits>,
 }
 
 impl<'de> Deserialize<'de> for RawConfig {
@@ -390,12 +433,7 @@ impl<'de> Deserialize<'de> for RawConfig {
                         "migrations" => config.migrations = map.next_value()?,
                         "vars" => config.vars = map.next_value()?,
                         "durable" => config.durable = Some(map.next_value()?),
-                        "limits" => {
-                            return Err(refuse(
-                                &mut map,
-                                "\"limits\" (cpu_ms, subrequests) is not supported: a self-hosted object has no CPU-time or subrequest limit here; remove the key (durable.max_queued_events and durable.max_queued_bytes bound an object's load)",
-                            ));
-                        }
+                        "limits" => config.limits = Some(map.next_value()?),
                         "env" => {
                             return Err(refuse(
                                 &mut map,
@@ -635,6 +673,22 @@ struct RawOwn {
     max_database_bytes: Option<u64>,
     shutdown_timeout_ms: Option<u64>,
     durability: Option<RawDurability>,
+    max_open_databases: Option<usize>,
+    disk_reserve_bytes: Option<u64>,
+    storage_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    keep_alive_timeout_ms: Option<u64>,
+}
+
+/// Wrangler's `limits`: only `cpu_ms` applies here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object with \"cpu_ms\" (subrequests has no meaning here)"
+)]
+struct RawLimits {
+    cpu_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -713,6 +767,11 @@ impl RawConfig {
             listen: own.listen.map(|addr| addr.0),
             data_dir: own.data_dir,
             shutdown_timeout: millis(own.shutdown_timeout_ms),
+            connections: ConnectionSettings {
+                max_connections: own.max_connections,
+                header_timeout: millis(own.header_timeout_ms),
+                keep_alive_timeout: millis(own.keep_alive_timeout_ms),
+            },
             runtime: RuntimeSettings {
                 shards: own.shards,
                 idle_timeout: millis(own.idle_timeout_ms),
@@ -724,6 +783,10 @@ impl RawConfig {
                     RawDurability::GroupCommit => DurabilityMode::GroupCommit,
                     RawDurability::FsyncEachCommit => DurabilityMode::FsyncEachCommit,
                 }),
+                max_open_databases: own.max_open_databases,
+                disk_reserve_bytes: own.disk_reserve_bytes,
+                storage_timeout: millis(own.storage_timeout_ms),
+                cpu_limit: millis(self.limits.and_then(|limits| limits.cpu_ms)),
             },
         }
     }
@@ -817,6 +880,39 @@ mod tests {
     }
 
     #[test]
+    fn fault_settings_parse_into_runtime_and_connection_settings() {
+        let config = Config::parse(
+            r#"{"limits": {"cpu_ms": 250}, "durable": {"max_open_databases": 9,
+                "disk_reserve_bytes": 1048576, "storage_timeout_ms": 700, "max_connections": 12,
+                "header_timeout_ms": 300, "keep_alive_timeout_ms": 400}}"#,
+            Format::Jsonc,
+        )
+        .unwrap();
+        assert_eq!(config.runtime.cpu_limit, Some(Duration::from_millis(250)));
+        assert_eq!(config.runtime.max_open_databases, Some(9));
+        assert_eq!(config.runtime.disk_reserve_bytes, Some(1_048_576));
+        assert_eq!(
+            config.runtime.storage_timeout,
+            Some(Duration::from_millis(700))
+        );
+        assert_eq!(config.connections.max_connections, Some(12));
+        assert_eq!(
+            config.connections.header_timeout,
+            Some(Duration::from_millis(300))
+        );
+        assert_eq!(
+            config.connections.keep_alive_timeout,
+            Some(Duration::from_millis(400))
+        );
+        let effective = config
+            .runtime
+            .apply_to(durable_runtime::Runtime::builder())
+            .effective_config();
+        assert_eq!(effective.cpu_limit, Duration::from_millis(250));
+        assert_eq!(effective.max_open_databases, Some(9));
+    }
+
+    #[test]
     fn unsupported_and_malformed_entries_are_refused_by_name_and_line() {
         check(
             Format::Jsonc,
@@ -827,9 +923,9 @@ mod tests {
                     Some(1),
                 ),
                 (
-                    "{\n\"limits\": {\"cpu_ms\": 50}}",
-                    "\"limits\" (cpu_ms, subrequests) is not supported",
-                    Some(2),
+                    "{\n\"limits\": {\"cpu_ms\": 50,\n \"subrequests\": 5}}",
+                    "unknown field `subrequests`, expected `cpu_ms`",
+                    Some(3),
                 ),
                 (
                     "{\"env\": {\"staging\": {}}}",

@@ -4,18 +4,24 @@
 //! RFC 9112 (section 6.3) lets a server either reject such a request or frame it by
 //! `Transfer-Encoding` alone, and requires closing the connection after it. hyper takes the
 //! second way and drops the `Content-Length` header before the application sees it, so the
-//! check happens below hyper: [`GuardedListener`] wraps each accepted connection, and
+//! check happens below hyper: [`GuardedStream`] wraps each accepted connection, and
 //! [`FramingCheck`] follows the framing of the bytes the client sends (request heads, bodies
 //! by length, chunked bodies) to find every request head. A head with both fields gets a
 //! `400` written directly and the connection closed; hyper never sees it. Upgraded
 //! connections (WebSockets) are passed through once their head is seen.
+//!
+//! Knowing where request heads start also gives the header timeout: a client must send a
+//! whole head within it, counted from the connection's start for the first request and from
+//! the head's first byte for later ones (the wait between requests is hyper's keep-alive
+//! timeout). A slow-header client is cut off instead of holding a connection forever.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 
 /// Longest request head followed; past it the connection is passed through (hyper refuses
 /// heads that long by itself).
@@ -52,12 +58,15 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct FramingCheck {
     state: State,
+    /// Request heads seen whole.
+    heads: u64,
 }
 
 impl Default for FramingCheck {
     fn default() -> Self {
         Self {
             state: State::Head(Vec::new()),
+            heads: 0,
         }
     }
 }
@@ -72,6 +81,11 @@ enum Framing {
 }
 
 impl FramingCheck {
+    /// True while part of a request head has arrived and the rest has not.
+    pub(crate) fn in_partial_head(&self) -> bool {
+        matches!(&self.state, State::Head(head) if !head.is_empty())
+    }
+
     /// Follows `bytes`, the next bytes the client sent.
     pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Verdict {
         while !bytes.is_empty() {
@@ -98,6 +112,7 @@ impl FramingCheck {
                         return Verdict::Continue;
                     };
                     let rest = head.split_off(end);
+                    self.heads += 1;
                     self.state = match framing(head) {
                         Framing::Ambiguous => {
                             return Verdict::Reject(
@@ -255,6 +270,13 @@ pub(crate) struct GuardedStream<S> {
     check: FramingCheck,
     /// Set once a request was refused: the answer still to write.
     refusing: Option<(Vec<u8>, usize)>,
+    header_timeout: Option<Duration>,
+    /// When the head being read must be complete.
+    head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    heads_seen: u64,
+    /// What the connection holds of the server's connection cap; released with the stream
+    /// (after an upgrade, when the WebSocket closes).
+    _slot: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<S> GuardedStream<S> {
@@ -263,6 +285,39 @@ impl<S> GuardedStream<S> {
             inner,
             check: FramingCheck::default(),
             refusing: None,
+            header_timeout: None,
+            head_deadline: None,
+            heads_seen: 0,
+            _slot: None,
+        }
+    }
+
+    /// Cuts the connection off when a request head takes longer than `timeout` (the first
+    /// one counted from now).
+    pub(crate) fn with_header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = Some(timeout);
+        self.head_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        self
+    }
+
+    /// Holds `slot` for as long as the connection lives.
+    pub(crate) fn holding(mut self, slot: impl std::any::Any + Send + Sync) -> Self {
+        self._slot = Some(Box::new(slot));
+        self
+    }
+
+    /// After bytes were followed: a completed head ends its deadline; the first byte of
+    /// the next one starts a new one.
+    fn track_head_deadline(&mut self) {
+        let Some(timeout) = self.header_timeout else {
+            return;
+        };
+        if self.check.heads != self.heads_seen {
+            self.heads_seen = self.check.heads;
+            self.head_deadline = None;
+        }
+        if self.check.in_partial_head() && self.head_deadline.is_none() {
+            self.head_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
         }
     }
 }
@@ -276,8 +331,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedStream<S> {
         let this = self.get_mut();
         if this.refusing.is_none() {
             let before = buf.filled().len();
-            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-            match this.check.feed(&buf.filled()[before..]) {
+            let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+            if read.is_pending() {
+                if let Some(deadline) = this.head_deadline.as_mut()
+                    && deadline.as_mut().poll(cx).is_ready()
+                {
+                    tracing::debug!(
+                        "a request head was not received within the header timeout; connection closed"
+                    );
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the request head was not received within the header timeout",
+                    )));
+                }
+                return Poll::Pending;
+            }
+            ready!(read)?;
+            let verdict = this.check.feed(&buf.filled()[before..]);
+            this.track_head_deadline();
+            match verdict {
                 Verdict::Continue => return Poll::Ready(Ok(())),
                 Verdict::Reject(reason) => {
                     tracing::warn!(reason, "request refused before routing");
@@ -328,27 +400,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedStream<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
-    }
-}
-
-/// A TCP listener whose connections are [`GuardedStream`]s.
-#[derive(Debug)]
-pub(crate) struct GuardedListener(pub(crate) TcpListener);
-
-impl axum::serve::Listener for GuardedListener {
-    type Io = GuardedStream<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "TCP_NODELAY not set");
-        }
-        (GuardedStream::new(stream), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
     }
 }
 

@@ -68,6 +68,8 @@
 //! * [`api`]: [`ApiError`], what route handlers return, and how runtime errors map to HTTP
 //!   statuses and JSON bodies (no server-side detail leaks to clients).
 //! * `socket`: the task joining one WebSocket connection to an object's socket.
+//! * [`connections`]: the accept loop: the connection cap (with room for `/health` past
+//!   it), the header and keep-alive timeouts, graceful draining.
 //! * `framing`: refuses requests with both `Content-Length` and `Transfer-Encoding`
 //!   before hyper reads them.
 //! * [`metrics`]: the Prometheus / OpenMetrics text. [`cli`]: the flags of server binaries.
@@ -78,6 +80,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod connections;
 mod framing;
 pub mod front;
 pub mod metrics;

@@ -86,6 +86,24 @@ impl Collector for Scrape {
             "Alarms set and not yet run.",
             s.pending_alarms,
         )?;
+        gauge(
+            &mut encoder,
+            "durable_shards_stalled",
+            "Shards held by a handler that ran past the CPU limit without yielding.",
+            s.stalled_shards,
+        )?;
+        gauge(
+            &mut encoder,
+            "durable_disk_full",
+            "1 while the data folder's disk is full and writes are refused.",
+            usize::from(s.disk_full),
+        )?;
+        gauge(
+            &mut encoder,
+            "durable_activations_waiting",
+            "Events waiting for a database slot (the node is at its open-database limit).",
+            s.activations_waiting,
+        )?;
         let classes: Vec<String> = (1..=self.responses.len())
             .map(|class| format!("{class}xx"))
             .collect();
@@ -117,6 +135,12 @@ impl Collector for Scrape {
             "durable_commits",
             "Storage commits.",
             s.commits,
+        )?;
+        counter(
+            &mut encoder,
+            "durable_stalled_turns",
+            "Turns found running past the CPU limit without yielding.",
+            s.stalled_turns,
         )?;
         labelled_counter(
             &mut encoder,
@@ -166,6 +190,9 @@ mod tests {
         let mut snapshot = MetricsSnapshot::default();
         snapshot.active_objects = 2;
         snapshot.commits = 7;
+        snapshot.stalled_turns = 1;
+        snapshot.stalled_shards = 1;
+        snapshot.disk_full = true;
         snapshot.fsync.count = 3;
         snapshot.fsync.sum_seconds = 0.002;
         snapshot.fsync.buckets = vec![1, 2, 2, 2, 2, 2, 2, 2, 2, 2];
@@ -176,6 +203,10 @@ mod tests {
             "durable_http_responses_total{code=\"2xx\"} 3",
             "durable_http_responses_total{code=\"4xx\"} 1",
             "durable_commits_total 7",
+            "durable_stalled_turns_total 1",
+            "durable_shards_stalled 1",
+            "durable_disk_full 1",
+            "durable_activations_waiting 0",
             "durable_alarms_total{outcome=\"ok\"} 0",
             "durable_object_requests_total{kind=\"fetch\"} 0",
             "durable_fsync_seconds_count 3",

@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use durable_runtime::{DurableObject, Env, MetricsHandle, Runtime, RuntimeBuilder, StartError};
 use tokio::net::TcpListener;
@@ -28,7 +28,7 @@ use tracing::Instrument;
 
 use crate::cli::{Args, usage};
 use crate::config::{Config, ConfigError, Format};
-use crate::framing::GuardedListener;
+use crate::connections::{self, ConnectionLimits};
 use crate::front::ShutdownSignal;
 use crate::metrics;
 
@@ -212,7 +212,25 @@ impl ServerBuilder {
             runtime = runtime.var(name, value);
         }
         runtime = runtime.migrations(config.migrations.clone());
+        // The runtime raises the descriptor limit and takes its share for databases; the
+        // connections get theirs.
         let runtime = runtime.build()?;
+        let budget = durable_runtime::DescriptorBudget::of_process();
+        let limits = ConnectionLimits {
+            max: config
+                .connections
+                .max_connections
+                .unwrap_or(budget.connections)
+                .max(1),
+            header_timeout: config
+                .connections
+                .header_timeout
+                .unwrap_or(connections::DEFAULT_HEADER_TIMEOUT),
+            keep_alive_timeout: config
+                .connections
+                .keep_alive_timeout
+                .unwrap_or(connections::DEFAULT_KEEP_ALIVE_TIMEOUT),
+        };
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ServerError::Listen {
@@ -228,6 +246,8 @@ impl ServerBuilder {
             listen = %local_addr,
             data_dir = %data_dir.display(),
             bindings = config.bindings.len(),
+            file_descriptors = budget.limit,
+            max_connections = limits.max,
             "server ready"
         );
         Ok(Server {
@@ -236,6 +256,7 @@ impl ServerBuilder {
             router,
             local_addr,
             shutdown_timeout: config.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            limits,
         })
     }
 }
@@ -248,6 +269,7 @@ pub struct Server {
     router: Router,
     local_addr: SocketAddr,
     shutdown_timeout: Duration,
+    limits: ConnectionLimits,
 }
 
 /// What the request middleware shares.
@@ -289,6 +311,7 @@ impl Server {
             router,
             local_addr: _,
             shutdown_timeout,
+            limits,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let front = Arc::new(Front {
@@ -297,7 +320,15 @@ impl Server {
         });
         let handle = runtime.metrics_handle();
         let metrics_front = Arc::clone(&front);
+        let health = runtime.metrics_handle();
         let app = router
+            .route(
+                "/health/shards",
+                get(move || {
+                    let health = health.health();
+                    async move { shard_health(&health) }
+                }),
+            )
             .route(
                 "/metrics",
                 get(move || {
@@ -310,13 +341,11 @@ impl Server {
                 track,
             ));
         let stop_signal = stop_tx.clone();
-        let serve = axum::serve(GuardedListener(listener), app)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                tracing::info!("shutting down: no new connections; closing WebSockets with 1001");
-                let _ = stop_signal.send(true);
-            })
-            .into_future();
+        let serve = connections::serve(listener, app, limits, async move {
+            signal.await;
+            tracing::info!("shutting down: no new connections; closing WebSockets with 1001");
+            let _ = stop_signal.send(true);
+        });
         let mut serving = tokio::spawn(serve);
         let mut stopped = stop_rx.clone();
         let result = tokio::select! {
@@ -397,6 +426,33 @@ async fn track(State(front): State<Arc<Front>>, mut request: Request, next: Next
     front.responses[class].fetch_add(1, Ordering::Relaxed);
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "response"));
     response
+}
+
+/// `GET /health/shards`: every shard's state and the disk's, as JSON; `503` while a shard is
+/// stalled or the disk is full.
+fn shard_health(health: &durable_runtime::NodeHealth) -> Response {
+    let shards: Vec<serde_json::Value> = health
+        .shards
+        .iter()
+        .map(|shard| {
+            serde_json::json!({
+                "index": shard.index,
+                "stalled": shard.stalled,
+                "turn_running_ms": shard.turn_running_ms,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "healthy": health.is_healthy(),
+        "disk_full": health.disk_full,
+        "shards": shards,
+    });
+    let status = if health.is_healthy() {
+        http::StatusCode::OK
+    } else {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 fn render(handle: &MetricsHandle, front: &Front) -> String {

@@ -195,6 +195,7 @@ impl Probe {
 
     /// Holds the shard thread without yielding (as a busy loop or a blocking call would)
     /// until signal `key` is raised.
+    #[allow(clippy::disallowed_methods)] // Blocking the thread is the point.
     pub async fn hog_thread(&self, key: String) {
         while !*signal(&key).borrow() {
             std::thread::sleep(std::time::Duration::from_millis(1));

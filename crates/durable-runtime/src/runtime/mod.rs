@@ -47,19 +47,19 @@ fn health(shared: &RuntimeShared) -> NodeHealth {
     let shards = (0..shared.router.len())
         .map(|index| {
             let watch = shared.router.shard(index).watch();
-            let mut shard = ShardHealth::default();
-            shard.index = index;
-            shard.stalled = watch.is_stalled();
-            shard.turn_running_ms = watch
-                .running_for()
-                .map(|running| u64::try_from(running.as_millis()).unwrap_or(u64::MAX));
-            shard
+            ShardHealth {
+                index,
+                stalled: watch.is_stalled(),
+                turn_running_ms: watch
+                    .running_for()
+                    .map(|running| u64::try_from(running.as_millis()).unwrap_or(u64::MAX)),
+            }
         })
         .collect();
-    let mut health = NodeHealth::default();
-    health.shards = shards;
-    health.disk_full = shared.commits.space.is_full();
-    health
+    NodeHealth {
+        shards,
+        disk_full: shared.commits.space.is_full(),
+    }
 }
 
 /// The counters and gauges of a runtime now: a consistent-enough copy for monitoring, not
