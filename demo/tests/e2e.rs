@@ -1,6 +1,6 @@
 //! End-to-end tests of the real `durable-demo` binary on 127.0.0.1:0: every route of the
-//! HTTP contract, a room of 100 WebSocket clients, hibernation, SIGKILL and restart, and
-//! graceful shutdown.
+//! HTTP contract, a room of 100 WebSocket clients, hibernation, SIGKILL and restart,
+//! graceful shutdown, and a process with few file descriptors.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -519,4 +519,63 @@ async fn malformed_requests_get_a_json_4xx_and_change_nothing() {
         demo.json("GET", "/chat/t/history").await.1,
         json!({"messages": [{"seq": 1, "text": "small"}]})
     );
+}
+
+/// Increments counters `c0..c{count}` with `concurrency` requests at a time; the status of
+/// each.
+async fn increment_many(demo: &Demo, prefix: &str, count: usize, concurrency: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for batch in (0..count).collect::<Vec<_>>().chunks(concurrency) {
+        let calls = batch.iter().map(|n| {
+            let path = format!("/counter/{prefix}{n}/increment");
+            async move { demo.http("POST", &path, b"").await.0 }
+        });
+        statuses.extend(futures_util::future::join_all(calls).await);
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn few_file_descriptors_make_objects_wait_not_fail_and_no_failed_write_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // 256 descriptors: the server derives its caps from them (24 databases), so 300 objects
+    // take turns instead of failing, and /health keeps answering.
+    let demo = Demo::start_with_fd_limit(&data, None, 256);
+    let statuses = increment_many(&demo, "c", 300, 40).await;
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    assert_eq!(demo.http("GET", "/health", b"").await.0, 200);
+    for n in (0..300).step_by(37) {
+        assert_eq!(
+            demo.json("GET", &format!("/counter/c{n}")).await,
+            (200, json!({"value": 1}))
+        );
+    }
+    demo.terminate().await;
+
+    // A database cap set far above what the descriptors allow: some requests fail, but a
+    // request that failed never changed its counter (a retry cannot apply it twice).
+    let config = config_with(dir.path(), r#""max_open_databases": 5000,"#);
+    let demo = Demo::start_with_fd_limit(&data, Some(&config), 256);
+    let statuses = increment_many(&demo, "d", 300, 40).await;
+    assert!(
+        statuses
+            .iter()
+            .all(|status| [200, 500, 503].contains(status)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().any(|status| *status != 200),
+        "the descriptors ran out, as this phase means them to"
+    );
+    demo.terminate().await;
+    let demo = Demo::start(&data, None);
+    for (n, status) in statuses.iter().enumerate() {
+        let expected = u64::from(*status == 200);
+        assert_eq!(
+            demo.json("GET", &format!("/counter/d{n}")).await,
+            (200, json!({"value": expected})),
+            "d{n} answered {status}"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use durable_core::Error;
+use durable_core::{Error, ErrorKind};
 use tokio::time::Instant;
 
 use crate::alarm::handler::run_alarm;
@@ -435,11 +435,16 @@ fn with_init(
                 "{} could not be initialized: {error}; the next call builds the object again",
                 instance.class_name
             );
-            // A full disk stays a full disk: that is what the caller can act on.
-            let reason = if error.is_disk_full() {
-                Error::disk_full(message)
-            } else {
-                Error::reset(message)
+            // A storage failure stays one (a full disk, a database that could not be opened
+            // and may be retried): that is what the caller can act on.
+            let reason = match error.kind() {
+                ErrorKind::Storage
+                | ErrorKind::DiskFull
+                | ErrorKind::OutcomeUnknown
+                | ErrorKind::Overloaded => {
+                    Error::new(error.kind(), message).with_retryable(error.is_retryable())
+                }
+                _ => Error::reset(message),
             }
             .into_remote();
             tracing::warn!(namespace = instance.class_name, object_id = %instance.id, reason = %reason, "init failed");

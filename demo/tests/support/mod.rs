@@ -38,7 +38,25 @@ pub fn config_with(dir: &Path, extra: &str) -> PathBuf {
 impl Demo {
     /// Starts the binary with `--data data --listen 127.0.0.1:0` and `config` if given.
     pub fn start(data: &Path, config: Option<&Path>) -> Demo {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_durable-demo"));
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_durable-demo")),
+            data,
+            config,
+        )
+    }
+
+    /// [`start`](Demo::start), in a process allowed only `files` open file descriptors (soft
+    /// and hard limit, as `ulimit -n` sets them).
+    pub fn start_with_fd_limit(data: &Path, config: Option<&Path>, files: u32) -> Demo {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_durable-demo"));
+        Self::spawn(command, data, config)
+    }
+
+    fn spawn(mut command: Command, data: &Path, config: Option<&Path>) -> Demo {
         command
             .arg("--listen")
             .arg("127.0.0.1:0")
