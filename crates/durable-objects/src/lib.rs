@@ -170,6 +170,10 @@ pub mod guides {
     /// Configuration: the `wrangler.jsonc` / `wrangler.toml` subset the server reads.
     #[doc = include_str!("../../../docs/configuration.md")]
     pub mod configuration {}
+    /// Operations: what the node does under a full disk, too few file descriptors, a damaged
+    /// data folder, a stalled handler or a hung disk, and what to do.
+    #[doc = include_str!("../../../docs/operations.md")]
+    pub mod operations {}
 }
 
 /// The names most code needs: `use durable_objects::prelude::*;`.
