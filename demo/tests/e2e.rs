@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Demo, close_code, config_with, eventually, next_text, raw_http, send_text};
+use support::{Demo, Tmpfs, close_code, config_with, eventually, next_text, raw_http, send_text};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -578,4 +578,58 @@ async fn few_file_descriptors_make_objects_wait_not_fail_and_no_failed_write_is_
             "d{n} answered {status}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_507_keeps_reads_and_deletes_and_recovers() {
+    let Some(disk) = Tmpfs::mount(24) else {
+        return;
+    };
+    let filler = disk.path().join("filler");
+    std::fs::write(&filler, vec![1u8; 8 * 1024 * 1024]).unwrap();
+    let config = config_with(disk.path(), r#""disk_reserve_bytes": 1048576,"#);
+    let demo = Demo::start(&disk.path().join("data"), Some(&config));
+    let value = vec![b'v'; 100_000];
+    let mut stored = Vec::new();
+    let (status, body) = 'fill: {
+        for n in 0..400 {
+            let path = format!("/kv/bucket{}/k{n}", n % 3);
+            let (status, body) = demo.http("PUT", &path, &value).await;
+            if status != 204 {
+                break 'fill (status, body);
+            }
+            stored.push(path);
+        }
+        panic!("24 MB never filled up");
+    };
+    // One clear answer: 507 with the disk_full code, whatever object hit it.
+    assert_eq!(status, 507, "{}", String::from_utf8_lossy(&body));
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["code"], "disk_full", "{error}");
+    assert_eq!(demo.metric("durable_disk_full").await, 1.0);
+    for path in ["/kv/bucket0/small", "/kv/new-bucket/small"] {
+        assert_eq!(demo.http("PUT", path, b"x").await.0, 507, "{path}");
+    }
+    // Reads and deletes work.
+    assert_eq!(
+        demo.http("GET", &stored[0], b"").await,
+        (200, value.clone())
+    );
+    assert_eq!(demo.http("DELETE", &stored[1], b"").await.0, 204);
+    assert_eq!(demo.http("GET", &stored[1], b"").await.0, 404);
+    // Space freed: writes resume by themselves.
+    std::fs::remove_file(&filler).unwrap();
+    eventually("writes resume", || async {
+        demo.http("PUT", "/kv/bucket0/after", b"yes").await.0 == 204
+    })
+    .await;
+    assert_eq!(demo.metric("durable_disk_full").await, 0.0);
+    for path in stored.iter().skip(2).step_by(10) {
+        assert_eq!(
+            demo.http("GET", path, b"").await,
+            (200, value.clone()),
+            "{path}"
+        );
+    }
+    demo.terminate().await;
 }

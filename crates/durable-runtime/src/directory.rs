@@ -246,6 +246,7 @@ impl ObjectDirectory {
             class_name,
             host,
             Arc::clone(&self.shared),
+            Arc::clone(&self.watch),
         ));
         self.shared.hubs.instance_started(&event.key);
         let state = State::new(Rc::downgrade(&instance), event.id.clone());

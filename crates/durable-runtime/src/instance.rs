@@ -26,6 +26,7 @@ use crate::core::ObjectKey;
 use crate::core::gate::{InputGate, StartOrder};
 use crate::event::AnyObject;
 use crate::output::Output;
+use crate::shard::{TurnWatch, Watched};
 use crate::shared::RuntimeShared;
 use crate::websocket::SocketShared;
 
@@ -67,6 +68,8 @@ pub(crate) struct Instance {
     standard_sockets: RefCell<Vec<Arc<SocketShared>>>,
     /// Tasks the object spawned with `State::spawn`; they end with the instance.
     side_tasks: RefCell<Vec<AbortHandle>>,
+    /// The shard's turn clock: commits are timed like turns.
+    pub(crate) watch: Arc<TurnWatch>,
 }
 
 impl Instance {
@@ -76,6 +79,7 @@ impl Instance {
         class_name: &'static str,
         host: Weak<dyn Host>,
         shared: Arc<RuntimeShared>,
+        watch: Arc<TurnWatch>,
     ) -> Self {
         let pipeline = CommitPipeline::new(
             Arc::clone(&shared.commits),
@@ -104,6 +108,7 @@ impl Instance {
             alarm_running: Cell::new(None),
             standard_sockets: RefCell::new(Vec::new()),
             side_tasks: RefCell::new(Vec::new()),
+            watch,
         }
     }
 
@@ -335,14 +340,20 @@ impl Instance {
             return;
         }
         let instance = Rc::downgrade(self);
-        tokio::task::spawn_local(async move {
+        let task = async move {
             let Some(instance) = instance.upgrade() else {
                 return;
             };
             if let Err(failure) = commit_task(&instance.pipeline).await {
                 instance.reset(failure);
             }
-        });
+        };
+        tokio::task::spawn_local(Watched::new(
+            Arc::clone(&self.watch),
+            self.class_name,
+            self.id.clone(),
+            task,
+        ));
     }
 
     /// Commits the open batch now (the `FsyncEachCommit` mode commits after every turn).
@@ -385,9 +396,14 @@ impl Instance {
     /// Truncates the database's WAL if it was written since the last time and no batch is
     /// open (an idle object, or a full disk).
     pub(crate) fn truncate_wal(&self) -> bool {
-        self.pipeline
-            .try_borrow_mut()
-            .is_ok_and(|mut pipeline| pipeline.truncate_wal())
+        let Ok(mut pipeline) = self.pipeline.try_borrow_mut() else {
+            return false;
+        };
+        // A checkpoint that hangs on the disk stalls the shard: time it like a turn.
+        self.watch.begin(self.class_name, &self.id);
+        let done = pipeline.truncate_wal();
+        self.watch.end();
+        done
     }
 
     /// Commits (if `commit_first`) or rolls back uncommitted writes, fails held outputs and

@@ -649,10 +649,20 @@ impl ObjectDatabase {
     }
 
     /// Closes the database. Call after the last commit; an open batch is rolled back.
-    pub fn close(mut self) {
+    pub fn close(self) {
+        self.close_with(true);
+    }
+
+    /// Closes the database without SQLite's checkpoint at close, which fsyncs: for a
+    /// database whose disk stopped answering. The WAL stays; the next open reads it.
+    pub fn close_without_checkpoint(self) {
+        self.close_with(false);
+    }
+
+    fn close_with(mut self, checkpoint: bool) {
         self.rollback_uncommitted();
         self.programs.clear();
-        if self.space_is_full() {
+        if !checkpoint || self.space_is_full() {
             // SQLite checkpoints when the last connection closes, which makes the database
             // file grow by what the WAL holds: on a full disk that would eat the reserve the
             // deletes need. The WAL stays; the next open reads it.

@@ -388,7 +388,12 @@ impl<O: Output> CommitPipeline<O> {
         }
         self.commit_scheduled = false;
         if let Some(open) = self.open.take() {
-            open.db.close();
+            if error.is_outcome_unknown() {
+                // The disk did not confirm a write: closing must not wait on it again.
+                open.db.close_without_checkpoint();
+            } else {
+                open.db.close();
+            }
             self.services.open_databases.fetch_sub(1, Ordering::Relaxed);
             self.services.database_closed.notify_waiters();
         }

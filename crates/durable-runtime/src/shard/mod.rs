@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::core::{Admission, AdmissionLimits, ObjectKey, Overloaded};
 use crate::event::Event;
-pub(crate) use watch::TurnWatch;
+pub(crate) use watch::{TurnWatch, Watched};
 
 // `Stop` is sent once per shard; boxing every event to shrink it would cost an allocation
 // per call.

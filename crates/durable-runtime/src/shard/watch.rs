@@ -8,8 +8,11 @@
 //! shard *stalled*, so callers fail fast as overloaded instead of queueing behind it, and
 //! the operator learns which object did it.
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use durable_core::ObjectId;
@@ -100,6 +103,38 @@ impl TurnWatch {
             }
             _ => (None, self.stalled.swap(false, Ordering::AcqRel)),
         }
+    }
+}
+
+/// `future`, with each of its polls timed as a turn of `id` (the commit task: a commit or a
+/// checkpoint that hangs on the disk stalls the shard as a busy handler would).
+pub(crate) struct Watched<F> {
+    watch: Arc<TurnWatch>,
+    class: &'static str,
+    id: ObjectId,
+    future: Pin<Box<F>>,
+}
+
+impl<F> Watched<F> {
+    pub(crate) fn new(watch: Arc<TurnWatch>, class: &'static str, id: ObjectId, future: F) -> Self {
+        Self {
+            watch,
+            class,
+            id,
+            future: Box::pin(future),
+        }
+    }
+}
+
+impl<F: Future> Future for Watched<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        this.watch.begin(this.class, &this.id);
+        let polled = this.future.as_mut().poll(cx);
+        this.watch.end();
+        polled
     }
 }
 
