@@ -67,12 +67,12 @@ impl ObjectDirectory {
     /// object that needs building while the node is at its database limit waits (with the
     /// events behind it) until a database closes.
     pub(crate) fn deliver(self: &Rc<Self>, event: Event) {
-        let live = self.instances.borrow().contains_key(&event.key);
-        if !live && (!self.waiting.borrow().is_empty() || !self.has_database_slot()) {
+        let existing = self.instances.borrow().get(&event.key).cloned();
+        if existing.is_none() && (!self.waiting.borrow().is_empty() || !self.has_database_slot()) {
             self.wait_for_slot(event);
             return;
         }
-        self.start(event);
+        self.start(event, existing);
     }
 
     /// True if one more database may open: below the limit, or brought below it by evicting
@@ -128,7 +128,8 @@ impl ObjectDirectory {
             let Some((event, _)) = self.pop_waiting() else {
                 return;
             };
-            self.start(event);
+            let existing = self.instances.borrow().get(&event.key).cloned();
+            self.start(event, existing);
         }
     }
 
@@ -173,8 +174,8 @@ impl ObjectDirectory {
         self.admission.release(&key, size);
     }
 
-    fn start(self: &Rc<Self>, event: Event) {
-        let existing = self.instances.borrow().get(&event.key).cloned();
+    /// Starts `event` on `existing`, its object's instance, or on a new one.
+    fn start(self: &Rc<Self>, event: Event, existing: Option<Rc<Instance>>) {
         let fresh = existing.is_none();
         let instance = match existing {
             Some(instance) => instance,

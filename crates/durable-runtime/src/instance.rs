@@ -382,8 +382,8 @@ impl Instance {
     pub(crate) fn check_storage_timeout(&self, now: Instant) {
         let overdue = self
             .pipeline
-            .try_borrow()
-            .is_ok_and(|pipeline| pipeline.is_overdue(now));
+            .try_borrow_mut()
+            .is_ok_and(|mut pipeline| pipeline.is_overdue(now));
         if overdue {
             let timeout = self.shared.config.storage_timeout;
             self.reset(Error::outcome_unknown(format!(

@@ -124,8 +124,9 @@ pub(crate) struct CommitPipeline<O> {
     open: Option<OpenDatabase>,
     outputs: OutputQueue<Held<O>>,
     commit_scheduled: bool,
-    /// Since when a commit has been waiting to become durable (`None`: all are durable).
-    waiting_since: Option<Instant>,
+    /// The durable point the sweeper last saw while commits were waiting, and since when it
+    /// has not moved (no clock is read on the commit path).
+    stuck_since: Option<(u64, Instant)>,
     /// The WAL holds frames written since it was last truncated.
     wal_dirty: bool,
 }
@@ -138,7 +139,7 @@ impl<O: Output> CommitPipeline<O> {
             open: None,
             outputs: OutputQueue::default(),
             commit_scheduled: false,
-            waiting_since: None,
+            stuck_since: None,
             wal_dirty: false,
         }
     }
@@ -276,9 +277,6 @@ impl<O: Output> CommitPipeline<O> {
         let seq = ticket.seq;
         self.services.commits.fetch_add(1, Ordering::Relaxed);
         self.wal_dirty |= ticket.changed;
-        if self.waiting_since.is_none() {
-            self.waiting_since = Some(Instant::now());
-        }
         if self.services.options.mode == DurabilityMode::GroupCommit {
             self.services.durability.request_sync(&ticket.wal);
         }
@@ -323,24 +321,34 @@ impl<O: Output> CommitPipeline<O> {
             return Err(failure);
         }
         let durable = self.durable_seq();
-        if self
-            .open
-            .as_ref()
-            .is_some_and(|open| durable >= open.wal.committed_seq())
-        {
-            self.waiting_since = None;
-        }
         while let Some(held) = self.outputs.pop_ready(durable) {
             self.deliver(held);
         }
         Ok(())
     }
 
-    /// True if a commit has waited longer than the storage timeout to become durable.
-    pub(crate) fn is_overdue(&self, now: Instant) -> bool {
-        self.waiting_since.is_some_and(|since| {
-            now.saturating_duration_since(since) >= self.services.storage_timeout
-        })
+    /// The sweeper's look: true if commits have waited for durability, without the durable
+    /// point moving, for longer than the storage timeout (seen from the sweeper's rounds, so
+    /// up to one round late).
+    pub(crate) fn is_overdue(&mut self, now: Instant) -> bool {
+        let durable = self.durable_seq();
+        let waiting = self
+            .open
+            .as_ref()
+            .is_some_and(|open| open.wal.committed_seq() > durable);
+        if !waiting {
+            self.stuck_since = None;
+            return false;
+        }
+        match self.stuck_since {
+            Some((seen, since)) if seen == durable => {
+                now.saturating_duration_since(since) >= self.services.storage_timeout
+            }
+            _ => {
+                self.stuck_since = Some((durable, now));
+                false
+            }
+        }
     }
 
     /// Copies the WAL into the database and truncates it, if it was written since the last
@@ -397,7 +405,7 @@ impl<O: Output> CommitPipeline<O> {
             self.services.open_databases.fetch_sub(1, Ordering::Relaxed);
             self.services.database_closed.notify_waiters();
         }
-        self.waiting_since = None;
+        self.stuck_since = None;
         self.wal_dirty = false;
         self.fail_all(error);
     }

@@ -1,12 +1,14 @@
-//! [`TurnWatch`]: what the watchdog sees of one shard: when the turn running on it started,
-//! and whose turn it is.
+//! [`TurnWatch`]: what the watchdog sees of one shard: whether a turn is running on it,
+//! which one, and whose.
 //!
 //! Objects cannot be preempted: a handler that never yields (a busy loop, a blocking call)
 //! holds its shard thread, and every object hashed to that shard waits. The shard thread
-//! marks the start and end of each turn here (two atomic stores, and a lock only when the
-//! object changes); the monitor thread compares the start with the CPU limit and marks the
-//! shard *stalled*, so callers fail fast as overloaded instead of queueing behind it, and
-//! the operator learns which object did it.
+//! marks the start and end of each turn here: an atomic counter, odd while a turn runs, and
+//! a lock only when the object changes. No clock is read on the shard's hot path: the
+//! monitor thread samples the counter, and a turn it finds still running (the same count) at
+//! a later look has run at least the time between the looks. Past the CPU limit it marks the
+//! shard *stalled*, so callers fail fast as overloaded instead of queueing behind it, and the
+//! operator learns which object did it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,14 +20,15 @@ use std::time::{Duration, Instant};
 use durable_core::ObjectId;
 
 /// The running turn of one shard, as the watchdog sees it.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct TurnWatch {
-    epoch: Instant,
-    /// Nanoseconds from `epoch` to the running turn's start, plus one; 0: no turn runs.
-    started: AtomicU64,
+    /// Turns begun and ended: odd while a turn runs.
+    turns: AtomicU64,
     /// A hash of the object whose turn ran last, so its name is stored only on a change.
     last_object: AtomicU64,
     object: Mutex<Option<(&'static str, ObjectId)>>,
+    /// The running turn's count and when the monitor first saw it.
+    seen: Mutex<Option<(u64, Instant)>>,
     stalled: AtomicBool,
 }
 
@@ -37,35 +40,19 @@ pub(crate) struct Stall {
     pub(crate) running: Duration,
 }
 
-impl Default for TurnWatch {
-    fn default() -> Self {
-        Self {
-            epoch: Instant::now(),
-            started: AtomicU64::new(0),
-            last_object: AtomicU64::new(0),
-            object: Mutex::new(None),
-            stalled: AtomicBool::new(false),
-        }
-    }
-}
-
 impl TurnWatch {
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
-    }
-
     /// A turn of `id` (of `class`) starts on the shard thread.
     pub(crate) fn begin(&self, class: &'static str, id: &ObjectId) {
-        let hash = id.routing_hash() ^ u64::from(class.len() as u32);
+        let hash = id.routing_hash() ^ class.len() as u64;
         if self.last_object.swap(hash, Ordering::Relaxed) != hash {
             *self.object.lock().unwrap_or_else(|e| e.into_inner()) = Some((class, id.clone()));
         }
-        self.started.store(self.now(), Ordering::Release);
+        self.turns.fetch_add(1, Ordering::Release);
     }
 
     /// The turn ended.
     pub(crate) fn end(&self) {
-        self.started.store(0, Ordering::Release);
+        self.turns.fetch_add(1, Ordering::Release);
     }
 
     /// True while the shard is marked stalled.
@@ -73,19 +60,41 @@ impl TurnWatch {
         self.stalled.load(Ordering::Acquire)
     }
 
-    /// How long the running turn has run, if one runs.
+    /// How long the running turn has run, as far as the monitor has seen (zero for one it
+    /// has not looked at yet); `None` when no turn runs.
     pub(crate) fn running_for(&self) -> Option<Duration> {
-        match self.started.load(Ordering::Acquire) {
-            0 => None,
-            started => Some(Duration::from_nanos(self.now().saturating_sub(started))),
+        let turns = self.turns.load(Ordering::Acquire);
+        if turns.is_multiple_of(2) {
+            return None;
         }
+        let seen = *self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        Some(match seen {
+            Some((turn, since)) if turn == turns => since.elapsed(),
+            _ => Duration::ZERO,
+        })
     }
 
-    /// The watchdog's look: marks the shard stalled when its turn has run for `limit` or
-    /// longer (returning the stall the first time it is seen), and clears the mark once the
-    /// turn ended. The second value is true when a stall just ended.
+    /// The monitor's look: notes the running turn, marks the shard stalled when that turn
+    /// has run for `limit` or longer (returning the stall the first time it is seen), and
+    /// clears the mark once it ended. The second value is true when a stall just ended.
     pub(crate) fn check(&self, limit: Duration) -> (Option<Stall>, bool) {
-        match self.running_for() {
+        let turns = self.turns.load(Ordering::Acquire);
+        let running = {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if turns.is_multiple_of(2) {
+                *seen = None;
+                None
+            } else {
+                match *seen {
+                    Some((turn, since)) if turn == turns => Some(since.elapsed()),
+                    _ => {
+                        *seen = Some((turns, Instant::now()));
+                        Some(Duration::ZERO)
+                    }
+                }
+            }
+        };
+        match running {
             Some(running) if running >= limit => {
                 if self.stalled.swap(true, Ordering::AcqRel) {
                     return (None, false);
@@ -158,10 +167,18 @@ mod tests {
             watch.check(Duration::from_secs(3600)).1,
             "a turn under the limit ends the stall"
         );
-        watch.begin("Busy", &id);
-        assert!(watch.check(Duration::from_secs(3600)).0.is_none());
         watch.end();
-        assert!(!watch.is_stalled());
+        assert!(watch.running_for().is_none());
+        watch.begin("Busy", &id);
+        assert_eq!(
+            watch.running_for(),
+            Some(Duration::ZERO),
+            "not looked at yet"
+        );
+        assert!(watch.check(Duration::from_secs(3600)).0.is_none());
+        assert!(watch.running_for().is_some());
+        watch.end();
+        assert!(!watch.check(Duration::ZERO).1 && !watch.is_stalled());
         assert!(watch.running_for().is_none());
     }
 }
