@@ -19,8 +19,12 @@ fn builder(dir: &std::path::Path) -> RuntimeBuilder {
     objects::bind_all(Runtime::builder().data_dir(dir))
 }
 
-#[tokio::test]
-async fn a_missing_namespace_key_with_objects_refuses_to_start() {
+/// Stores an object, stops, damages `Store.key` with `damage`, and checks that the start is
+/// refused with `check`; with the key restored, the object is there again.
+async fn a_damaged_key_refuses_to_start(
+    damage: impl FnOnce(&std::path::Path),
+    check: impl FnOnce(&StartError),
+) {
     let mut test = TestRuntime::start(|b| b);
     store(&test, "kept")
         .put("k".into(), "v".into())
@@ -29,19 +33,11 @@ async fn a_missing_namespace_key_with_objects_refuses_to_start() {
     drop(test.runtime.take());
     let key_file = test.dir.path().join("namespaces/Store.key");
     let saved = std::fs::read(&key_file).unwrap();
-    std::fs::remove_file(&key_file).unwrap();
+    damage(&key_file);
 
     let err = builder(test.dir.path()).build().unwrap_err();
-    assert!(matches!(err, StartError::KeyMissing { .. }), "{err:?}");
-    let text = err.to_string();
-    assert!(
-        text.contains("Store.key") && text.contains("restore"),
-        "{text}"
-    );
-    // No new key was made behind the operator's back.
-    assert!(!key_file.exists());
+    check(&err);
 
-    // With the key restored, the objects are there.
     std::fs::write(&key_file, saved).unwrap();
     test.restart(|b| b);
     assert_eq!(
@@ -55,32 +51,37 @@ async fn a_missing_namespace_key_with_objects_refuses_to_start() {
 }
 
 #[tokio::test]
+async fn a_missing_namespace_key_with_objects_refuses_to_start() {
+    a_damaged_key_refuses_to_start(
+        |key| std::fs::remove_file(key).unwrap(),
+        |err| {
+            assert!(matches!(err, StartError::KeyMissing { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains("Store.key") && text.contains("restore"),
+                "{text}"
+            );
+            // No new key was made behind the operator's back.
+            let StartError::KeyMissing { path, .. } = err else {
+                unreachable!()
+            };
+            assert!(!path.exists());
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_key_that_did_not_make_the_objects_refuses_to_start() {
-    let mut test = TestRuntime::start(|b| b);
-    store(&test, "kept")
-        .put("k".into(), "v".into())
-        .await
-        .unwrap();
-    drop(test.runtime.take());
-    let key_file = test.dir.path().join("namespaces/Store.key");
-    let saved = std::fs::read(&key_file).unwrap();
-    // A valid key, but another one (another data folder's, or a regenerated one).
-    std::fs::write(&key_file, format!("{}\n", "09".repeat(32))).unwrap();
-
-    let err = builder(test.dir.path()).build().unwrap_err();
-    assert!(matches!(err, StartError::KeyMismatch { .. }), "{err:?}");
-    assert!(err.to_string().contains("does not belong"), "{err}");
-
-    std::fs::write(&key_file, saved).unwrap();
-    test.restart(|b| b);
-    assert_eq!(
-        store(&test, "kept")
-            .get("k".into())
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("v")
-    );
+    a_damaged_key_refuses_to_start(
+        // A valid key, but another one (another data folder's, or a regenerated one).
+        |key| std::fs::write(key, format!("{}\n", "09".repeat(32))).unwrap(),
+        |err| {
+            assert!(matches!(err, StartError::KeyMismatch { .. }), "{err:?}");
+            assert!(err.to_string().contains("does not belong"), "{err}");
+        },
+    )
+    .await;
 }
 
 fn manual(clock: &Arc<ManualClock>) -> impl FnOnce(RuntimeBuilder) -> RuntimeBuilder + use<> {

@@ -8,52 +8,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use durable_objects::prelude::*;
 use durable_objects::{Limit, Runtime};
 use support::objects::{self, Probe, Store, raise};
+use support::tmpfs::Tmpfs;
 use support::{TestRuntime, bounded, probe, store, wait_until};
-
-/// A tmpfs of `megabytes` mounted on a temporary folder, unmounted on drop. Mounting needs
-/// root (as `.ci/run` has); elsewhere the test says so and is skipped, unless `CI` is set.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(megabytes: u32) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|status| status.success());
-        if mounted {
-            return Some(Self { dir });
-        }
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "mounting a tmpfs failed; CI runs as root and must be able to"
-        );
-        eprintln!("skipped: mounting a tmpfs needs root");
-        None
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

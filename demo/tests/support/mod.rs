@@ -288,41 +288,6 @@ where
     panic!("timed out waiting until {what}");
 }
 
-/// A tmpfs of `megabytes` mounted on a temporary folder, unmounted on drop. Mounting needs
-/// root (as `.ci/run` has); elsewhere `None`, unless `CI` is set, which makes it a failure.
-pub struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    pub fn mount(megabytes: u32) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|status| status.success());
-        if mounted {
-            return Some(Self { dir });
-        }
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "mounting a tmpfs failed; CI runs as root and must be able to"
-        );
-        eprintln!("skipped: mounting a tmpfs needs root");
-        None
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
+#[path = "../../../crates/durable-objects/tests/support/tmpfs.rs"]
+mod tmpfs;
+pub use tmpfs::Tmpfs;

@@ -9,6 +9,7 @@
 
 pub mod crash;
 pub mod objects;
+pub mod tmpfs;
 
 use std::future::Future;
 use std::time::Duration;
