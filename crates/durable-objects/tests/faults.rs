@@ -313,17 +313,24 @@ async fn activations_wait_for_a_database_slot_instead_of_failing() {
     })
     .await;
     assert_eq!(test.runtime().open_databases(), 1);
-    // B needs activating while the slot is taken by a busy object: it waits, not fails.
+    // B needs activating while the slot is taken by a busy object: its calls wait, not fail,
+    // and keep their order (each is sent when it is made).
     let b = store(&test, "slot-b");
-    let waiting = tokio::spawn(async move { b.record(7).await });
-    wait_until("B waits for a slot", || {
-        test.runtime().metrics().activations_waiting == 1
+    let calls: Vec<_> = (7..10).map(|n| b.record(n)).collect();
+    let waiting = tokio::spawn(async move {
+        for call in calls {
+            call.await.unwrap();
+        }
+    });
+    wait_until("B's calls wait for a slot", || {
+        test.runtime().metrics().activations_waiting == 3
     })
     .await;
     assert_eq!(test.runtime().open_databases(), 1);
     raise("faults-slot");
     bounded(hold).await.unwrap().unwrap();
-    bounded(waiting).await.unwrap().unwrap();
+    bounded(waiting).await.unwrap();
+    assert_eq!(store(&test, "slot-b").ledger().await.unwrap(), [7, 8, 9]);
     assert_eq!(test.runtime().metrics().activations_waiting, 0);
     assert!(test.runtime().open_databases() <= 1);
     // Many objects through one slot: every call succeeds.

@@ -35,9 +35,12 @@ pub(crate) struct ObjectDirectory {
     admission: AdmissionRelease,
     watch: Arc<TurnWatch>,
     instances: RefCell<HashMap<ObjectKey, Rc<Instance>>>,
-    /// Events of objects that need activating while the node is at its database limit, in
-    /// arrival order, with when they arrived.
+    /// Events of objects that need activating while the node is at its database limit (and
+    /// the events behind them for the same objects), in arrival order, with when they
+    /// arrived.
     waiting: RefCell<VecDeque<(Event, Instant)>>,
+    /// How many events of each object wait: a later event of the object waits behind them.
+    waiting_keys: RefCell<HashMap<ObjectKey, usize>>,
     /// Woken when an instance may have become idle while activations wait.
     pub(crate) slot_wake: tokio::sync::Notify,
     /// The disk's full episode the WALs were last truncated for.
@@ -58,6 +61,7 @@ impl ObjectDirectory {
             watch,
             instances: RefCell::new(HashMap::new()),
             waiting: RefCell::new(VecDeque::new()),
+            waiting_keys: RefCell::new(HashMap::new()),
             slot_wake: tokio::sync::Notify::new(),
             space_episode: Cell::new(0),
         }
@@ -65,10 +69,17 @@ impl ObjectDirectory {
 
     /// Starts `event` on its object's instance, building the instance first if needed. An
     /// object that needs building while the node is at its database limit waits (with the
-    /// events behind it) until a database closes.
+    /// events behind it) until a database closes; activations are served in arrival order,
+    /// and an object's events always start in their order.
     pub(crate) fn deliver(self: &Rc<Self>, event: Event) {
         let existing = self.instances.borrow().get(&event.key).cloned();
-        if existing.is_none() && (!self.waiting.borrow().is_empty() || !self.has_database_slot()) {
+        let queued = !self.waiting.borrow().is_empty();
+        let must_wait = if queued && self.waiting_keys.borrow().contains_key(&event.key) {
+            true
+        } else {
+            existing.is_none() && (queued || !self.has_database_slot())
+        };
+        if must_wait {
             self.wait_for_slot(event);
             return;
         }
@@ -97,6 +108,7 @@ impl ObjectDirectory {
 
     fn wait_for_slot(&self, event: Event) {
         let first = self.waiting.borrow().is_empty();
+        *self.waiting_keys.borrow_mut().entry(event.key).or_default() += 1;
         self.waiting.borrow_mut().push_back((event, Instant::now()));
         self.shared
             .metrics
@@ -112,24 +124,28 @@ impl ObjectDirectory {
         }
     }
 
-    /// Starts the waiting events that can start now, in order.
+    /// Starts the waiting events that can start now: those of live objects, and new objects
+    /// in arrival order while database slots last. An object's events keep their order.
     pub(crate) fn retry_waiting(self: &Rc<Self>) {
-        loop {
-            let ready = {
-                let waiting = self.waiting.borrow();
-                let Some((event, _)) = waiting.front() else {
-                    return;
-                };
-                self.instances.borrow().contains_key(&event.key)
-            };
-            if !ready && !self.has_database_slot() {
-                return;
+        if self.waiting.borrow().is_empty() {
+            return;
+        }
+        let queued: Vec<(Event, Instant)> = self.waiting.borrow_mut().drain(..).collect();
+        let mut blocked = std::collections::HashSet::new();
+        let mut out_of_slots = false;
+        for (event, since) in queued {
+            let live = self.instances.borrow().contains_key(&event.key);
+            let can_start = !blocked.contains(&event.key)
+                && (live || (!out_of_slots && self.has_database_slot()));
+            if can_start {
+                self.forget_waiting(&event.key);
+                let existing = self.instances.borrow().get(&event.key).cloned();
+                self.start(event, existing);
+            } else {
+                out_of_slots |= !live;
+                blocked.insert(event.key);
+                self.waiting.borrow_mut().push_back((event, since));
             }
-            let Some((event, _)) = self.pop_waiting() else {
-                return;
-            };
-            let existing = self.instances.borrow().get(&event.key).cloned();
-            self.start(event, existing);
         }
     }
 
@@ -158,13 +174,25 @@ impl ObjectDirectory {
 
     fn pop_waiting(&self) -> Option<(Event, Instant)> {
         let popped = self.waiting.borrow_mut().pop_front();
-        if popped.is_some() {
-            self.shared
-                .metrics
-                .activations_waiting
-                .fetch_sub(1, Ordering::Relaxed);
+        if let Some((event, _)) = &popped {
+            self.forget_waiting(&event.key);
         }
         popped
+    }
+
+    /// Counts one waiting event of `key` as gone.
+    fn forget_waiting(&self, key: &ObjectKey) {
+        let mut keys = self.waiting_keys.borrow_mut();
+        if let Some(count) = keys.get_mut(key) {
+            *count -= 1;
+            if *count == 0 {
+                keys.remove(key);
+            }
+        }
+        self.shared
+            .metrics
+            .activations_waiting
+            .fetch_sub(1, Ordering::Relaxed);
     }
 
     fn refuse(&self, event: Event, error: Error) {
