@@ -186,6 +186,9 @@ impl InternalSql {
 
 /// A write that failed with "full" (or an I/O error) on a disk that is out of space is
 /// [`SqlError::DiskFull`]; "full" on a disk with room is the database's own size limit.
+/// SQLite reports both as `SQLITE_FULL`, so the free space decides: one write larger than
+/// all the free space, on a disk with more than the low-water mark free, reads as the size
+/// limit.
 fn classify_full(err: SqlError, space: Option<&DiskSpace>, max_bytes: u64) -> SqlError {
     match err.sqlite_code() {
         Some(SqliteCode::Full) if space.is_some_and(DiskSpace::on_write_failure) => {
