@@ -32,7 +32,8 @@ impl DataDir {
             source,
         };
         let namespaces = layout.namespaces_dir();
-        fs::create_dir_all(&namespaces).map_err(|err| io_err(&namespaces, err))?;
+        durable_storage::dirs::create_dir_durably(&namespaces)
+            .map_err(|err| io_err(&namespaces, err))?;
         let lock_path = layout.lock_file();
         let lock = OpenOptions::new()
             .create(true)

@@ -59,6 +59,7 @@ impl AlarmIndex {
             operation: "open",
             source: SqlError::from(source),
         };
+        let created = !path.exists();
         let conn = Connection::open(path).map_err(fail)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
@@ -67,6 +68,14 @@ impl AlarmIndex {
                  PRIMARY KEY (class, id)) WITHOUT ROWID;",
         )
         .map_err(fail)?;
+        if created && let Some(dir) = path.parent() {
+            // SQLite syncs the folder for the WAL it creates, not for the database file.
+            crate::dirs::sync_dir(dir).map_err(|err| AlarmIndexError {
+                path: path.to_path_buf(),
+                operation: "sync its folder",
+                source: SqlError::sqlite(err.to_string(), 10),
+            })?;
+        }
         Ok(Self {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),

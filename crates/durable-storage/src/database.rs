@@ -288,7 +288,17 @@ impl ObjectDatabase {
                 failure: OpenFailure::Sqlite(SqlError::DiskFull),
             });
         }
-        let opened = Self::open_inner(path, options, space.clone(), on_durable);
+        let mut opened = Self::open_inner(path, options, space.clone(), on_durable);
+        if let (Ok(_), false, Some(dir)) = (&opened, existed, path.parent()) {
+            // The new database's and WAL's names must survive a power cut with the first
+            // commit that is synced: sync their folder now, before any write.
+            if let Err(err) = crate::dirs::sync_dir(dir) {
+                opened = Err(OpenError {
+                    path: path.to_path_buf(),
+                    failure: OpenFailure::SyncFolder(err),
+                });
+            }
+        }
         if let Err(err) = &opened
             && !existed
         {
@@ -325,7 +335,8 @@ impl ObjectDatabase {
             )))
         };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|err| fail(OpenFailure::CreateFolder(err)))?;
+            crate::dirs::create_dir_durably(parent)
+                .map_err(|err| fail(OpenFailure::CreateFolder(err)))?;
         }
         let mut conn = Connection::open_with_flags(
             path,

@@ -26,6 +26,9 @@ use std::thread::JoinHandle;
 
 use crate::error::{CommitError, IoFailure, WalError};
 
+/// `statfs`'s filesystem type of FUSE mounts.
+const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
+
 /// Told when a WAL is durable up to a sequence number, or that syncing it failed.
 pub type DurableCallback = Arc<dyn Fn(Result<u64, CommitError>) + Send + Sync>;
 
@@ -33,6 +36,9 @@ pub type DurableCallback = Arc<dyn Fn(Result<u64, CommitError>) + Send + Sync>;
 pub struct WalFile {
     path: PathBuf,
     file: File,
+    /// False on filesystems where `syncfs` does not reach the disk (FUSE: the kernel does
+    /// not pass it to the server); such a WAL is always synced by itself.
+    syncfs_reaches_disk: bool,
     committed: AtomicU64,
     synced: AtomicU64,
     syncing: AtomicBool,
@@ -53,19 +59,28 @@ impl WalFile {
     /// The WAL at `path` (created empty if SQLite has not written it yet), with its
     /// descriptor open for fsync.
     pub(crate) fn open(path: PathBuf, notify: DurableCallback) -> Result<Self, WalError> {
+        let fail = |err: io::Error| WalError::Io {
+            path: path.clone(),
+            source: IoFailure::new(err),
+        };
+        let created = !path.exists();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|err| WalError::Io {
-                path: path.clone(),
-                source: IoFailure::new(err),
-            })?;
+            .map_err(fail)?;
+        if created && let Some(dir) = path.parent() {
+            // Syncing the WAL's data would not save its name: the folder must be synced.
+            crate::dirs::sync_dir(dir).map_err(fail)?;
+        }
+        let syncfs_reaches_disk =
+            rustix::fs::fstatfs(&file).map_or(true, |stat| stat.f_type as u64 != FUSE_SUPER_MAGIC);
         Ok(Self {
             path,
             file,
+            syncfs_reaches_disk,
             committed: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             syncing: AtomicBool::new(false),
@@ -283,16 +298,23 @@ fn run(queue: &Queue) {
         // started are covered by it.
         let targets: Vec<u64> = batch.iter().map(|wal| wal.committed_seq()).collect();
         let started = std::time::Instant::now();
-        let synced = if injected {
-            Err(io::Error::other("injected fsync failure"))
-        } else if batch.len() == 1 {
-            batch[0].with_file(File::sync_data)
+        let one_by_one = batch.len() == 1 || batch.iter().any(|wal| !wal.syncfs_reaches_disk);
+        let results: Vec<Result<(), IoFailure>> = if injected {
+            let failure = IoFailure::new(io::Error::other("injected fsync failure"));
+            vec![Err(failure); batch.len()]
+        } else if one_by_one {
+            batch
+                .iter()
+                .map(|wal| wal.with_file(File::sync_data).map_err(IoFailure::new))
+                .collect()
         } else {
-            batch[0].with_file(|file| rustix::fs::syncfs(file).map_err(io::Error::from))
+            let synced = batch[0]
+                .with_file(|file| rustix::fs::syncfs(file).map_err(io::Error::from))
+                .map_err(IoFailure::new);
+            vec![synced; batch.len()]
         };
         queue.stats.record(started.elapsed());
-        let synced = synced.map_err(IoFailure::new);
-        for (wal, target) in batch.iter().zip(targets) {
+        for ((wal, target), synced) in batch.iter().zip(targets).zip(results) {
             match &synced {
                 Ok(()) => {
                     wal.synced.fetch_max(target, Ordering::SeqCst);

@@ -477,6 +477,9 @@ pub enum OpenFailure {
     /// Its folder could not be created.
     #[error("create its folder: {0}")]
     CreateFolder(#[source] std::io::Error),
+    /// Its folder could not be synced after the database was created in it.
+    #[error("sync its folder: {0}")]
+    SyncFolder(#[source] std::io::Error),
     /// SQLite failed to open or configure it.
     #[error(transparent)]
     Sqlite(#[from] SqlError),

@@ -27,6 +27,7 @@ pub mod authorizer;
 pub mod batch;
 pub mod cursor;
 pub mod database;
+pub mod dirs;
 pub mod durability;
 pub mod error;
 pub mod kv;

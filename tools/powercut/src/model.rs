@@ -56,6 +56,8 @@ impl Content {
 
 #[derive(Debug, Clone)]
 struct Node {
+    /// The name it was created or last renamed with (for the sync counts).
+    name: OsString,
     mode: u32,
     cached: Content,
     disk: Option<Content>,
@@ -81,11 +83,15 @@ pub struct Model {
     nodes: HashMap<u64, Node>,
     next: u64,
     cuts: u64,
+    /// Syncs of files, by the file's name, over the model's whole life (a file removed or
+    /// lost in a power cut keeps its count).
+    file_syncs: HashMap<OsString, u64>,
 }
 
 impl Default for Model {
     fn default() -> Self {
         let root = Node {
+            name: OsString::new(),
             mode: 0o755,
             cached: Content::empty(Kind::Dir),
             disk: Some(Content::empty(Kind::Dir)),
@@ -95,6 +101,7 @@ impl Default for Model {
             nodes: HashMap::from([(ROOT, root)]),
             next: ROOT + 1,
             cuts: 0,
+            file_syncs: HashMap::new(),
         }
     }
 }
@@ -175,6 +182,7 @@ impl Model {
         self.nodes.insert(
             ino,
             Node {
+                name: name.to_owned(),
                 mode: mode & 0o7777,
                 cached: Content::empty(kind),
                 disk: None,
@@ -228,6 +236,7 @@ impl Model {
         self.children_mut(parent)?.remove(name);
         self.children_mut(new_parent)?
             .insert(new_name.to_owned(), ino);
+        self.node_mut(ino)?.name = new_name.to_owned();
         Ok(())
     }
 
@@ -281,6 +290,11 @@ impl Model {
         let node = self.node_mut(ino)?;
         node.syncs += 1;
         node.disk = Some(node.cached.clone());
+        if node.cached.kind() == Kind::File {
+            let name = node.name.clone();
+            *self.file_syncs.entry(name).or_default() += 1;
+        }
+        let node = self.node_mut(ino)?;
         if let Content::Dir(children) = &node.cached {
             // A name on disk means its node exists on disk, empty until synced itself.
             let children: Vec<u64> = children.values().copied().collect();
@@ -363,22 +377,14 @@ impl Model {
         self.nodes.get(&ino).map(|node| node.syncs)
     }
 
-    /// Syncs of every file (not directory) whose name ends with `suffix`, added up.
+    /// Syncs of every file (not directory) whose name ends with `suffix`, added up over the
+    /// model's life: files since removed, or lost in a power cut, count too.
     pub fn file_syncs_ending(&self, suffix: &str) -> u64 {
-        let mut total = 0;
-        let mut stack = vec![ROOT];
-        while let Some(dir) = stack.pop() {
-            for (name, ino, kind) in self.entries(dir).unwrap_or_default() {
-                match kind {
-                    Kind::Dir => stack.push(ino),
-                    Kind::File if name.to_string_lossy().ends_with(suffix) => {
-                        total += self.nodes.get(&ino).map_or(0, |node| node.syncs);
-                    }
-                    Kind::File => {}
-                }
-            }
-        }
-        total
+        self.file_syncs
+            .iter()
+            .filter(|(name, _)| name.to_string_lossy().ends_with(suffix))
+            .map(|(_, count)| count)
+            .sum()
     }
 }
 
@@ -403,6 +409,16 @@ mod tests {
         assert_eq!(fs.lookup(ROOT, name("a")), Ok(file));
         assert_eq!(fs.read(file, 0, 100).unwrap(), b"kept");
         assert_eq!(fs.syncs_at("a"), Some(1));
+        fs.remove(ROOT, name("a"), false).unwrap();
+        fs.cut_power();
+        fs.remove(ROOT, name("a"), false).unwrap();
+        fs.sync(ROOT).unwrap();
+        fs.cut_power();
+        assert_eq!(
+            fs.file_syncs_ending("a"),
+            1,
+            "counted over the model's life"
+        );
     }
 
     #[test]
