@@ -1,8 +1,9 @@
 //! Power loss: a child process serves acknowledged writes (an SQL row and a KV entry in one
-//! turn) with its data folder on `durable-powercut`, a filesystem that keeps what was not
-//! synced in memory. This test kills the child, cuts the power (everything not synced is
-//! forgotten, as a disk forgets it), restarts on what is left, and checks that every
-//! acknowledged write is there and that no turn is half applied. A missing fsync of a WAL,
+//! turn) and acknowledged alarms with its data folder on `durable-powercut`, a filesystem
+//! that keeps what was not synced in memory. This test kills the child, cuts the power
+//! (everything not synced is forgotten, as a disk forgets it), restarts on what is left, and
+//! checks that every acknowledged write is there, that no turn is half applied, and that
+//! every acknowledged alarm is scheduled and fires. A missing fsync of a WAL,
 //! of a new database's folder, of a key file or of the alarm index makes it fail.
 //!
 //! The writer and the checker are this same test binary, re-run as children with
@@ -13,6 +14,10 @@
 //! ```text
 //! DURABLE_POWER_CYCLES=1000 cargo test --release -p durable-objects --test power_loss -- --nocapture
 //! ```
+//!
+//! `DURABLE_POWER_OBJECTS` (default 6) and `DURABLE_POWER_WRITERS` (concurrent writers per
+//! object, default 3) shape the load; the test prints the WAL syncs the filesystem counted per
+//! acknowledged write (`BENCHMARKS.md` has them for a hot object and for 1,000 objects).
 //!
 //! Mounting needs root and `/dev/fuse` (as `.ci/run` has); elsewhere the test says so and
 //! passes, unless `CI` is set.
@@ -27,10 +32,21 @@ use std::sync::{Arc, Mutex};
 use durable_objects::prelude::*;
 use durable_powercut::PowerCut;
 use support::crash::run_child_and_kill;
-use support::objects::{Store, bind_all};
+use support::objects::{Reminder, Store, bind_all};
 
-const OBJECTS: usize = 6;
-const WRITERS_PER_OBJECT: usize = 3;
+/// Alarms are set this far ahead (2096), so they fire only when the checker says.
+const FAR: i64 = 4_000_000_000_000;
+
+/// Acknowledgements of alarms carry this prefix before the object's name.
+const ALARM: &str = "alarm:";
+
+/// A count from the environment variable `name`, or `default`.
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 /// The child: writes forever, printing `ack <object> <n>` after each acknowledged write. New
 /// objects appear every cycle, so database creation is under test too.
@@ -50,17 +66,21 @@ fn power_child() {
         .enable_all()
         .build()
         .unwrap();
+    let (objects, writers) = (
+        knob("DURABLE_POWER_OBJECTS", 6),
+        knob("DURABLE_POWER_WRITERS", 3),
+    );
     driver.block_on(async move {
         let ns = env.namespace::<Store>("STORE").unwrap();
         let mut tasks = tokio::task::JoinSet::new();
-        for object in 0..OBJECTS {
+        for object in 0..objects {
             // Half the objects are new in this cycle.
             let name = if object % 2 == 0 {
                 format!("object-{object}")
             } else {
                 format!("object-{object}-cycle-{cycle}")
             };
-            for writer in 0..WRITERS_PER_OBJECT {
+            for writer in 0..writers {
                 let stub = ns.get_by_name(&name);
                 let name = name.clone();
                 tasks.spawn(async move {
@@ -75,6 +95,18 @@ fn power_child() {
                 });
             }
         }
+        // One more task sets alarms, each on a new object, and acknowledges them.
+        let reminders = env.namespace::<Reminder>("REMINDER").unwrap();
+        tasks.spawn(async move {
+            for k in 0.. {
+                let name = format!("reminder-{cycle}-{k}");
+                let time = FAR + cycle * 1_000 + k;
+                reminders.get_by_name(&name).remind_at(time).await.unwrap();
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "ack {ALARM}{name} {time}").unwrap();
+                out.flush().unwrap();
+            }
+        });
         while tasks.join_next().await.is_some() {}
     });
 }
@@ -99,15 +131,38 @@ fn power_check() {
     println!("rows {rows}");
 }
 
-/// Checks every object that acknowledged a write; returns the rows found.
+/// Checks every object that acknowledged a write or an alarm; returns the rows found.
 fn check_data_dir(dir: &std::path::Path, acked: &BTreeMap<String, BTreeSet<i64>>) -> usize {
-    let runtime = bind_all(Runtime::builder().data_dir(dir)).build().unwrap();
+    let clock = Arc::new(ManualClock::new(FAR - 1_000_000_000));
+    let runtime = bind_all(Runtime::builder().data_dir(dir))
+        .clock(Arc::clone(&clock) as Arc<dyn durable_objects::Clock>)
+        .alarm_max_wait(std::time::Duration::from_millis(2))
+        .build()
+        .unwrap();
     let env = runtime.env();
     let driver = tokio::runtime::Runtime::new().unwrap();
     let mut rows = 0;
     driver.block_on(async {
         let ns = env.namespace::<Store>("STORE").unwrap();
+        let reminders = env.namespace::<Reminder>("REMINDER").unwrap();
+        let mut to_fire = Vec::new();
         for (name, acks) in acked {
+            if let Some(reminder) = name.strip_prefix(ALARM) {
+                // Each reminder object got one alarm: scheduled, or fired at an earlier check.
+                let time = *acks.first().unwrap();
+                let stub = reminders.get_by_name(reminder);
+                let fired = stub.fired().await.unwrap();
+                if !fired.contains(&time) {
+                    let scheduled = runtime.scheduled_alarm::<Reminder>(stub.id());
+                    assert_eq!(
+                        scheduled.map(|alarm| alarm.time_ms),
+                        Some(time),
+                        "{reminder}: an acknowledged alarm was lost in a power cut"
+                    );
+                    to_fire.push((stub, time));
+                }
+                continue;
+            }
             let stub = ns.get_by_name(name);
             let ledger: BTreeSet<i64> = stub.ledger().await.unwrap().into_iter().collect();
             let kv: BTreeSet<i64> = stub.kv_numbers().await.unwrap().into_iter().collect();
@@ -124,6 +179,17 @@ fn check_data_dir(dir: &std::path::Path, acked: &BTreeMap<String, BTreeSet<i64>>
                 lost.first()
             );
             rows += ledger.len();
+        }
+        // Every pending acknowledged alarm fires.
+        clock.set_ms(FAR + 1_000_000_000);
+        for (stub, time) in to_fire {
+            tokio::time::timeout(std::time::Duration::from_secs(30), async {
+                while !stub.fired().await.unwrap().contains(&time) {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+            })
+            .await
+            .expect("an acknowledged alarm fires after the power cut");
         }
     });
     runtime.shutdown();
@@ -149,10 +215,7 @@ fn acknowledged_writes_survive_power_loss() {
         }
     };
     let data = disk.path().join("data");
-    let cycles: usize = std::env::var("DURABLE_POWER_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+    let cycles = knob("DURABLE_POWER_CYCLES", 50);
     let acked: Arc<Mutex<BTreeMap<String, BTreeSet<i64>>>> = Arc::default();
     let scratch = tempfile::tempdir().unwrap();
     let acks_file = scratch.path().join("acks");
@@ -200,7 +263,12 @@ fn acknowledged_writes_survive_power_loss() {
             // libtest may print the test's name on the same line first.
             .find_map(|line| line.rsplit_once("rows ")?.1.trim().parse().ok())
             .unwrap();
-        assert!(rows >= snapshot.values().map(BTreeSet::len).sum::<usize>());
+        let written: usize = snapshot
+            .iter()
+            .filter(|(name, _)| !name.starts_with(ALARM))
+            .map(|(_, acks)| acks.len())
+            .sum();
+        assert!(rows >= written);
     }
     let wal_syncs = disk.file_syncs_ending("-wal");
     println!(
