@@ -290,4 +290,5 @@ where
 
 #[path = "../../../crates/durable-objects/tests/support/tmpfs.rs"]
 mod tmpfs;
+#[allow(unused_imports)] // Not every test binary that includes this module mounts a tmpfs.
 pub use tmpfs::Tmpfs;
