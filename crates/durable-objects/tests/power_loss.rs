@@ -15,8 +15,9 @@
 //! DURABLE_POWER_CYCLES=1000 cargo test --release -p durable-objects --test power_loss -- --nocapture
 //! ```
 //!
-//! `DURABLE_POWER_OBJECTS` (default 6) and `DURABLE_POWER_WRITERS` (concurrent writers per
-//! object, default 3) shape the load; the test prints the WAL syncs the filesystem counted per
+//! `DURABLE_POWER_OBJECTS` (default 6), `DURABLE_POWER_WRITERS` (concurrent writers per
+//! object, default 3), `DURABLE_POWER_ALARMS` (0: no alarms) and `DURABLE_POWER_KILL_MS` (the
+//! latest kill after the first acknowledgement, default 200) shape the load; the test prints the WAL syncs the filesystem counted per
 //! acknowledged write (`BENCHMARKS.md` has them for a hot object and for 1,000 objects).
 //!
 //! Mounting needs root and `/dev/fuse` (as `.ci/run` has); elsewhere the test says so and
@@ -95,9 +96,14 @@ fn power_child() {
                 });
             }
         }
-        // One more task sets alarms, each on a new object, and acknowledges them.
+        // One more task sets alarms, each on a new object, and acknowledges them (unless
+        // `DURABLE_POWER_ALARMS=0`, for measuring the writes alone).
         let reminders = env.namespace::<Reminder>("REMINDER").unwrap();
+        let alarms = knob("DURABLE_POWER_ALARMS", 1) > 0;
         tasks.spawn(async move {
+            if !alarms {
+                return;
+            }
             for k in 0.. {
                 let name = format!("reminder-{cycle}-{k}");
                 let time = FAR + cycle * 1_000 + k;
@@ -228,7 +234,7 @@ fn acknowledged_writes_survive_power_loss() {
                 ("DURABLE_POWER_CHILD", data.display().to_string()),
                 ("DURABLE_POWER_CYCLE", cycle.to_string()),
             ],
-            20..200,
+            20..knob("DURABLE_POWER_KILL_MS", 200) as u64,
             move |object, n| {
                 acks.lock()
                     .unwrap()
