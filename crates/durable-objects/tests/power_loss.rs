@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use durable_objects::prelude::*;
 use durable_powercut::PowerCut;
-use support::crash::run_child_and_kill;
+use support::crash::{record_forever, run_child_and_kill};
 use support::objects::{Reminder, Store, bind_all};
 
 /// Alarms are set this far ahead (2096), so they fire only when the checker says.
@@ -83,17 +83,8 @@ fn power_child() {
             };
             for writer in 0..writers {
                 let stub = ns.get_by_name(&name);
-                let name = name.clone();
-                tasks.spawn(async move {
-                    let mut n = cycle * 10_000_000 + (writer as i64) * 1_000_000;
-                    loop {
-                        stub.record(n).await.unwrap();
-                        let mut out = std::io::stdout().lock();
-                        writeln!(out, "ack {name} {n}").unwrap();
-                        out.flush().unwrap();
-                        n += 1;
-                    }
-                });
+                let start = cycle * 10_000_000 + (writer as i64) * 1_000_000;
+                tasks.spawn(record_forever(stub, name.clone(), start));
             }
         }
         // One more task sets alarms, each on a new object, and acknowledges them (unless
@@ -209,16 +200,8 @@ fn acknowledged_writes_survive_power_loss() {
         return;
     }
     let mount = tempfile::tempdir().unwrap();
-    let disk = match PowerCut::mount(mount.path()) {
-        Ok(disk) => disk,
-        Err(err) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "mounting the power-cut filesystem failed: {err}"
-            );
-            eprintln!("skipped: mounting needs root and /dev/fuse ({err})");
-            return;
-        }
+    let Some(disk) = PowerCut::mount_for_test(mount.path()) else {
+        return;
     };
     let data = disk.path().join("data");
     let cycles = knob("DURABLE_POWER_CYCLES", 50);

@@ -13,11 +13,10 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use durable_objects::prelude::*;
-use support::crash::run_child_and_kill;
+use support::crash::{record_forever, run_child_and_kill};
 use support::objects::{Store, bind_all};
 
 const OBJECTS: usize = 8;
@@ -45,18 +44,11 @@ fn crash_child() {
         let mut tasks = tokio::task::JoinSet::new();
         for object in 0..OBJECTS {
             for writer in 0..WRITERS_PER_OBJECT {
-                let stub = ns.get_by_name(&format!("object-{object}"));
-                tasks.spawn(async move {
-                    // Unique across cycles and writers: the ledger's primary key.
-                    let mut n = cycle * 10_000_000 + (writer as i64) * 1_000_000;
-                    loop {
-                        stub.record(n).await.unwrap();
-                        let mut out = std::io::stdout().lock();
-                        writeln!(out, "ack object-{object} {n}").unwrap();
-                        out.flush().unwrap();
-                        n += 1;
-                    }
-                });
+                let name = format!("object-{object}");
+                let stub = ns.get_by_name(&name);
+                // Unique across cycles and writers: the ledger's primary key.
+                let start = cycle * 10_000_000 + (writer as i64) * 1_000_000;
+                tasks.spawn(record_forever(stub, name, start));
             }
         }
         while tasks.join_next().await.is_some() {}

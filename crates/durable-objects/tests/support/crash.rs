@@ -6,6 +6,23 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The crash children's writer: records `n`, `n + 1`, ... on `stub` forever, printing
+/// `ack <name> <n>` after each acknowledged write (what [`run_child_and_kill`] reads).
+pub async fn record_forever(
+    stub: durable_objects::Stub<super::objects::Store>,
+    name: String,
+    mut n: i64,
+) {
+    use std::io::Write;
+    loop {
+        stub.record(n).await.unwrap();
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ack {name} {n}").unwrap();
+        out.flush().unwrap();
+        n += 1;
+    }
+}
+
 /// A number in `0..limit`, different on every call.
 pub fn random_below(limit: u64) -> u64 {
     RandomState::new().hash_one(Instant::now()) % limit
