@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use durable_objects::prelude::*;
 use durable_powercut::PowerCut;
-use support::crash::{record_forever, run_child_and_kill};
+use support::crash::{child_runtime, record_forever, run_child_and_kill};
 use support::objects::{Reminder, Store, bind_all};
 
 /// Alarms are set this far ahead (2096), so they fire only when the checker says.
@@ -60,13 +60,8 @@ fn power_child() {
         .unwrap()
         .parse()
         .unwrap();
-    let runtime = bind_all(Runtime::builder().data_dir(&dir)).build().unwrap();
+    let (runtime, driver) = child_runtime(&dir);
     let env = runtime.env();
-    let driver = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let (objects, writers) = (
         knob("DURABLE_POWER_OBJECTS", 6),
         knob("DURABLE_POWER_WRITERS", 3),

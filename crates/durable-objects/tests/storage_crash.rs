@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use durable_objects::prelude::*;
-use support::crash::{record_forever, run_child_and_kill};
+use support::crash::{child_runtime, record_forever, run_child_and_kill};
 use support::objects::{Store, bind_all};
 
 const OBJECTS: usize = 8;
@@ -32,13 +32,8 @@ fn crash_child() {
         .unwrap()
         .parse()
         .unwrap();
-    let runtime = bind_all(Runtime::builder().data_dir(&dir)).build().unwrap();
+    let (runtime, driver) = child_runtime(&dir);
     let env = runtime.env();
-    let driver = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     driver.block_on(async move {
         let ns = env.namespace::<Store>("STORE").unwrap();
         let mut tasks = tokio::task::JoinSet::new();

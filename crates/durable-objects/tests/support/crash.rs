@@ -23,6 +23,20 @@ pub async fn record_forever(
     }
 }
 
+/// A crash child's set-up: a runtime with every test class bound over `dir`, and a
+/// two-thread driver for the writers.
+pub fn child_runtime(dir: &str) -> (durable_objects::Runtime, tokio::runtime::Runtime) {
+    let runtime = super::objects::bind_all(durable_objects::Runtime::builder().data_dir(dir))
+        .build()
+        .unwrap();
+    let driver = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    (runtime, driver)
+}
+
 /// A number in `0..limit`, different on every call.
 pub fn random_below(limit: u64) -> u64 {
     RandomState::new().hash_one(Instant::now()) % limit
