@@ -19,6 +19,6 @@ pub mod error;
 pub mod id;
 pub mod limits;
 
-pub use clock::{Clock, ManualClock};
+pub use clock::{Clock, ClockListener, ManualClock};
 pub use error::{Error, ErrorDetail, ErrorKind, Limit, Result, ResultExt};
 pub use id::{IdError, NamespaceKey, ObjectId};

@@ -153,6 +153,17 @@ pub mod commit {
     };
 }
 
+/// The testing toolkit (feature `testing`): a runtime per test with its own data folder and
+/// a manual clock, closures run inside objects, alarms run on demand, eviction, resets and
+/// storage faults. Walked through in the [testing guide](crate::guides::testing).
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use durable_runtime::testing::{
+        EvictSockets, PATIENCE, TestEnv, abort_all, evict, evict_all, list_durable_object_ids,
+        run_durable_object_alarm, run_in_durable_object, wait_until_idle,
+    };
+}
+
 /// The guides: longer than an item's docs; their examples are compiled as tests.
 pub mod guides {
     /// The execution model: turns, the input gate, resets, eviction and overload.

@@ -22,7 +22,7 @@ use crate::env::Env;
 use crate::event::{AnyObject, Event, Outcome, Payload};
 use crate::instance::{Host, Instance};
 use crate::object::ClassVTable;
-use crate::shard::{AdmissionRelease, TurnWatch};
+use crate::shard::{AdmissionRelease, Control, InstanceStatus, TurnWatch};
 use crate::shared::RuntimeShared;
 use crate::state::State;
 use crate::turn::{EventTask, panic_message};
@@ -227,6 +227,10 @@ impl ObjectDirectory {
         let metrics = &self.shared.metrics;
         let handler = match event.payload {
             Payload::Alarm(call) => run_alarm(Rc::clone(&instance), object, call),
+            Payload::Run(run) => {
+                let state = State::new(Rc::downgrade(&instance), instance.id.clone());
+                Box::pin(async move { Outcome::Rpc(run(object.into_any(), Box::new(state)).await) })
+            }
             payload => {
                 let counter = match &payload {
                     Payload::Fetch(_) => &metrics.fetches,
@@ -369,6 +373,79 @@ impl ObjectDirectory {
         for instance in idle {
             tracing::debug!(namespace = instance.class_name, object_id = %instance.id, "object evicted (idle)");
             instance.evict();
+        }
+    }
+
+    /// Answers an operator's or a test's request (see [`Control`]).
+    pub(crate) fn control(&self, control: Control) {
+        match control {
+            Control::Status { key, reply } => {
+                let _ = reply.send(self.status(&key));
+            }
+            Control::Evict {
+                key,
+                close_sockets,
+                reply,
+            } => {
+                let status = self.status(&key);
+                if status == InstanceStatus::Idle {
+                    self.evict_instance(&key, close_sockets);
+                }
+                let _ = reply.send(status);
+            }
+            Control::EvictAll {
+                close_sockets,
+                reply,
+            } => {
+                let keys: Vec<ObjectKey> = self.instances.borrow().keys().copied().collect();
+                let mut busy = 0;
+                for key in keys {
+                    match self.status(&key) {
+                        InstanceStatus::Idle => self.evict_instance(&key, close_sockets),
+                        InstanceStatus::Busy => busy += 1,
+                        InstanceStatus::NotRunning => {}
+                    }
+                }
+                let _ = reply.send(busy);
+            }
+            Control::ResetAll { reason, reply } => {
+                let all: Vec<Rc<Instance>> = self.instances.borrow().values().cloned().collect();
+                for instance in &all {
+                    instance.reset(reason.clone());
+                }
+                let _ = reply.send(all.len());
+            }
+            Control::Age { by, reply } => {
+                for instance in self.instances.borrow().values() {
+                    let last = instance.last_active.get();
+                    if let Some(earlier) = last.checked_sub(by) {
+                        instance.last_active.set(earlier);
+                    }
+                }
+                self.evict_idle();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn status(&self, key: &ObjectKey) -> InstanceStatus {
+        match self.instances.borrow().get(key) {
+            None => InstanceStatus::NotRunning,
+            Some(instance) if instance.is_idle_since(Instant::now()) => InstanceStatus::Idle,
+            Some(_) => InstanceStatus::Busy,
+        }
+    }
+
+    /// Evicts `key`'s instance; with `close_sockets`, its hibernatable sockets are closed
+    /// (1001, going away) instead of kept for the next instance.
+    fn evict_instance(&self, key: &ObjectKey, close_sockets: bool) {
+        let instance = self.instances.borrow().get(key).cloned();
+        if let Some(instance) = instance {
+            tracing::debug!(namespace = instance.class_name, object_id = %instance.id, "object evicted (asked)");
+            instance.evict();
+        }
+        if close_sockets && let Some(hub) = self.shared.hubs.get(key) {
+            hub.close_all(1001, "the object was evicted");
         }
     }
 

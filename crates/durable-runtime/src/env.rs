@@ -28,6 +28,12 @@ impl fmt::Debug for Env {
 }
 
 impl Env {
+    /// What the runtime's parts share (for the testing toolkit and operator tools).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn shared(&self) -> &Arc<RuntimeShared> {
+        &self.shared
+    }
+
     pub(crate) fn new(shared: Arc<RuntimeShared>) -> Self {
         Self { shared }
     }
@@ -113,6 +119,14 @@ impl<T> fmt::Debug for Namespace<T> {
         f.debug_struct("Namespace")
             .field("class", &self.ns.class_name)
             .finish()
+    }
+}
+
+impl<T> Namespace<T> {
+    /// What the runtime's parts share, and this namespace's own record.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn parts(&self) -> (&Arc<RuntimeShared>, &NamespaceShared) {
+        (&self.shared, &self.ns)
     }
 }
 

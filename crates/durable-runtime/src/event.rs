@@ -2,6 +2,7 @@
 //! result goes, a [`Reply`]), what comes back (an [`Outcome`]), and the object as events
 //! see it, its class erased ([`AnyObject`]).
 
+use std::any::Any;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -32,7 +33,15 @@ pub(crate) enum Payload {
     Alarm(AlarmCall),
     /// An event of a hibernatable WebSocket.
     WebSocket(SocketDelivery),
+    /// A closure run as a turn of the object (the testing toolkit's `run_in_durable_object`).
+    Run(RunInObject),
 }
+
+/// A closure run as a turn of an object: it receives the instance (as `Rc<dyn Any>`, to be
+/// downcast to its class) and the instance's `State` (boxed as `Any`: this module sits below
+/// `state`), and its value travels back as a local RPC value.
+pub(crate) type RunInObject =
+    Box<dyn FnOnce(Rc<dyn Any>, Box<dyn Any>) -> LocalBoxFuture<Result<RpcValue>> + Send>;
 
 impl Payload {
     /// Bytes the payload holds, as counted against its object's queue limit: the message
@@ -121,4 +130,6 @@ pub(crate) trait AnyObject {
     fn has_alarm_handler(&self) -> bool;
     /// The class's `init` hook.
     fn init(self: Rc<Self>) -> LocalBoxFuture<Result<()>>;
+    /// The instance as `Any`, for code that knows its class.
+    fn into_any(self: Rc<Self>) -> Rc<dyn Any>;
 }

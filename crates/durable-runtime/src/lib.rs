@@ -43,6 +43,8 @@ mod shared;
 mod state;
 mod storage;
 mod stub;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod turn;
 mod websocket;
 

@@ -213,7 +213,18 @@ impl<T: DurableObject> AnyObject for T {
                     "alarm delivered without its wrapper",
                 )))
             }),
+            // Run by the directory, which gives the closure the instance's `State`.
+            Payload::Run(_) => Box::pin(async {
+                Outcome::Rpc(Err(Error::new(
+                    ErrorKind::Internal,
+                    "a closure delivered without its state",
+                )))
+            }),
         }
+    }
+
+    fn into_any(self: Rc<Self>) -> Rc<dyn std::any::Any> {
+        self
     }
 
     fn alarm(self: Rc<Self>, info: AlarmInfo) -> LocalBoxFuture<Result<()>> {

@@ -63,9 +63,19 @@ impl RawStub {
         &self.id
     }
 
+    /// The runtime this stub reaches and its object's namespace index, or why it reaches
+    /// none.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn target(&self) -> Result<(&Arc<RuntimeShared>, u32)> {
+        match &self.target {
+            Target::Live { shared, ns } => Ok((shared, *ns)),
+            Target::Broken(error) => Err(error.clone()),
+        }
+    }
+
     /// Sends an event; failures reach the caller through `reply`. Inside an object's turn
     /// the event passes that object's output gate first.
-    fn send(&self, payload: Payload, reply: Reply) {
+    pub(crate) fn send(&self, payload: Payload, reply: Reply) {
         match &self.target {
             Target::Broken(error) => reply.fail(error.clone()),
             Target::Live { shared, ns } => {

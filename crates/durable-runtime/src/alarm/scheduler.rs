@@ -139,6 +139,20 @@ impl AlarmScheduler {
         self.wake.notify_one();
     }
 
+    /// True when no delivery is under way and none is due at `now`: every alarm due by
+    /// then has run (or is waiting for a retry later than `now`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn settled_at(&self, now: i64) -> bool {
+        let table = self.table();
+        table.in_flight() == 0 && table.next_due().is_none_or(|due| due > now)
+    }
+
+    /// The earliest time a delivery is due, if any is waiting.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn next_due(&self) -> Option<i64> {
+        self.table().next_due()
+    }
+
     /// Wakes the delivery thread (something changed).
     pub(crate) fn wake(&self) {
         self.wake.notify_one();

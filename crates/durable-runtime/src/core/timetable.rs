@@ -137,6 +137,12 @@ impl AlarmTimetable {
         })
     }
 
+    /// Deliveries taken and not yet settled.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.pending.values().filter(|p| p.in_flight).count()
+    }
+
     /// The earliest time a delivery is due, if any is waiting.
     pub(crate) fn next_due(&self) -> Option<i64> {
         self.due.first().map(|(time, _)| *time)

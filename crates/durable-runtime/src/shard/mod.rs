@@ -13,7 +13,7 @@ pub(crate) mod watch;
 use std::sync::{Arc, Mutex};
 
 use durable_core::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{Admission, AdmissionLimits, ObjectKey, Overloaded};
 use crate::event::Event;
@@ -26,7 +26,53 @@ pub(crate) enum ShardMsg {
     Event(Event),
     /// The node is at its open-database limit: close the databases of idle objects.
     Reclaim,
+    /// An operator's or a test's request about the shard's instances.
+    Control(Control),
     Stop,
+}
+
+/// What an operator or a test asks a shard about its instances; each answers on its
+/// `reply` channel.
+pub(crate) enum Control {
+    /// Whether the object has a live instance, and whether it is idle.
+    Status {
+        key: ObjectKey,
+        reply: oneshot::Sender<InstanceStatus>,
+    },
+    /// Evicts the object's instance if it is idle; its hibernatable sockets stay open (they
+    /// wake a new instance) unless `close_sockets`.
+    Evict {
+        key: ObjectKey,
+        close_sockets: bool,
+        reply: oneshot::Sender<InstanceStatus>,
+    },
+    /// Evicts every idle instance; answers how many are still busy.
+    EvictAll {
+        close_sockets: bool,
+        reply: oneshot::Sender<usize>,
+    },
+    /// Resets every instance (their storage is kept); answers how many there were.
+    ResetAll {
+        reason: Error,
+        reply: oneshot::Sender<usize>,
+    },
+    /// Counts every instance as idle for `by` longer than it was, then evicts the idle ones:
+    /// a test's clock jump, seen by eviction and hibernation.
+    Age {
+        by: std::time::Duration,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// An object's instance on its shard, as [`Control`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InstanceStatus {
+    /// No instance is in memory.
+    NotRunning,
+    /// An instance has events, writes or standard sockets in progress.
+    Busy,
+    /// An instance is in memory with nothing in progress (or, after `Evict`, was evicted).
+    Idle,
 }
 
 /// The sending side of one shard: its queue and its objects' admission counts.
@@ -102,6 +148,11 @@ impl ShardHandle {
         }
     }
 
+    /// Sends `control` to the shard's thread; false if it already ended.
+    pub(crate) fn control(&self, control: Control) -> bool {
+        self.tx.send(ShardMsg::Control(control)).is_ok()
+    }
+
     /// Asks the shard's thread to stop; false if it already ended.
     pub(crate) fn stop(&self) -> bool {
         self.tx.send(ShardMsg::Stop).is_ok()
@@ -124,8 +175,12 @@ impl ShardRouter {
     /// Hands an event to the shard that owns its object; if it cannot be delivered
     /// (overloaded, shut down) its caller gets the error.
     pub(crate) fn send_or_fail(&self, event: Event) {
-        let index = (event.id.routing_hash() % self.shards.len() as u64) as usize;
-        self.shards[index].admit(event, self.limits);
+        self.shard_of(&event.id).admit(event, self.limits);
+    }
+
+    /// The handle of the shard that owns `id`.
+    pub(crate) fn shard_of(&self, id: &durable_core::ObjectId) -> &ShardHandle {
+        &self.shards[(id.routing_hash() % self.shards.len() as u64) as usize]
     }
 
     /// Shard `index`'s handle.

@@ -67,6 +67,7 @@ pub(crate) fn spawn(
                     match msg {
                         ShardMsg::Event(event) => directory.deliver(event),
                         ShardMsg::Reclaim => directory.reclaim(),
+                        ShardMsg::Control(control) => directory.control(control),
                         ShardMsg::Stop => break,
                     }
                 }
