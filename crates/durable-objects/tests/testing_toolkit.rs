@@ -227,7 +227,9 @@ async fn advance_evicts_idle_objects() {
     assert_eq!(stub.call().await.unwrap(), 1);
     test.advance(Duration::from_secs(5)).await.unwrap();
     assert_eq!(test.runtime().active_objects(), 1, "5 s idle is not enough");
-    test.advance(test.runtime().config().idle_timeout).await.unwrap();
+    test.advance(test.runtime().config().idle_timeout)
+        .await
+        .unwrap();
     assert_eq!(test.runtime().active_objects(), 0);
     assert_eq!(stub.call().await.unwrap(), 1, "a new instance");
     assert_eq!(stub.constructed().await.unwrap(), 2);
@@ -378,7 +380,9 @@ async fn helpers_on_a_stopped_runtime_fail_instead_of_hanging() {
     let stub = subject(&test, "a");
     stub.call().await.unwrap();
     test.restart().unwrap();
-    let error = run_in_durable_object(&stub, |_, _| async {}).await.unwrap_err();
+    let error = run_in_durable_object(&stub, |_, _| async {})
+        .await
+        .unwrap_err();
     assert!(error.is_retryable(), "{error}");
     assert!(evict(&stub, EvictSockets::Hibernate).await.is_err());
     assert!(wait_until_idle(&stub).await.is_err());

@@ -34,6 +34,7 @@ pub(crate) enum Payload {
     /// An event of a hibernatable WebSocket.
     WebSocket(SocketDelivery),
     /// A closure run as a turn of the object (the testing toolkit's `run_in_durable_object`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     Run(RunInObject),
 }
 

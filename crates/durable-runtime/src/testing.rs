@@ -290,7 +290,11 @@ impl TestEnv {
         .await?;
         for index in 0..shared.router.len() {
             let (reply, answer) = oneshot::channel();
-            if shared.router.shard(index).control(Control::Age { by, reply }) {
+            if shared
+                .router
+                .shard(index)
+                .control(Control::Age { by, reply })
+            {
                 let _ = answer.await;
             }
         }

@@ -271,6 +271,44 @@ const IGNORED_KEYS: &[&str] = &[
 ];
 
 impl Config {
+    /// Sets on `builder` what the configuration says about the runtime: its bindings (by
+    /// class name; register the classes with `RuntimeBuilder::class`), variables,
+    /// migrations and `durable` settings. What a server does with it; a test's
+    /// `TestEnv` can do the same (see `durable_server::testing::test_env`).
+    ///
+    /// ```
+    /// use durable_objects::prelude::*;
+    /// use durable_server::config::{Config, Format};
+    ///
+    /// #[durable_object]
+    /// pub struct Room;
+    /// impl DurableObject for Room { fn new(_: State, _: Env) -> Self { Room } }
+    ///
+    /// # fn main() -> anyhow::Result<()> {
+    /// let config = Config::parse(r#"{
+    ///     "durable_objects": { "bindings": [{ "name": "ROOMS", "class_name": "Room" }] },
+    ///     "migrations": [{ "tag": "v1", "new_sqlite_classes": ["Room"] }],
+    ///     "vars": { "MODE": "test" }
+    /// }"#, Format::Jsonc)?;
+    /// let data = tempfile::tempdir()?;
+    /// let runtime = config.apply_to(Runtime::builder().data_dir(data.path()).class::<Room>()).build()?;
+    /// assert_eq!(runtime.env().var("MODE"), Some("test"));
+    /// runtime.env().namespace::<Room>("ROOMS")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn apply_to(&self, builder: RuntimeBuilder) -> RuntimeBuilder {
+        let mut builder = self.runtime.apply_to(builder);
+        for binding in &self.bindings {
+            builder = builder.bind_class(&binding.name, &binding.class_name);
+        }
+        for (name, value) in &self.vars {
+            builder = builder.var(name, value);
+        }
+        builder.migrations(self.migrations.clone())
+    }
+}
+
+impl Config {
     /// Finds `wrangler.jsonc`, `wrangler.json` or `wrangler.toml` in `dir` and loads it.
     pub fn discover(dir: &Path) -> Result<Config, ConfigError> {
         match Config::find(dir) {

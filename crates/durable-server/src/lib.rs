@@ -86,6 +86,8 @@ pub mod front;
 pub mod metrics;
 pub mod server;
 mod socket;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use api::{ApiError, error_response, error_to_response, status_for};
 pub use axum;

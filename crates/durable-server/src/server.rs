@@ -164,6 +164,12 @@ impl ServerBuilder {
         self
     }
 
+    /// True if a data folder was given with [`data_dir`](Self::data_dir).
+    #[cfg(feature = "testing")]
+    pub(crate) fn has_data_dir(&self) -> bool {
+        self.data_dir.is_some()
+    }
+
     /// Adjusts runtime settings; settings the configuration gives win over these.
     pub fn runtime(mut self, configure: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder) -> Self {
         self.runtime = configure(self.runtime);
@@ -204,14 +210,7 @@ impl ServerBuilder {
             .listen
             .or(config.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses"));
-        let mut runtime = config.runtime.apply_to(self.runtime.data_dir(&data_dir));
-        for binding in &config.bindings {
-            runtime = runtime.bind_class(&binding.name, &binding.class_name);
-        }
-        for (name, value) in &config.vars {
-            runtime = runtime.var(name, value);
-        }
-        runtime = runtime.migrations(config.migrations.clone());
+        let runtime = config.apply_to(self.runtime.data_dir(&data_dir));
         // The runtime raises the descriptor limit and takes its share for databases; the
         // connections get theirs.
         let runtime = runtime.build()?;

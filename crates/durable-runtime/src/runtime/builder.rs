@@ -366,13 +366,15 @@ impl RuntimeBuilder {
         let alarms_pending = load_alarms(&shared)?;
         // A clock set by hand (a test's) wakes the scheduler at once, not at its next look.
         let listener = Arc::downgrade(&shared);
-        shared.clock.subscribe(Box::new(move || match listener.upgrade() {
-            Some(shared) => {
-                shared.alarms.wake();
-                true
-            }
-            None => false,
-        }));
+        shared
+            .clock
+            .subscribe(Box::new(move || match listener.upgrade() {
+                Some(shared) => {
+                    shared.alarms.wake();
+                    true
+                }
+                None => false,
+            }));
         let classes: Arc<[ClassVTable]> = namespaces.classes.into();
         let (mut threads, alarm_thread) = start_threads(&shared, receivers, &classes)?;
         let monitor = match Monitor::spawn(Arc::clone(&shared)) {

@@ -27,12 +27,14 @@ pub(crate) enum ShardMsg {
     /// The node is at its open-database limit: close the databases of idle objects.
     Reclaim,
     /// An operator's or a test's request about the shard's instances.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     Control(Control),
     Stop,
 }
 
 /// What an operator or a test asks a shard about its instances; each answers on its
 /// `reply` channel.
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub(crate) enum Control {
     /// Whether the object has a live instance, and whether it is idle.
     Status {
@@ -149,6 +151,7 @@ impl ShardHandle {
     }
 
     /// Sends `control` to the shard's thread; false if it already ended.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) fn control(&self, control: Control) -> bool {
         self.tx.send(ShardMsg::Control(control)).is_ok()
     }
