@@ -59,9 +59,9 @@
 //! sockets to), [`commit`] (the capture point every commit passes), and the [`guides`].
 //! The execution model (turns, the input gate, resets, eviction) is included below.
 //!
-//! Feature `testing`: hooks for tests of failure paths, such as
-//! `Runtime::inject_sync_failures`, which makes the next WAL fsyncs fail as a broken disk
-//! would.
+//! Feature `testing`: the testing toolkit, [`testing`] (a runtime per test with its own data
+//! folder and a manual clock, closures run inside objects, alarms on demand, eviction,
+//! resets and storage faults), walked through in the `guides::testing` guide.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 #![doc = ""]
 #![doc = include_str!("../../../docs/execution-model.md")]
@@ -185,6 +185,11 @@ pub mod guides {
     /// data folder, a stalled handler or a hung disk, and what to do.
     #[doc = include_str!("../../../docs/operations.md")]
     pub mod operations {}
+    /// Testing: a runtime per test, closures inside objects, time, eviction, faults, and the
+    /// server's in-process client (feature `testing`).
+    #[cfg(feature = "testing")]
+    #[doc = include_str!("../../../docs/testing.md")]
+    pub mod testing {}
 }
 
 /// The names most code needs: `use durable_objects::prelude::*;`.
