@@ -125,9 +125,8 @@ impl TestEnv {
                 path: std::env::temp_dir(),
                 source,
             })?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(0));
+        // The manual clock starts where the system clock is, so timestamps look real.
+        let now = crate::SystemClock.now_ms();
         let mut test = Self {
             runtime: None,
             configure: Arc::new(configure),

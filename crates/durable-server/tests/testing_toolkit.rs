@@ -47,6 +47,10 @@ impl DurableObject for Room {
     }
 }
 
+/// Reached only through `fetch` and its sockets.
+#[rpc]
+impl Room {}
+
 const CONFIG: &str = r#"{
     // The same file a server would read.
     "durable_objects": { "bindings": [{ "name": "ROOMS", "class_name": "Room" }] },
