@@ -53,11 +53,18 @@ pub enum EnvelopeError {
 
 impl From<EnvelopeError> for Error {
     fn from(err: EnvelopeError) -> Self {
-        let kind = match err {
-            EnvelopeError::TooLarge { .. } => ErrorKind::InvalidInput,
-            _ => ErrorKind::Codec,
-        };
-        Error::new(kind, err.to_string())
+        if let EnvelopeError::TooLarge { bytes, limit, .. } = err {
+            // Typed, so a caller (and the server's status mapping) sees which limit it was.
+            let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+            return Error::new(ErrorKind::InvalidInput, err.to_string()).with_detail(
+                crate::ErrorDetail::Limit {
+                    limit: crate::Limit::RpcMessageBytes,
+                    max: wide(limit),
+                    actual: Some(wide(bytes)),
+                },
+            );
+        }
+        Error::new(ErrorKind::Codec, err.to_string())
     }
 }
 

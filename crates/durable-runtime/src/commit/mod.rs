@@ -321,7 +321,17 @@ impl<O: Output> CommitPipeline<O> {
             return Err(failure);
         }
         let durable = self.durable_seq();
+        let mut ready = Vec::new();
         while let Some(held) = self.outputs.pop_ready(durable) {
+            ready.push(held);
+        }
+        // The schedule follows a durable alarm change before the replies of the same commit
+        // leave: a caller told "the alarm is set" finds it scheduled (a test's clock jump
+        // right after the reply must see it).
+        let (alarms, others): (Vec<_>, Vec<_>) = ready
+            .into_iter()
+            .partition(|held| matches!(held, Held::AlarmDurable(_)));
+        for held in alarms.into_iter().chain(others) {
             self.deliver(held);
         }
         Ok(())
