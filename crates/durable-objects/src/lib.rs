@@ -59,7 +59,7 @@
 //! sockets to), [`commit`] (the capture point every commit passes), and the [`guides`].
 //! The execution model (turns, the input gate, resets, eviction) is included below.
 //!
-//! Feature `testing`: the testing toolkit, [`testing`] (a runtime per test with its own data
+//! Feature `testing`: the testing toolkit, `durable_objects::testing` (a runtime per test with its own data
 //! folder and a manual clock, closures run inside objects, alarms on demand, eviction,
 //! resets and storage faults), walked through in the `guides::testing` guide.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
@@ -185,6 +185,10 @@ pub mod guides {
     /// data folder, a stalled handler or a hung disk, and what to do.
     #[doc = include_str!("../../../docs/operations.md")]
     pub mod operations {}
+    /// Conformance: every item of Cloudflare's behavioural checklist, with its status and
+    /// the tests that check it.
+    #[doc = include_str!("../../../docs/conformance.md")]
+    pub mod conformance {}
     /// Testing: a runtime per test, closures inside objects, time, eviction, faults, and the
     /// server's in-process client (feature `testing`).
     #[cfg(feature = "testing")]

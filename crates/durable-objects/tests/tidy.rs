@@ -350,3 +350,79 @@ fn unsafe_code_lives_in_one_module() {
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("unsafe_code = \"deny\""), "{manifest}");
 }
+
+// ----- the conformance table --------------------------------------------------------------
+
+#[test]
+fn the_conformance_table_names_every_spec_test_and_only_tests_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let table = std::fs::read_to_string(root.join("docs/conformance.md")).unwrap();
+    let mut files = Vec::new();
+    for dir in [
+        "crates/durable-objects/tests",
+        "crates/durable-server/tests",
+    ] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let mut defined = std::collections::BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (at, _) in text.match_indices("fn spec_") {
+            let name: String = text[at + 3..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name.starts_with("spec_") && name.chars().nth(5).is_some_and(|c| c.is_ascii_digit())
+            {
+                defined.insert(name);
+            }
+        }
+    }
+    assert!(
+        defined.len() > 100,
+        "found only {} spec tests",
+        defined.len()
+    );
+    let mut named = std::collections::BTreeSet::new();
+    for (at, _) in table.match_indices("`spec_") {
+        let name: String = table[at + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        named.insert(name);
+    }
+    let missing: Vec<_> = defined.difference(&named).collect();
+    assert!(
+        missing.is_empty(),
+        "spec tests not in docs/conformance.md: {missing:?}"
+    );
+    let unknown: Vec<_> = named.difference(&defined).collect();
+    assert!(
+        unknown.is_empty(),
+        "docs/conformance.md names tests that do not exist: {unknown:?}"
+    );
+    // Every item of sections 1–12 has its row, in order.
+    let rows: Vec<&str> = table
+        .lines()
+        .filter_map(|line| line.strip_prefix("| "))
+        .filter_map(|line| line.split(' ').next())
+        .filter(|id| id.contains('.') && id.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(rows.len(), 146, "one row per checklist item");
+    for status_line in table
+        .lines()
+        .filter(|l| l.starts_with("| ") && rows.iter().any(|id| l.starts_with(&format!("| {id} "))))
+    {
+        assert!(
+            [
+                "| passes |",
+                "| deviation |",
+                "| does not apply |",
+                "| not yet |"
+            ]
+            .iter()
+            .any(|status| status_line.contains(status)),
+            "a row without a status: {status_line}"
+        );
+    }
+}

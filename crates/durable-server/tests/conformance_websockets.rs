@@ -185,9 +185,51 @@ impl Sockets {
     }
 }
 
+/// Handles messages but has no `web_socket_close` handler.
+#[durable_object]
+pub struct Mute {
+    state: State,
+}
+
+impl DurableObject for Mute {
+    fn new(state: State, _env: Env) -> Self {
+        let kv = state.storage().kv();
+        let built: u32 = kv.get("built").unwrap().unwrap_or(0);
+        kv.put("built", &(built + 1)).unwrap();
+        Self { state }
+    }
+
+    async fn fetch(&self, _request: Request) -> Result<Response> {
+        let pair = WebSocketPair::new();
+        self.state.accept_web_socket(&pair.server, &[])?;
+        Ok(pair.client.into_response())
+    }
+
+    async fn web_socket_message(&self, ws: WebSocket, _message: WebSocketMessage) -> Result<()> {
+        let built: u32 = self.state.storage().kv().get("built")?.unwrap_or(0);
+        ws.send_text(format!("built {built}"))
+    }
+}
+
+#[rpc]
+impl Mute {}
+
 fn setup() -> (TestEnv, TestClient) {
-    let test = TestEnv::new(|runtime| runtime.bind::<Sockets>("SOCKETS")).unwrap();
+    let test =
+        TestEnv::new(|runtime| runtime.bind::<Sockets>("SOCKETS").bind::<Mute>("MUTE")).unwrap();
     let router = Router::new()
+        .route(
+            "/mute/{name}",
+            any(
+                |Front(env): Front<Env>, Path(name): Path<String>, request: HttpRequest| async move {
+                    forward(
+                        &env.namespace::<Mute>("MUTE").unwrap().get_by_name(&name),
+                        request,
+                    )
+                    .await
+                },
+            ),
+        )
         .route(
             "/{name}",
             any(
@@ -384,4 +426,16 @@ async fn spec_7_10_a_reset_closes_hibernatable_sockets_but_eviction_keeps_them()
         TestFrame::Close { .. } => {}
         other => panic!("expected the reset to close the socket, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn spec_7_9_a_missing_socket_handler_is_an_error_not_a_reset() {
+    let (_test, client) = setup();
+    let mut first = client.websocket("/mute/m").await.unwrap();
+    assert_eq!(ask(&mut first, "hi").await, "built 1");
+    // The close of another socket finds no `web_socket_close`: the event fails (logged),
+    // the object is not reset, and the other socket is untouched.
+    let second = client.websocket("/mute/m").await.unwrap();
+    second.close(1000, "bye").await.unwrap();
+    assert_eq!(ask(&mut first, "hi").await, "built 1");
 }
