@@ -12,6 +12,10 @@ use durable_objects::prelude::*;
 /// names of their own and compare before and after).
 pub static CONSTRUCTED: AtomicUsize = AtomicUsize::new(0);
 
+/// One run of the alarm handler: retry count, is-retry, scheduled time, what `get_alarm`
+/// said during the run, and the object's name as the handler saw it.
+pub type AlarmRun = (u32, bool, i64, Option<i64>, Option<String>);
+
 /// Records its calls, its alarms (with their `AlarmInfo` and what `get_alarm` said while
 /// they ran) and the name it saw in its constructor.
 #[durable_object]
@@ -51,8 +55,7 @@ impl DurableObject for Spec {
         let storage = self.state.storage();
         let kv = storage.kv();
         let seen = storage.get_alarm().await?;
-        let mut runs: Vec<(u32, bool, i64, Option<i64>, Option<String>)> =
-            kv.get("alarm_runs")?.unwrap_or_default();
+        let mut runs: Vec<AlarmRun> = kv.get("alarm_runs")?.unwrap_or_default();
         runs.push((
             info.retry_count,
             info.is_retry,
@@ -133,7 +136,7 @@ impl Spec {
         self.state.storage().set_alarm(time_ms).await
     }
 
-    pub async fn alarm_runs(&self) -> Result<Vec<(u32, bool, i64, Option<i64>, Option<String>)>> {
+    pub async fn alarm_runs(&self) -> Result<Vec<AlarmRun>> {
         Ok(self
             .state
             .storage()

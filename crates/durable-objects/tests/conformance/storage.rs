@@ -188,12 +188,13 @@ async fn spec_4_23_an_unconfirmed_write_does_not_hold_the_reply() {
 
 #[tokio::test]
 async fn spec_4_24_any_serde_value_round_trips() {
-    let test = spec_env();
-    let value: (
+    type Mixed = (
         Vec<Option<u8>>,
         std::collections::BTreeMap<String, (f64, bool)>,
         String,
-    ) = (
+    );
+    let test = spec_env();
+    let value: Mixed = (
         vec![Some(1), None],
         [("k".to_owned(), (0.25, true))].into_iter().collect(),
         "ünï".into(),
@@ -201,14 +202,7 @@ async fn spec_4_24_any_serde_value_round_trips() {
     let expected = value.clone();
     let back = with_storage(&spec(&test, "k"), move |storage| {
         storage.kv().put("v", &value).unwrap();
-        storage
-            .kv()
-            .get::<(
-                Vec<Option<u8>>,
-                std::collections::BTreeMap<String, (f64, bool)>,
-                String,
-            )>("v")
-            .unwrap()
+        storage.kv().get::<Mixed>("v").unwrap()
     })
     .await;
     assert_eq!(back, Some(expected));
