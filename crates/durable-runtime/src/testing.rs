@@ -33,12 +33,21 @@ use crate::state::State;
 use crate::stub::Stub;
 
 /// How long a waiting helper waits for its condition before it fails.
+///
+/// ```
+/// assert_eq!(durable_objects::testing::PATIENCE.as_secs(), 30);
+/// ```
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// How long a waiting helper pauses between two looks at its condition.
 const LOOK_EVERY: Duration = Duration::from_millis(1);
 
 /// What happens to an evicted object's hibernatable WebSockets.
+///
+/// ```
+/// use durable_objects::testing::EvictSockets;
+/// assert_eq!(EvictSockets::default(), EvictSockets::Hibernate);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EvictSockets {
     /// They stay open, and their next event wakes a new instance (hibernation).
@@ -146,6 +155,18 @@ impl TestEnv {
     }
 
     /// The environment: namespaces by binding name, and variables.
+    ///
+    /// ```
+    /// # use durable_objects::prelude::*;
+    /// # #[durable_object] pub struct Room;
+    /// # impl DurableObject for Room { fn new(_: State, _: Env) -> Self { Room } }
+    /// # #[rpc] impl Room {}
+    /// # fn main() -> anyhow::Result<()> {
+    /// let test = durable_objects::testing::TestEnv::new(|r| r.bind::<Room>("ROOMS"))?;
+    /// let rooms = test.env().namespace::<Room>("ROOMS")?;
+    /// assert_eq!(rooms.class_name(), "Room");
+    /// # Ok(()) }
+    /// ```
     pub fn env(&self) -> Env {
         self.runtime().env()
     }
@@ -345,9 +366,20 @@ impl TestEnv {
         self.runtime().stall_syncs();
     }
 
-    /// Lets stalled fsyncs finish.
+    /// Lets stalled fsyncs finish (the example of [`stall_syncs`](Self::stall_syncs) shows
+    /// both).
     ///
-    /// See [`stall_syncs`](Self::stall_syncs) for an example.
+    /// ```
+    /// # use durable_objects::prelude::*;
+    /// # #[durable_object] pub struct Room;
+    /// # impl DurableObject for Room { fn new(_: State, _: Env) -> Self { Room } }
+    /// # #[rpc] impl Room {}
+    /// # fn main() -> anyhow::Result<()> {
+    /// let test = durable_objects::testing::TestEnv::new(|r| r.bind::<Room>("ROOMS"))?;
+    /// test.stall_syncs();
+    /// test.release_syncs(); // nothing was waiting: a no-op
+    /// # Ok(()) }
+    /// ```
     pub fn release_syncs(&self) {
         self.runtime().release_sync_stall();
     }

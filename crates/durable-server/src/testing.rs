@@ -72,11 +72,30 @@ pub struct TestResponse {
 
 impl TestResponse {
     /// The body as text (invalid UTF-8 replaced).
+    ///
+    /// ```
+    /// # use durable_server::axum::{Router, routing::get};
+    /// # use durable_server::testing::TestClient;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+    /// let client = TestClient::new(Router::new().route("/", get(|| async { "home" })));
+    /// assert_eq!(client.get("/").await?.text(), "home");
+    /// # Ok(()) }
+    /// ```
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The body parsed as JSON.
+    ///
+    /// ```
+    /// # use durable_server::axum::{Json, Router, routing::get};
+    /// # use durable_server::testing::TestClient;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+    /// let router = Router::new().route("/n", get(|| async { Json(serde_json::json!({"n": 3})) }));
+    /// let body: serde_json::Value = TestClient::new(router).get("/n").await?.json()?;
+    /// assert_eq!(body["n"], 3);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// If the body is not JSON of type `T`.
@@ -288,6 +307,24 @@ impl TestWebSocket {
     }
 
     /// Sends a binary message.
+    ///
+    /// ```
+    /// use durable_server::axum::{Router, routing::any, extract::ws::{WebSocketUpgrade, Message}};
+    /// use durable_server::testing::{TestClient, TestFrame};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+    /// let router = Router::new().route("/len", any(|upgrade: WebSocketUpgrade| async move {
+    ///     upgrade.on_upgrade(|mut socket| async move {
+    ///         while let Some(Ok(Message::Binary(bytes))) = socket.recv().await {
+    ///             let _ = socket.send(Message::Text(bytes.len().to_string().into())).await;
+    ///         }
+    ///     })
+    /// }));
+    /// let mut socket = TestClient::new(router).websocket("/len").await?;
+    /// socket.send_binary(vec![1, 2, 3]).await?;
+    /// assert_eq!(socket.recv_text().await?, "3");
+    /// # Ok(()) }
+    /// ```
     pub async fn send_binary(&mut self, bytes: impl Into<Bytes>) -> Result<(), TestClientError> {
         self.send(Message::binary(bytes.into())).await
     }
@@ -330,7 +367,8 @@ impl TestWebSocket {
         }
     }
 
-    /// The next frame, which must be a text message.
+    /// The next frame, which must be a text message (see [`send_binary`](Self::send_binary)
+    /// for an example); anything else is [`TestClientError::Unexpected`].
     pub async fn recv_text(&mut self) -> Result<String, TestClientError> {
         match self.recv().await? {
             TestFrame::Text(text) => Ok(text),
@@ -341,7 +379,8 @@ impl TestWebSocket {
         }
     }
 
-    /// Sends a Close frame with `code` and `reason`, and waits for the peer's Close.
+    /// Sends a Close frame with `code` and `reason`, and waits for the peer's Close (see
+    /// [`TestClient::websocket`] for an example).
     pub async fn close(mut self, code: u16, reason: &str) -> Result<(), TestClientError> {
         let frame = CloseFrame {
             code: CloseCode::from(code),
@@ -416,16 +455,29 @@ pub async fn start_server(builder: ServerBuilder) -> Result<RunningServer, Serve
 
 impl RunningServer {
     /// The address it listens on.
+    ///
+    /// ```
+    /// # use durable_server::{Server, axum::Router, config::{Config, Format}};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+    /// let builder = Server::builder(Config::parse("{}", Format::Jsonc)?).router(|_| Router::new());
+    /// let server = durable_server::testing::start_server(builder).await?;
+    /// assert!(server.addr().ip().is_loopback());
+    /// assert_eq!(server.url("/x"), format!("http://{}/x", server.addr()));
+    /// assert_eq!(server.env().vars().count(), 0);
+    /// server.stop().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http://127.0.0.1:<port><path>` (see [`addr`](Self::addr) for an example).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    /// The server's environment, to reach objects directly.
+    /// The server's environment, to reach objects directly (see [`addr`](Self::addr) for an
+    /// example).
     pub fn env(&self) -> Env {
         self.env.clone()
     }
