@@ -1,0 +1,32 @@
+//! The commit log's records: what one commit of one object changed, and how records chain.
+//!
+//! Every commit of an object becomes a [`LogRecord`]: the page images the commit wrote (taken
+//! at the runtime's capture point, checked against the WAL's own checksums), the database's
+//! size after it, the alarm change, and its place in the object's history: a sequence number
+//! that never restarts (1, 2, 3, ... over the object's whole life) and the [`Checksum`] of its
+//! predecessor. A record's own checksum covers everything in it, its predecessor's checksum
+//! included, so the records of one object form a chain: a missing record is a gap, two
+//! records that claim the same predecessor are a fork, and an altered record breaks every
+//! link after it ([`chain`] checks all three).
+//!
+//! Records are page images, not logical changes, so schema changes, snapshots and restores
+//! compose: applying an object's records in order to an empty file (or to a snapshot taken
+//! at record *n*, then the records after *n*) rebuilds its database byte for byte
+//! ([`image`]). A [`segment`] is records written one after another, as an archive file or a
+//! stream holds them; reading one tells a torn tail (a write cut short) from damage.
+//!
+//! This crate is the format and its rules, as plain functions of bytes: no I/O of its own,
+//! no clock (a record's time is given to it), no threads. The archive that stores records,
+//! its retention and compaction, and the replication to PostgreSQL build on it.
+
+pub mod chain;
+pub mod image;
+pub mod record;
+pub mod segment;
+
+pub use chain::{ChainError, Head, verify_chain};
+pub use image::{DatabaseImage, ImageError};
+pub use record::{
+    AlarmChange, Checksum, DecodeError, LogRecord, ObjectName, PageImage, RecordKind,
+};
+pub use segment::{SegmentEnd, read_segment};
