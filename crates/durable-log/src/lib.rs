@@ -15,15 +15,19 @@
 //! ([`image`]). A [`segment`] is records written one after another, as an archive file or a
 //! stream holds them; reading one tells a torn tail (a write cut short) from damage.
 //!
-//! This crate is the format and its rules, as plain functions of bytes: no I/O of its own,
-//! no clock (a record's time is given to it), no threads. The archive that stores records,
-//! its retention and compaction, and the replication to PostgreSQL build on it.
+//! The format and its rules ([`record`], [`chain`], [`image`], [`segment`]) are plain
+//! functions of bytes: no I/O, no clock (a record's time is given to it), no threads.
+//! [`archive`] is the node's own log on disk ([`LocalArchive`]: segment files and an index),
+//! which does I/O. Retention, snapshots and the replication to PostgreSQL build on these;
+//! nothing in the runtime writes records yet.
 
+pub mod archive;
 pub mod chain;
 pub mod image;
 pub mod record;
 pub mod segment;
 
+pub use archive::{ArchiveError, LocalArchive, RecordPlace};
 pub use chain::{ChainError, Head, verify_chain};
 pub use image::{DatabaseImage, ImageError};
 pub use record::{

@@ -1,0 +1,522 @@
+//! [`LocalArchive`]: the node's own commit log, in its data folder.
+//!
+//! Records of every object go, in the order they are appended, into numbered segment files
+//! (`segments/00000000000000000001.seg`, rolled past [`SEGMENT_BYTES`]): one file written
+//! sequentially and one fsync per append, however many objects the append holds. The
+//! segments are the truth. An index (`index.sqlite`: which record of which object lies where,
+//! with its time and checksum) makes an object's history readable without a scan; it is
+//! written after the segment is synced, so after a crash it may lag: opening the archive
+//! indexes what the segments hold beyond it, and cuts a torn tail off the last segment (a
+//! record whose write was cut short was never acknowledged as archived). Damage anywhere else
+//! is an error, never skipped.
+//!
+//! An append continues each object's chain from its head (the chain rule of [`crate::chain`]);
+//! one that does not is refused whole, before anything is written.
+//!
+//! Unlike the format modules, this one does I/O; it is synchronous (a writer thread calls it).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::chain::{ChainError, Head};
+use crate::record::{Checksum, DecodeError, LogRecord, ObjectName};
+use crate::segment::{SegmentEnd, read_segment};
+
+/// A segment is closed and the next one started once it holds this many bytes.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What can go wrong in the archive.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// A file of the archive could not be read or written.
+    #[error("archive file {}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The index could not be read or written.
+    #[error("archive index: {0}")]
+    Index(#[from] rusqlite::Error),
+    /// An append does not continue an object's chain.
+    #[error("record {seq} of {class} does not continue its chain: {source}")]
+    Chain {
+        /// The object's class.
+        class: String,
+        /// The record's number.
+        seq: u64,
+        /// How it breaks the chain.
+        source: ChainError,
+    },
+    /// A segment holds bytes that are not records (not at its end, where a crash leaves a
+    /// torn tail).
+    #[error(
+        "segment {} is damaged at byte {offset}: {error}; the records after it cannot be trusted",
+        path.display()
+    )]
+    Damaged {
+        /// The segment.
+        path: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What the decoder found.
+        error: DecodeError,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where one record lies, as the index has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPlace {
+    /// The record's number.
+    pub seq: u64,
+    /// Its time, in milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// Its checksum.
+    pub checksum: Checksum,
+    /// The segment that holds it.
+    pub segment: u64,
+    /// Where it starts in the segment.
+    pub offset: u64,
+    /// Its encoded length.
+    pub len: u64,
+}
+
+/// The node's commit log in a folder of its data folder.
+#[derive(Debug)]
+pub struct LocalArchive {
+    dir: PathBuf,
+    segment_bytes: u64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    index: Connection,
+    /// The segment being appended to: its number, file and length.
+    segment: u64,
+    file: File,
+    len: u64,
+    heads: HashMap<ObjectName, Head>,
+}
+
+impl LocalArchive {
+    /// Opens (or creates) the archive in `dir`: indexes what the segments hold beyond the
+    /// index and cuts a torn tail off the last segment.
+    pub fn open(dir: &Path) -> Result<Self, ArchiveError> {
+        Self::open_with_segment_bytes(dir, SEGMENT_BYTES)
+    }
+
+    /// [`open`](Self::open), rolling segments past `segment_bytes` instead of
+    /// [`SEGMENT_BYTES`].
+    pub fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> Result<Self, ArchiveError> {
+        let segments_dir = dir.join("segments");
+        create_dir_durably(&segments_dir)?;
+        let index_path = dir.join("index.sqlite");
+        let index = Connection::open(&index_path)?;
+        index.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS records (
+                 class TEXT NOT NULL, id BLOB NOT NULL, seq INTEGER NOT NULL,
+                 time_ms INTEGER NOT NULL, checksum INTEGER NOT NULL,
+                 segment INTEGER NOT NULL, offset INTEGER NOT NULL, len INTEGER NOT NULL,
+                 PRIMARY KEY (class, id, seq)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS segments (
+                 segment INTEGER PRIMARY KEY, indexed_len INTEGER NOT NULL);",
+        )?;
+        let mut numbers = segment_numbers(&segments_dir)?;
+        if numbers.is_empty() {
+            numbers.push(1);
+            create_segment(&segments_dir, 1)?;
+        }
+        let last = *numbers.last().unwrap_or(&1);
+        for &number in &numbers {
+            catch_up(&index, &segments_dir, number, number == last)?;
+        }
+        let path = segment_path(&segments_dir, last);
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let len = file.metadata().map_err(io(&path))?.len();
+        let heads = read_heads(&index)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            segment_bytes: segment_bytes.max(1),
+            inner: Mutex::new(Inner {
+                index,
+                segment: last,
+                file,
+                len,
+                heads,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `records` (of any objects; each object's in order, continuing its head),
+    /// durably: when this returns `Ok`, they are synced to disk. A record that does not
+    /// continue its object's chain refuses the whole append, and nothing is written.
+    pub fn append(&self, records: &[LogRecord]) -> Result<(), ArchiveError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut inner = self.lock();
+        // Check every link first: a refused append writes nothing.
+        let mut heads: HashMap<&ObjectName, Head> = HashMap::new();
+        for record in records {
+            let head = heads
+                .get(&record.object)
+                .copied()
+                .or_else(|| inner.heads.get(&record.object).copied())
+                .unwrap_or(Head::EMPTY);
+            let next = head.advance(record).map_err(|source| ArchiveError::Chain {
+                class: record.object.class.clone(),
+                seq: record.seq,
+                source,
+            })?;
+            heads.insert(&record.object, next);
+        }
+        if inner.len >= self.segment_bytes {
+            self.roll(&mut inner)?;
+        }
+        let segment = inner.segment;
+        let path = segment_path(&self.segments_dir(), segment);
+        let mut bytes = Vec::new();
+        let mut places = Vec::with_capacity(records.len());
+        for record in records {
+            let encoded = record.encode();
+            places.push((
+                record,
+                RecordPlace {
+                    seq: record.seq,
+                    time_ms: record.time_ms,
+                    checksum: record.checksum(),
+                    segment,
+                    offset: inner.len + bytes.len() as u64,
+                    len: encoded.len() as u64,
+                },
+            ));
+            bytes.extend_from_slice(&encoded);
+        }
+        inner.file.write_all(&bytes).map_err(io(&path))?;
+        inner.file.sync_data().map_err(io(&path))?;
+        inner.len += bytes.len() as u64;
+        let len = inner.len;
+        let tx = inner.index.transaction()?;
+        for (record, place) in &places {
+            insert_place(&tx, &record.object, place)?;
+        }
+        tx.execute(
+            "INSERT INTO segments (segment, indexed_len) VALUES (?1, ?2)
+             ON CONFLICT (segment) DO UPDATE SET indexed_len = excluded.indexed_len",
+            params![segment as i64, len as i64],
+        )?;
+        tx.commit()?;
+        for (object, head) in heads {
+            inner.heads.insert(object.clone(), head);
+        }
+        Ok(())
+    }
+
+    fn segments_dir(&self) -> PathBuf {
+        self.dir.join("segments")
+    }
+
+    fn roll(&self, inner: &mut Inner) -> Result<(), ArchiveError> {
+        let next = inner.segment + 1;
+        let path = create_segment(&self.segments_dir(), next)?;
+        inner.file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        inner.segment = next;
+        inner.len = 0;
+        Ok(())
+    }
+
+    /// Where `object`'s chain ends.
+    pub fn head(&self, object: &ObjectName) -> Head {
+        self.lock()
+            .heads
+            .get(object)
+            .copied()
+            .unwrap_or(Head::EMPTY)
+    }
+
+    /// Every object the archive holds records of.
+    pub fn objects(&self) -> Vec<ObjectName> {
+        let mut objects: Vec<ObjectName> = self.lock().heads.keys().cloned().collect();
+        objects.sort();
+        objects
+    }
+
+    /// Where each record of `object` from number `from` on lies, in order.
+    pub fn places(&self, object: &ObjectName, from: u64) -> Result<Vec<RecordPlace>, ArchiveError> {
+        let inner = self.lock();
+        let mut statement = inner.index.prepare_cached(
+            "SELECT seq, time_ms, checksum, segment, offset, len FROM records
+             WHERE class = ?1 AND id = ?2 AND seq >= ?3 ORDER BY seq",
+        )?;
+        let rows = statement.query_map(
+            params![object.class, object.id.as_slice(), from as i64],
+            |row| {
+                Ok(RecordPlace {
+                    seq: row.get::<_, i64>(0)? as u64,
+                    time_ms: row.get(1)?,
+                    checksum: Checksum(row.get::<_, i64>(2)? as u64),
+                    segment: row.get::<_, i64>(3)? as u64,
+                    offset: row.get::<_, i64>(4)? as u64,
+                    len: row.get::<_, i64>(5)? as u64,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The last record of `object` taken at or before `time_ms`, if any.
+    pub fn place_at_time(
+        &self,
+        object: &ObjectName,
+        time_ms: i64,
+    ) -> Result<Option<RecordPlace>, ArchiveError> {
+        let inner = self.lock();
+        let place = inner
+            .index
+            .query_row(
+                "SELECT seq, time_ms, checksum, segment, offset, len FROM records
+                 WHERE class = ?1 AND id = ?2 AND time_ms <= ?3 ORDER BY seq DESC LIMIT 1",
+                params![object.class, object.id.as_slice(), time_ms],
+                |row| {
+                    Ok(RecordPlace {
+                        seq: row.get::<_, i64>(0)? as u64,
+                        time_ms: row.get(1)?,
+                        checksum: Checksum(row.get::<_, i64>(2)? as u64),
+                        segment: row.get::<_, i64>(3)? as u64,
+                        offset: row.get::<_, i64>(4)? as u64,
+                        len: row.get::<_, i64>(5)? as u64,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(place)
+    }
+
+    /// The records of `object` numbered `from..=to`, read from the segments and checked
+    /// against the index (number, checksum, object).
+    pub fn records(
+        &self,
+        object: &ObjectName,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<LogRecord>, ArchiveError> {
+        let places: Vec<RecordPlace> = self
+            .places(object, from)?
+            .into_iter()
+            .take_while(|place| place.seq <= to)
+            .collect();
+        let segments_dir = self.segments_dir();
+        let mut out = Vec::with_capacity(places.len());
+        for place in places {
+            let path = segment_path(&segments_dir, place.segment);
+            let mut file = File::open(&path).map_err(io(&path))?;
+            file.seek(SeekFrom::Start(place.offset))
+                .map_err(io(&path))?;
+            let mut bytes = vec![0u8; place.len as usize];
+            file.read_exact(&mut bytes).map_err(io(&path))?;
+            let damaged = |error| ArchiveError::Damaged {
+                path: path.clone(),
+                offset: place.offset,
+                error,
+            };
+            let (record, _) = LogRecord::decode(&bytes).map_err(damaged)?;
+            if record.seq != place.seq
+                || &record.object != object
+                || record.checksum() != place.checksum
+            {
+                return Err(damaged(DecodeError::Malformed {
+                    reason: format!("the index says record {} lies here", place.seq),
+                }));
+            }
+            out.push(record);
+        }
+        Ok(out)
+    }
+}
+
+fn read_heads(index: &Connection) -> Result<HashMap<ObjectName, Head>, ArchiveError> {
+    let mut statement =
+        index.prepare("SELECT class, id, max(seq), checksum FROM records GROUP BY class, id")?;
+    let rows = statement.query_map([], |row| {
+        let class: String = row.get(0)?;
+        let id: Vec<u8> = row.get(1)?;
+        let seq: i64 = row.get(2)?;
+        let checksum: i64 = row.get(3)?;
+        Ok((class, id, seq as u64, Checksum(checksum as u64)))
+    })?;
+    let mut heads = HashMap::new();
+    for row in rows {
+        let (class, id, seq, checksum) = row?;
+        let mut bytes = [0u8; 32];
+        if id.len() == 32 {
+            bytes.copy_from_slice(&id);
+        }
+        heads.insert(ObjectName { class, id: bytes }, Head { seq, checksum });
+    }
+    Ok(heads)
+}
+
+fn insert_place(
+    index: &Connection,
+    object: &ObjectName,
+    place: &RecordPlace,
+) -> Result<(), ArchiveError> {
+    index.execute(
+        "INSERT OR REPLACE INTO records (class, id, seq, time_ms, checksum, segment, offset, len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            object.class,
+            object.id.as_slice(),
+            place.seq as i64,
+            place.time_ms,
+            place.checksum.0 as i64,
+            place.segment as i64,
+            place.offset as i64,
+            place.len as i64
+        ],
+    )?;
+    Ok(())
+}
+
+/// Indexes what segment `number` holds beyond the index; on the last segment, a torn tail
+/// is cut off.
+fn catch_up(
+    index: &Connection,
+    segments_dir: &Path,
+    number: u64,
+    last: bool,
+) -> Result<(), ArchiveError> {
+    let path = segment_path(segments_dir, number);
+    let indexed: u64 = index
+        .query_row(
+            "SELECT indexed_len FROM segments WHERE segment = ?1",
+            [number as i64],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()?
+        .unwrap_or(0) as u64;
+    let bytes = std::fs::read(&path).map_err(io(&path))?;
+    if bytes.len() as u64 <= indexed {
+        return Ok(());
+    }
+    let (records, end) = read_segment(&bytes[indexed as usize..]);
+    let mut offset = indexed;
+    for record in &records {
+        let len = record.encode().len() as u64;
+        let place = RecordPlace {
+            seq: record.seq,
+            time_ms: record.time_ms,
+            checksum: record.checksum(),
+            segment: number,
+            offset,
+            len,
+        };
+        insert_place(index, &record.object, &place)?;
+        offset += len;
+    }
+    match end {
+        SegmentEnd::Clean => {}
+        SegmentEnd::Torn { offset: torn } if last => {
+            let at = indexed + torn as u64;
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            file.set_len(at).map_err(io(&path))?;
+            file.sync_all().map_err(io(&path))?;
+            offset = at;
+        }
+        SegmentEnd::Torn { offset: at } | SegmentEnd::Damaged { offset: at, .. } => {
+            let error = match end {
+                SegmentEnd::Damaged { error, .. } => error,
+                _ => DecodeError::Malformed {
+                    reason: "a record cut short in a segment that is not the last".into(),
+                },
+            };
+            return Err(ArchiveError::Damaged {
+                path,
+                offset: indexed + at as u64,
+                error,
+            });
+        }
+    }
+    index.execute(
+        "INSERT INTO segments (segment, indexed_len) VALUES (?1, ?2)
+         ON CONFLICT (segment) DO UPDATE SET indexed_len = excluded.indexed_len",
+        params![number as i64, offset as i64],
+    )?;
+    Ok(())
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:020}.seg"))
+}
+
+fn segment_numbers(dir: &Path) -> Result<Vec<u64>, ArchiveError> {
+    let mut numbers: Vec<u64> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            name.to_str()?.strip_suffix(".seg")?.parse().ok()
+        })
+        .collect();
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// Creates segment `number`, its name synced into the folder.
+fn create_segment(dir: &Path, number: u64) -> Result<PathBuf, ArchiveError> {
+    let path = segment_path(dir, number);
+    File::create(&path).map_err(io(&path))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    File::open(dir)
+        .and_then(|folder| folder.sync_all())
+        .map_err(io(dir))
+}
+
+/// Creates `dir` and its missing parents, each one's name synced into its parent.
+fn create_dir_durably(dir: &Path) -> Result<(), ArchiveError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    std::fs::create_dir(dir).map_err(io(dir))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
