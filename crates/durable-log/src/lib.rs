@@ -27,7 +27,7 @@ pub mod image;
 pub mod record;
 pub mod segment;
 
-pub use archive::{ArchiveError, LocalArchive, RecordPlace};
+pub use archive::{ArchiveError, LocalArchive, RecordPlace, VerifyReport};
 pub use chain::{ChainError, Head, verify_chain};
 pub use image::{DatabaseImage, ImageError};
 pub use record::{

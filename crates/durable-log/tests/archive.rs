@@ -206,3 +206,28 @@ fn records_spread_over_many_segments_read_back_and_reindex() {
         );
     }
 }
+
+#[test]
+fn verify_reads_everything_back_and_finds_a_fork_written_behind_its_back() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let archive = LocalArchive::open(dir.path()).unwrap();
+        fill(&archive, &[object(1), object(2)], 5);
+        let report = archive.verify().unwrap();
+        assert_eq!((report.objects, report.records), (2, 10));
+        assert!(report.bytes > 10 * 512);
+    }
+    // A second record 5 of object 1, on another history, appended to the segment directly
+    // (as a second writer that ignored the chain would).
+    let archive = LocalArchive::open(dir.path()).unwrap();
+    let mut forked = next(&object(1), archive.head(&object(1)), 0);
+    forked.seq = 5;
+    forked.prev = Checksum(777);
+    drop(archive);
+    let segment = segment_files(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes.extend_from_slice(&forked.encode());
+    std::fs::write(&segment, &bytes).unwrap();
+    let archive = LocalArchive::open(dir.path()).unwrap();
+    assert!(matches!(archive.verify(), Err(ArchiveError::Chain { .. })));
+}
