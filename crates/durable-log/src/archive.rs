@@ -24,6 +24,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::chain::{ChainError, Head};
+use crate::log::{CommitLog, LogError, RecordTime};
 use crate::record::{Checksum, DecodeError, LogRecord, ObjectName};
 use crate::segment::{SegmentEnd, read_segment};
 
@@ -93,17 +94,6 @@ pub struct RecordPlace {
     pub offset: u64,
     /// Its encoded length.
     pub len: u64,
-}
-
-/// What [`LocalArchive::verify`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct VerifyReport {
-    /// Objects checked.
-    pub objects: usize,
-    /// Records read and checked.
-    pub records: u64,
-    /// Their encoded bytes.
-    pub bytes: u64,
 }
 
 /// The node's commit log in a folder of its data folder.
@@ -372,36 +362,44 @@ impl LocalArchive {
     }
 }
 
-impl LocalArchive {
-    /// Reads every record of every object back from the segments and checks each object's
-    /// chain from its first record to its head: no gap, no fork, no record altered.
-    pub fn verify(&self) -> Result<VerifyReport, ArchiveError> {
-        let mut report = VerifyReport::default();
-        for object in self.objects() {
-            let records = self.records(&object, 1, u64::MAX)?;
-            let head =
-                crate::chain::verify_chain(&object, Head::EMPTY, &records).map_err(|source| {
-                    ArchiveError::Chain {
-                        class: object.class.clone(),
-                        seq: records.last().map_or(0, |r| r.seq),
-                        source,
-                    }
-                })?;
-            if head != self.head(&object) {
-                return Err(ArchiveError::Chain {
-                    class: object.class.clone(),
-                    seq: head.seq,
-                    source: ChainError::Gap {
-                        expected: head.seq + 1,
-                        found: self.head(&object).seq,
-                    },
-                });
-            }
-            report.objects += 1;
-            report.records += records.len() as u64;
-            report.bytes += records.iter().map(|r| r.encode().len() as u64).sum::<u64>();
+impl CommitLog for LocalArchive {
+    fn append(&self, records: &[LogRecord]) -> Result<(), LogError> {
+        LocalArchive::append(self, records).map_err(LogError::from)
+    }
+
+    fn head(&self, object: &ObjectName) -> Result<Head, LogError> {
+        Ok(LocalArchive::head(self, object))
+    }
+
+    fn records(&self, object: &ObjectName, from: u64, to: u64) -> Result<Vec<LogRecord>, LogError> {
+        LocalArchive::records(self, object, from, to).map_err(LogError::from)
+    }
+
+    fn record_at_time(
+        &self,
+        object: &ObjectName,
+        time_ms: i64,
+    ) -> Result<Option<RecordTime>, LogError> {
+        Ok(self
+            .place_at_time(object, time_ms)?
+            .map(|place| RecordTime {
+                seq: place.seq,
+                time_ms: place.time_ms,
+            }))
+    }
+
+    fn objects(&self) -> Result<Vec<ObjectName>, LogError> {
+        Ok(LocalArchive::objects(self))
+    }
+}
+
+impl From<ArchiveError> for LogError {
+    fn from(error: ArchiveError) -> Self {
+        match error {
+            ArchiveError::Chain { class, seq, source } => LogError::Chain { class, seq, source },
+            ArchiveError::Damaged { .. } => LogError::Damaged(error.to_string()),
+            other => LogError::Store(other.to_string()),
         }
-        Ok(report)
     }
 }
 

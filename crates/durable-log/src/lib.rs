@@ -17,19 +17,26 @@
 //!
 //! The format and its rules ([`record`], [`chain`], [`image`], [`segment`]) are plain
 //! functions of bytes: no I/O, no clock (a record's time is given to it), no threads.
-//! [`archive`] is the node's own log on disk ([`LocalArchive`]: segment files and an index),
-//! which does I/O. Retention, snapshots and the replication to PostgreSQL build on these;
+//! [`log`] is the seam every home of the records implements ([`CommitLog`]); [`archive`] is
+//! the node's own log on disk ([`LocalArchive`]: segment files and an index), which does I/O;
+//! `postgres` (feature `postgres`) is `PostgresLog`, the records in PostgreSQL. Retention, snapshots and the replication to PostgreSQL build on these;
 //! nothing in the runtime writes records yet.
 
 pub mod archive;
 pub mod chain;
 pub mod image;
+pub mod log;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod record;
 pub mod segment;
 
-pub use archive::{ArchiveError, LocalArchive, RecordPlace, VerifyReport};
+pub use archive::{ArchiveError, LocalArchive, RecordPlace};
 pub use chain::{ChainError, Head, verify_chain};
 pub use image::{DatabaseImage, ImageError};
+pub use log::{CommitLog, LogError, RecordTime, VerifyReport};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresLog;
 pub use record::{
     AlarmChange, Checksum, DecodeError, LogRecord, ObjectName, PageImage, RecordKind,
 };

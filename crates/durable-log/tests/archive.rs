@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use durable_log::{
-    AlarmChange, ArchiveError, Checksum, Head, LocalArchive, LogRecord, ObjectName, PageImage,
-    RecordKind, verify_chain,
+    AlarmChange, ArchiveError, Checksum, CommitLog, Head, LocalArchive, LogError, LogRecord,
+    ObjectName, PageImage, RecordKind, verify_chain,
 };
 
 fn object(n: u8) -> ObjectName {
@@ -229,5 +229,5 @@ fn verify_reads_everything_back_and_finds_a_fork_written_behind_its_back() {
     bytes.extend_from_slice(&forked.encode());
     std::fs::write(&segment, &bytes).unwrap();
     let archive = LocalArchive::open(dir.path()).unwrap();
-    assert!(matches!(archive.verify(), Err(ArchiveError::Chain { .. })));
+    assert!(matches!(archive.verify(), Err(LogError::Chain { .. })));
 }

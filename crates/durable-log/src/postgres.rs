@@ -1,0 +1,309 @@
+//! [`PostgresLog`] (feature `postgres`): the records of every object in PostgreSQL, as a
+//! second home (replication) and the base a cluster's nodes share.
+//!
+//! Two tables (created by [`PostgresLog::connect`], versioned in `durable_log_schema`):
+//! `durable_object_head` (each object's head: its last record's number and checksum, the
+//! compare-and-set point) and `durable_commit_log` (each record, its number, time and checksum
+//! as columns, its encoded bytes as `bytea`). An append is one transaction: for each object,
+//! the head moves from exactly the record before the append's first one (or is created for
+//! a new object), then the records are inserted; a head that moved meanwhile (another writer)
+//! or a broken chain rolls everything back. So the log never forks and never has a gap, and
+//! an append that returned `Ok` is committed (the server must run with `synchronous_commit`
+//! on, and synchronous standbys for high availability).
+//!
+//! The connection is re-opened when it was lost (the server restarted): the operation that
+//! found it lost fails with [`LogError::Store`] and may be retried; the next one reconnects.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use postgres::{Client, NoTls};
+
+use crate::chain::Head;
+use crate::log::{CommitLog, LogError, RecordTime};
+use crate::record::{Checksum, LogRecord, ObjectName};
+
+/// The schema version this build creates and uses.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The commit log in a PostgreSQL database.
+pub struct PostgresLog {
+    url: String,
+    client: Mutex<Option<Client>>,
+}
+
+impl std::fmt::Debug for PostgresLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: only its host part is shown.
+        let host = self.url.rsplit('@').next().unwrap_or("");
+        f.debug_struct("PostgresLog").field("host", &host).finish()
+    }
+}
+
+fn store(error: postgres::Error) -> LogError {
+    LogError::Store(format!("PostgreSQL: {error}"))
+}
+
+impl PostgresLog {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and creates the
+    /// tables if they are missing.
+    pub fn connect(url: &str) -> Result<Self, LogError> {
+        let log = Self {
+            url: url.to_owned(),
+            client: Mutex::new(None),
+        };
+        log.with_client(migrate)?;
+        Ok(log)
+    }
+
+    /// Runs `f` on the connection, connecting first if there is none or it was lost.
+    fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            *slot = Some(Client::connect(&self.url, NoTls).map_err(store)?);
+        }
+        let client = slot
+            .as_mut()
+            .ok_or_else(|| LogError::Store("no connection".into()))?;
+        let result = f(client);
+        if client.is_closed() {
+            *slot = None;
+        }
+        result
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<(), LogError> {
+    let mut tx = client.transaction().map_err(store)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS durable_log_schema (version integer PRIMARY KEY);
+         LOCK TABLE durable_log_schema IN EXCLUSIVE MODE;",
+    )
+    .map_err(store)?;
+    let version: Option<i32> = tx
+        .query_opt("SELECT max(version) FROM durable_log_schema", &[])
+        .map_err(store)?
+        .and_then(|row| row.get(0));
+    match version {
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(LogError::Store(format!(
+                "the database's log schema is version {v}, newer than this build's {SCHEMA_VERSION}: upgrade this node"
+            )));
+        }
+        Some(v) if v == SCHEMA_VERSION => {}
+        _ => {
+            tx.batch_execute(
+                "CREATE TABLE durable_object_head (
+                     class text NOT NULL, id bytea NOT NULL,
+                     seq bigint NOT NULL, checksum bigint NOT NULL,
+                     PRIMARY KEY (class, id));
+                 CREATE TABLE durable_commit_log (
+                     class text NOT NULL, id bytea NOT NULL, seq bigint NOT NULL,
+                     time_ms bigint NOT NULL, checksum bigint NOT NULL, record bytea NOT NULL,
+                     PRIMARY KEY (class, id, seq));
+                 INSERT INTO durable_log_schema (version) VALUES (1);",
+            )
+            .map_err(store)?;
+        }
+    }
+    tx.commit().map_err(store)
+}
+
+fn head_of(
+    client: &mut impl postgres::GenericClient,
+    object: &ObjectName,
+) -> Result<Head, LogError> {
+    let row = client
+        .query_opt(
+            "SELECT seq, checksum FROM durable_object_head WHERE class = $1 AND id = $2",
+            &[&object.class, &object.id.as_slice()],
+        )
+        .map_err(store)?;
+    Ok(row.map_or(Head::EMPTY, |row| Head {
+        seq: row.get::<_, i64>(0) as u64,
+        checksum: Checksum(row.get::<_, i64>(1) as u64),
+    }))
+}
+
+impl CommitLog for PostgresLog {
+    fn append(&self, records: &[LogRecord]) -> Result<(), LogError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // Each object's run, in order, with the head it must start from and end at.
+        let mut runs: BTreeMap<&ObjectName, (Head, Head)> = BTreeMap::new();
+        for record in records {
+            if record.seq == 1 && record.prev != Checksum::GENESIS {
+                return Err(LogError::Chain {
+                    class: record.object.class.clone(),
+                    seq: 1,
+                    source: crate::chain::ChainError::Fork {
+                        seq: 1,
+                        expected_prev: Checksum::GENESIS,
+                        found_prev: record.prev,
+                    },
+                });
+            }
+            let (_, end) = runs.entry(&record.object).or_insert_with(|| {
+                let start = Head {
+                    seq: record.seq.saturating_sub(1),
+                    checksum: record.prev,
+                };
+                (start, start)
+            });
+            *end = end.advance(record).map_err(|source| LogError::Chain {
+                class: record.object.class.clone(),
+                seq: record.seq,
+                source,
+            })?;
+        }
+        self.with_client(|client| {
+            let mut tx = client.transaction().map_err(store)?;
+            for (object, (start, end)) in &runs {
+                let moved = if start.seq == 0 {
+                    tx.execute(
+                        "INSERT INTO durable_object_head (class, id, seq, checksum)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        &[
+                            &object.class,
+                            &object.id.as_slice(),
+                            &(end.seq as i64),
+                            &(end.checksum.0 as i64),
+                        ],
+                    )
+                } else {
+                    tx.execute(
+                        "UPDATE durable_object_head SET seq = $3, checksum = $4
+                         WHERE class = $1 AND id = $2 AND seq = $5 AND checksum = $6",
+                        &[
+                            &object.class,
+                            &object.id.as_slice(),
+                            &(end.seq as i64),
+                            &(end.checksum.0 as i64),
+                            &(start.seq as i64),
+                            &(start.checksum.0 as i64),
+                        ],
+                    )
+                }
+                .map_err(store)?;
+                if moved != 1 {
+                    // The stored head is not the one the run continues: say how it breaks.
+                    let stored = head_of(&mut tx, object)?;
+                    let first = records
+                        .iter()
+                        .find(|r| &&r.object == object)
+                        .ok_or_else(|| LogError::Store("a run without records".into()))?;
+                    let source = match stored.advance(first) {
+                        Err(source) => source,
+                        Ok(_) => crate::chain::ChainError::Repeat {
+                            seq: first.seq,
+                            head: stored.seq,
+                        },
+                    };
+                    return Err(LogError::Chain {
+                        class: object.class.clone(),
+                        seq: first.seq,
+                        source,
+                    });
+                }
+            }
+            let insert = tx
+                .prepare(
+                    "INSERT INTO durable_commit_log (class, id, seq, time_ms, checksum, record)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .map_err(store)?;
+            for record in records {
+                tx.execute(
+                    &insert,
+                    &[
+                        &record.object.class,
+                        &record.object.id.as_slice(),
+                        &(record.seq as i64),
+                        &record.time_ms,
+                        &(record.checksum().0 as i64),
+                        &record.encode(),
+                    ],
+                )
+                .map_err(store)?;
+            }
+            tx.commit().map_err(store)
+        })
+    }
+
+    fn head(&self, object: &ObjectName) -> Result<Head, LogError> {
+        self.with_client(|client| head_of(client, object))
+    }
+
+    fn records(&self, object: &ObjectName, from: u64, to: u64) -> Result<Vec<LogRecord>, LogError> {
+        let to = i64::try_from(to).unwrap_or(i64::MAX);
+        let rows = self.with_client(|client| {
+            client
+                .query(
+                    "SELECT seq, record FROM durable_commit_log
+                     WHERE class = $1 AND id = $2 AND seq BETWEEN $3 AND $4 ORDER BY seq",
+                    &[&object.class, &object.id.as_slice(), &(from as i64), &to],
+                )
+                .map_err(store)
+        })?;
+        rows.into_iter()
+            .map(|row| {
+                let seq = row.get::<_, i64>(0) as u64;
+                let bytes: Vec<u8> = row.get(1);
+                let (record, _) = LogRecord::decode(&bytes).map_err(|error| {
+                    LogError::Damaged(format!("record {seq} of {}: {error}", object.class))
+                })?;
+                if record.seq != seq || &record.object != object {
+                    return Err(LogError::Damaged(format!(
+                        "the row of record {seq} of {} holds another record",
+                        object.class
+                    )));
+                }
+                Ok(record)
+            })
+            .collect()
+    }
+
+    fn record_at_time(
+        &self,
+        object: &ObjectName,
+        time_ms: i64,
+    ) -> Result<Option<RecordTime>, LogError> {
+        let row = self.with_client(|client| {
+            client
+                .query_opt(
+                    "SELECT seq, time_ms FROM durable_commit_log
+                     WHERE class = $1 AND id = $2 AND time_ms <= $3 ORDER BY seq DESC LIMIT 1",
+                    &[&object.class, &object.id.as_slice(), &time_ms],
+                )
+                .map_err(store)
+        })?;
+        Ok(row.map(|row| RecordTime {
+            seq: row.get::<_, i64>(0) as u64,
+            time_ms: row.get(1),
+        }))
+    }
+
+    fn objects(&self) -> Result<Vec<ObjectName>, LogError> {
+        let rows = self.with_client(|client| {
+            client
+                .query(
+                    "SELECT class, id FROM durable_object_head ORDER BY class, id",
+                    &[],
+                )
+                .map_err(store)
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let class: String = row.get(0);
+                let id: Vec<u8> = row.get(1);
+                let id: [u8; 32] = id.try_into().ok()?;
+                Some(ObjectName { class, id })
+            })
+            .collect())
+    }
+}
