@@ -143,6 +143,7 @@ mod tests {
                 data: vec![fill; 512],
             }],
             alarm: AlarmChange::Unchanged,
+            wal: None,
         }
     }
 

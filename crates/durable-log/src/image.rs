@@ -122,6 +122,7 @@ mod tests {
                 })
                 .collect(),
             alarm: AlarmChange::Unchanged,
+            wal: None,
         }
     }
 

@@ -38,6 +38,6 @@ pub use log::{CommitLog, LogError, RecordTime, VerifyReport};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresLog;
 pub use record::{
-    AlarmChange, Checksum, DecodeError, LogRecord, ObjectName, PageImage, RecordKind,
+    AlarmChange, Checksum, DecodeError, LogRecord, ObjectName, PageImage, RecordKind, WalMark,
 };
 pub use segment::{SegmentEnd, read_segment};

@@ -6,6 +6,7 @@
 //! magic "DOLR" | version u8 | body length u32 | checksum u64 | body
 //! body = kind u8 | seq u64 | prev u64 | time_ms i64 | class length u16 | class bytes
 //!      | id [u8; 32] | page_size u32 | db_pages u32 | alarm tag u8 [| alarm i64]
+//!      | wal tag u8 [| salt u32 | salt u32 | frames u32 | checksum u32 | checksum u32]
 //!      | page count u32 | (page u32 | page_size bytes) * count
 //! ```
 //!
@@ -71,6 +72,19 @@ pub enum AlarmChange {
     Cleared,
 }
 
+/// Where a commit ended in its object's local WAL (the WAL's salts, frame count and running
+/// checksum after the commit frame): how a node reopening the object matches its local WAL
+/// against the log, and cuts off commits that never reached the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalMark {
+    /// The WAL generation's salts.
+    pub salts: [u32; 2],
+    /// Frames in the WAL up to and including the commit frame.
+    pub frames: u32,
+    /// The WAL's running checksum after the commit frame.
+    pub checksum: [u32; 2],
+}
+
 /// One page's content after the record.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PageImage {
@@ -113,6 +127,9 @@ pub struct LogRecord {
     pub pages: Vec<PageImage>,
     /// What the record did to the alarm.
     pub alarm: AlarmChange,
+    /// Where the commit ended in the object's local WAL (`None` for a record that was not a
+    /// local commit, such as a restore).
+    pub wal: Option<WalMark>,
 }
 
 /// Why bytes are not a record.
@@ -169,6 +186,21 @@ impl LogRecord {
                 out.extend_from_slice(&time.to_le_bytes());
             }
             AlarmChange::Cleared => out.push(2),
+        }
+        match self.wal {
+            None => out.push(0),
+            Some(mark) => {
+                out.push(1);
+                for word in [
+                    mark.salts[0],
+                    mark.salts[1],
+                    mark.frames,
+                    mark.checksum[0],
+                    mark.checksum[1],
+                ] {
+                    out.extend_from_slice(&word.to_le_bytes());
+                }
+            }
         }
         let count = u32::try_from(self.pages.len()).unwrap_or(u32::MAX);
         out.extend_from_slice(&count.to_le_bytes());
@@ -314,6 +346,15 @@ fn parse_body(body: &[u8]) -> Result<LogRecord, DecodeError> {
         2 => AlarmChange::Cleared,
         other => return Err(malformed(format!("alarm tag {other}"))),
     };
+    let wal = match r.u8()? {
+        0 => None,
+        1 => Some(WalMark {
+            salts: [r.u32()?, r.u32()?],
+            frames: r.u32()?,
+            checksum: [r.u32()?, r.u32()?],
+        }),
+        other => return Err(malformed(format!("WAL mark tag {other}"))),
+    };
     let count = r.u32()? as usize;
     let mut pages = Vec::with_capacity(count.min(body.len() / page_size as usize + 1));
     let mut last = 0;
@@ -342,6 +383,7 @@ fn parse_body(body: &[u8]) -> Result<LogRecord, DecodeError> {
         db_pages,
         pages,
         alarm,
+        wal,
     })
 }
 
@@ -372,6 +414,11 @@ mod tests {
                 },
             ],
             alarm: AlarmChange::Set(42),
+            wal: Some(WalMark {
+                salts: [1, 2],
+                frames: 7,
+                checksum: [3, 4],
+            }),
         }
     }
 
@@ -385,6 +432,7 @@ mod tests {
             let mut original = record(3, Checksum(99), 1);
             original.alarm = alarm;
             original.kind = RecordKind::Restore;
+            original.wal = None;
             let bytes = original.encode();
             let (decoded, used) = LogRecord::decode(&bytes).unwrap();
             assert_eq!(decoded, original);
@@ -422,6 +470,9 @@ mod tests {
         variants.push(v);
         let mut v = base.clone();
         v.kind = RecordKind::Restore;
+        variants.push(v);
+        let mut v = base.clone();
+        v.wal = None;
         variants.push(v);
         for variant in variants {
             assert_ne!(variant.checksum(), base.checksum(), "{variant:?}");

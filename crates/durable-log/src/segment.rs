@@ -79,6 +79,7 @@ mod tests {
                 data: vec![seq as u8; 512],
             }],
             alarm: AlarmChange::Unchanged,
+            wal: None,
         }
     }
 

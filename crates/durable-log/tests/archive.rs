@@ -32,6 +32,7 @@ fn next(object: &ObjectName, head: Head, time_ms: i64) -> LogRecord {
             data: vec![head.seq as u8; 512],
         }],
         alarm: AlarmChange::Unchanged,
+        wal: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn next(object: &ObjectName, head: Head, time_ms: i64) -> LogRecord {
         } else {
             AlarmChange::Unchanged
         },
+        wal: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use durable_log::{
     AlarmChange, Checksum, DatabaseImage, Head, LogRecord, ObjectName, PageImage, RecordKind,
-    read_segment, verify_chain,
+    WalMark, read_segment, verify_chain,
 };
 use durable_storage::{CommitTicket, DatabaseOptions, ObjectDatabase, SqlValue};
 
@@ -45,6 +45,11 @@ fn record_of(ticket: &CommitTicket, head: Head, time_ms: i64) -> LogRecord {
             })
             .collect(),
         alarm: AlarmChange::Unchanged,
+        wal: Some(WalMark {
+            salts: frames.position.salts,
+            frames: frames.position.frame_count,
+            checksum: frames.position.checksum,
+        }),
     }
 }
 

@@ -54,4 +54,4 @@ pub use kv::ListOptions;
 pub use layout::DataLayout;
 pub use space::{DiskSpace, SpaceState};
 pub use value::{FromSqlValue, IntoSqlParam, SqlParams, SqlValue, ValueError};
-pub use wal::{CommitFrames, WalFrame, WalPosition};
+pub use wal::{CommitFrames, WalCut, WalFrame, WalPosition, cut_wal_after};

@@ -153,6 +153,87 @@ fn parse_header(bytes: &[u8; HEADER_BYTES as usize]) -> Result<Header, &'static 
     })
 }
 
+/// What [`cut_wal_after`] found in a WAL, and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalCut {
+    /// The WAL holds exactly the commits up to the mark (or no valid frame at all, or no WAL
+    /// file): nothing to do.
+    Nothing,
+    /// The WAL held `dropped` frames of commits after the mark; they were cut off.
+    Cut {
+        /// Frames cut off.
+        dropped: u32,
+    },
+    /// The WAL holds fewer valid frames than the mark: commits the mark counts are missing
+    /// from it (lost with an unsynced tail). Nothing was changed.
+    Behind {
+        /// Valid frames up to the WAL's last commit.
+        has: u32,
+        /// Frames the mark counts.
+        marked: u32,
+    },
+    /// The WAL is of another generation than the mark's (its salts differ), holding `frames`
+    /// valid frames. Nothing was changed.
+    OtherGeneration {
+        /// Valid frames up to its last commit.
+        frames: u32,
+    },
+    /// The WAL has the mark's generation and enough frames, but its running checksum at the
+    /// mark differs: another history. Nothing was changed.
+    Diverged,
+}
+
+/// Cuts the WAL at `path` just after the commit that ended at `position` (its salts and
+/// frame count), dropping the frames of later commits: what reopening an object must do when
+/// those commits never reached its log. Call it before SQLite opens the database (SQLite
+/// would replay them). The file is synced after a cut.
+pub fn cut_wal_after(path: &Path, position: &WalPosition) -> Result<WalCut, WalError> {
+    let mut reader = WalReader::open(path)?;
+    let Some(cursor) = reader.cursor else {
+        return Ok(WalCut::Nothing);
+    };
+    if cursor.header.salts != position.salts {
+        return Ok(if cursor.frames == 0 {
+            WalCut::Nothing
+        } else {
+            WalCut::OtherGeneration {
+                frames: cursor.frames,
+            }
+        });
+    }
+    if cursor.frames < position.frame_count {
+        return Ok(WalCut::Behind {
+            has: cursor.frames,
+            marked: position.frame_count,
+        });
+    }
+    // The same history up to the mark: the running checksum there is the mark's.
+    let mut running = cursor.header.checksum;
+    for index in 0..position.frame_count {
+        match reader.frame(&cursor.header, index, running)? {
+            Some(frame) => running = frame.checksum,
+            None => return Ok(WalCut::Diverged),
+        }
+    }
+    if running != position.checksum {
+        return Ok(WalCut::Diverged);
+    }
+    if cursor.frames == position.frame_count {
+        return Ok(WalCut::Nothing);
+    }
+    let frame_bytes = FRAME_HEADER_BYTES + u64::from(cursor.header.page_size);
+    let keep = HEADER_BYTES + u64::from(position.frame_count) * frame_bytes;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|err| reader.io(err))?;
+    file.set_len(keep).map_err(|err| reader.io(err))?;
+    file.sync_all().map_err(|err| reader.io(err))?;
+    Ok(WalCut::Cut {
+        dropped: cursor.frames - position.frame_count,
+    })
+}
+
 /// Where the last commit read ended.
 #[derive(Debug, Clone, Copy)]
 struct Cursor {
