@@ -180,19 +180,26 @@ impl LocalArchive {
             return Ok(());
         }
         let mut inner = self.lock();
-        // Check every link first: a refused append writes nothing.
+        // Encode once (the checksum is a hash of every page), then check every link: a
+        // refused append writes nothing.
+        let encoded: Vec<(Vec<u8>, Checksum)> = records
+            .iter()
+            .map(LogRecord::encode_with_checksum)
+            .collect();
         let mut heads: HashMap<&ObjectName, Head> = HashMap::new();
-        for record in records {
+        for (record, (_, checksum)) in records.iter().zip(&encoded) {
             let head = heads
                 .get(&record.object)
                 .copied()
                 .or_else(|| inner.heads.get(&record.object).copied())
                 .unwrap_or(Head::EMPTY);
-            let next = head.advance(record).map_err(|source| ArchiveError::Chain {
-                class: record.object.class.clone(),
-                seq: record.seq,
-                source,
-            })?;
+            let next =
+                head.advance_to(record, *checksum)
+                    .map_err(|source| ArchiveError::Chain {
+                        class: record.object.class.clone(),
+                        seq: record.seq,
+                        source,
+                    })?;
             heads.insert(&record.object, next);
         }
         if inner.len >= self.segment_bytes {
@@ -200,22 +207,21 @@ impl LocalArchive {
         }
         let segment = inner.segment;
         let path = segment_path(&self.segments_dir(), segment);
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(encoded.iter().map(|(e, _)| e.len()).sum());
         let mut places = Vec::with_capacity(records.len());
-        for record in records {
-            let encoded = record.encode();
+        for (record, (encoded, checksum)) in records.iter().zip(&encoded) {
             places.push((
                 record,
                 RecordPlace {
                     seq: record.seq,
                     time_ms: record.time_ms,
-                    checksum: record.checksum(),
+                    checksum: *checksum,
                     segment,
                     offset: inner.len + bytes.len() as u64,
                     len: encoded.len() as u64,
                 },
             ));
-            bytes.extend_from_slice(&encoded);
+            bytes.extend_from_slice(encoded);
         }
         inner.file.write_all(&bytes).map_err(io(&path))?;
         inner.file.sync_data().map_err(io(&path))?;

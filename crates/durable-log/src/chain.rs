@@ -28,6 +28,12 @@ impl Head {
 
     /// The head after `record`, if it is the next link; the break otherwise.
     pub fn advance(&self, record: &LogRecord) -> Result<Head, ChainError> {
+        self.advance_to(record, record.checksum())
+    }
+
+    /// [`advance`](Self::advance), with the record's checksum already computed (it is the
+    /// costly part: a hash of every page).
+    pub fn advance_to(&self, record: &LogRecord, checksum: Checksum) -> Result<Head, ChainError> {
         if record.seq != self.seq + 1 {
             return Err(if record.seq <= self.seq {
                 ChainError::Repeat {
@@ -50,7 +56,7 @@ impl Head {
         }
         Ok(Head {
             seq: record.seq,
-            checksum: record.checksum(),
+            checksum,
         })
     }
 }

@@ -4,9 +4,10 @@
 //! Two tables (created by [`PostgresLog::connect`], versioned in `durable_log_schema`):
 //! `durable_object_head` (each object's head: its last record's number and checksum, the
 //! compare-and-set point) and `durable_commit_log` (each record, its number, time and checksum
-//! as columns, its encoded bytes as `bytea`). An append is one transaction: for each object,
-//! the head moves from exactly the record before the append's first one (or is created for
-//! a new object), then the records are inserted; a head that moved meanwhile (another writer)
+//! as columns, its encoded bytes as `bytea`). An append is one transaction of three
+//! statements, whatever its size (array parameters, `unnest`): the heads of new objects are
+//! created, every other head moves from exactly the record before the append's first one,
+//! then the records are inserted; a head that moved meanwhile (another writer)
 //! or a broken chain rolls everything back. So the log never forks and never has a gap, and
 //! an append that returned `Ok` is committed (the server must run with `synchronous_commit`
 //! on, and synchronous standbys for high availability).
@@ -112,6 +113,27 @@ fn migrate(client: &mut Client) -> Result<(), LogError> {
     tx.commit().map_err(store)
 }
 
+/// The columns of the head statements: class, id, start seq and checksum, end seq and
+/// checksum, one entry per run.
+type HeadColumns<'a> = (
+    Vec<&'a str>,
+    Vec<&'a [u8]>,
+    Vec<i64>,
+    Vec<i64>,
+    Vec<i64>,
+    Vec<i64>,
+);
+
+fn columns<'a>(runs: &[(&&'a ObjectName, &(Head, Head))]) -> HeadColumns<'a> {
+    let classes = runs.iter().map(|(o, _)| o.class.as_str()).collect();
+    let ids = runs.iter().map(|(o, _)| o.id.as_slice()).collect();
+    let start_seq = runs.iter().map(|(_, (s, _))| s.seq as i64).collect();
+    let start_sum = runs.iter().map(|(_, (s, _))| s.checksum.0 as i64).collect();
+    let end_seq = runs.iter().map(|(_, (_, e))| e.seq as i64).collect();
+    let end_sum = runs.iter().map(|(_, (_, e))| e.checksum.0 as i64).collect();
+    (classes, ids, start_seq, start_sum, end_seq, end_sum)
+}
+
 fn head_of(
     client: &mut impl postgres::GenericClient,
     object: &ObjectName,
@@ -133,9 +155,14 @@ impl CommitLog for PostgresLog {
         if records.is_empty() {
             return Ok(());
         }
-        // Each object's run, in order, with the head it must start from and end at.
+        // Encode once (the checksum hashes every page), then each object's run, in order,
+        // with the head it must start from and end at.
+        let encoded: Vec<(Vec<u8>, Checksum)> = records
+            .iter()
+            .map(LogRecord::encode_with_checksum)
+            .collect();
         let mut runs: BTreeMap<&ObjectName, (Head, Head)> = BTreeMap::new();
-        for record in records {
+        for (record, (_, checksum)) in records.iter().zip(&encoded) {
             if record.seq == 1 && record.prev != Checksum::GENESIS {
                 return Err(LogError::Chain {
                     class: record.object.class.clone(),
@@ -154,44 +181,52 @@ impl CommitLog for PostgresLog {
                 };
                 (start, start)
             });
-            *end = end.advance(record).map_err(|source| LogError::Chain {
-                class: record.object.class.clone(),
-                seq: record.seq,
-                source,
-            })?;
+            *end = end
+                .advance_to(record, *checksum)
+                .map_err(|source| LogError::Chain {
+                    class: record.object.class.clone(),
+                    seq: record.seq,
+                    source,
+                })?;
         }
+        // Three statements whatever the number of records: heads created, heads moved (each
+        // from exactly its expected value), records inserted.
+        let (new, moved): (Vec<_>, Vec<_>) =
+            runs.iter().partition(|(_, (start, _))| start.seq == 0);
         self.with_client(|client| {
             let mut tx = client.transaction().map_err(store)?;
-            for (object, (start, end)) in &runs {
-                let moved = if start.seq == 0 {
-                    tx.execute(
+            let mut done = 0;
+            if !new.is_empty() {
+                let (classes, ids, _, _, end_seq, end_sum) = columns(&new);
+                done += tx
+                    .execute(
                         "INSERT INTO durable_object_head (class, id, seq, checksum)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                        &[
-                            &object.class,
-                            &object.id.as_slice(),
-                            &(end.seq as i64),
-                            &(end.checksum.0 as i64),
-                        ],
+                         SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[], $4::int8[])
+                         ON CONFLICT DO NOTHING",
+                        &[&classes, &ids, &end_seq, &end_sum],
                     )
-                } else {
-                    tx.execute(
-                        "UPDATE durable_object_head SET seq = $3, checksum = $4
-                         WHERE class = $1 AND id = $2 AND seq = $5 AND checksum = $6",
-                        &[
-                            &object.class,
-                            &object.id.as_slice(),
-                            &(end.seq as i64),
-                            &(end.checksum.0 as i64),
-                            &(start.seq as i64),
-                            &(start.checksum.0 as i64),
-                        ],
+                    .map_err(store)?;
+            }
+            if !moved.is_empty() {
+                let (classes, ids, start_seq, start_sum, end_seq, end_sum) = columns(&moved);
+                done += tx
+                    .execute(
+                        "UPDATE durable_object_head AS h SET seq = u.end_seq, checksum = u.end_sum
+                         FROM unnest($1::text[], $2::bytea[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+                             AS u(class, id, start_seq, start_sum, end_seq, end_sum)
+                         WHERE h.class = u.class AND h.id = u.id
+                           AND h.seq = u.start_seq AND h.checksum = u.start_sum",
+                        &[&classes, &ids, &start_seq, &start_sum, &end_seq, &end_sum],
                     )
-                }
-                .map_err(store)?;
-                if moved != 1 {
-                    // The stored head is not the one the run continues: say how it breaks.
+                    .map_err(store)?;
+            }
+            if done != runs.len() as u64 {
+                // Some stored head is not the one its run continues: say which, and how.
+                for (object, (start, _)) in &runs {
                     let stored = head_of(&mut tx, object)?;
+                    if stored.seq == start.seq && stored.checksum == start.checksum {
+                        continue;
+                    }
                     let first = records
                         .iter()
                         .find(|r| &&r.object == object)
@@ -209,27 +244,20 @@ impl CommitLog for PostgresLog {
                         source,
                     });
                 }
+                return Err(LogError::Store("the heads moved during the append".into()));
             }
-            let insert = tx
-                .prepare(
-                    "INSERT INTO durable_commit_log (class, id, seq, time_ms, checksum, record)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .map_err(store)?;
-            for record in records {
-                tx.execute(
-                    &insert,
-                    &[
-                        &record.object.class,
-                        &record.object.id.as_slice(),
-                        &(record.seq as i64),
-                        &record.time_ms,
-                        &(record.checksum().0 as i64),
-                        &record.encode(),
-                    ],
-                )
-                .map_err(store)?;
-            }
+            let classes: Vec<&str> = records.iter().map(|r| r.object.class.as_str()).collect();
+            let ids: Vec<&[u8]> = records.iter().map(|r| r.object.id.as_slice()).collect();
+            let seqs: Vec<i64> = records.iter().map(|r| r.seq as i64).collect();
+            let times: Vec<i64> = records.iter().map(|r| r.time_ms).collect();
+            let sums: Vec<i64> = encoded.iter().map(|(_, c)| c.0 as i64).collect();
+            let bytes: Vec<&[u8]> = encoded.iter().map(|(e, _)| e.as_slice()).collect();
+            tx.execute(
+                "INSERT INTO durable_commit_log (class, id, seq, time_ms, checksum, record)
+                 SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[], $4::int8[], $5::int8[], $6::bytea[])",
+                &[&classes, &ids, &seqs, &times, &sums, &bytes],
+            )
+            .map_err(store)?;
             tx.commit().map_err(store)
         })
     }

@@ -218,14 +218,20 @@ impl LogRecord {
 
     /// The record as bytes (header and body).
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with_checksum().0
+    }
+
+    /// The record as bytes, and its checksum (computed once, for both).
+    pub fn encode_with_checksum(&self) -> (Vec<u8>, Checksum) {
         let body = self.body();
         let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(&checksum_of(&body).0.to_le_bytes());
+        let checksum = checksum_of(&body);
+        out.extend_from_slice(&checksum.0.to_le_bytes());
         out.extend_from_slice(&body);
-        out
+        (out, checksum)
     }
 
     /// The record at the start of `bytes`, and how many bytes it took.
