@@ -26,6 +26,18 @@ use crate::config::Config;
 use crate::server::{Server, ServerBuilder, ServerError};
 
 /// What can go wrong talking to a router or a server in a test.
+///
+/// ```
+/// # use durable_server::axum::{Router, routing::get};
+/// use durable_server::testing::{TestClient, TestClientError};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+/// let client = TestClient::new(Router::new().route("/", get(|| async { "not a socket" })));
+/// match client.websocket("/").await {
+///     Err(TestClientError::NotUpgraded { status, .. }) => assert_eq!(status, 200),
+///     other => panic!("expected a refused upgrade, got {other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TestClientError {
@@ -60,6 +72,18 @@ pub enum TestClientError {
 }
 
 /// An HTTP response, read in full.
+///
+/// ```
+/// # use durable_server::axum::{Router, routing::get};
+/// # use durable_server::testing::TestClient;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+/// let router = Router::new().route("/", get(|| async { ([("x-kind", "demo")], "body") }));
+/// let response = TestClient::new(router).get("/").await?;
+/// assert_eq!(response.status, 200);
+/// assert_eq!(response.headers["x-kind"], "demo");
+/// assert_eq!(&response.body[..], b"body");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct TestResponse {
     /// The status.
@@ -271,6 +295,22 @@ impl TestClient {
 }
 
 /// A frame a [`TestWebSocket`] received (pings and pongs are answered and skipped).
+///
+/// ```
+/// use durable_server::axum::{Router, routing::any, extract::ws::{CloseFrame, Message, WebSocketUpgrade}};
+/// use durable_server::testing::{TestClient, TestFrame};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+/// let router = Router::new().route("/bye", any(|upgrade: WebSocketUpgrade| async move {
+///     upgrade.on_upgrade(|mut socket| async move {
+///         let close = CloseFrame { code: 4000, reason: "done".into() };
+///         let _ = socket.send(Message::Close(Some(close))).await;
+///     })
+/// }));
+/// let mut socket = TestClient::new(router).websocket("/bye").await?;
+/// assert_eq!(socket.recv().await?, TestFrame::Close { code: 4000, reason: "done".into() });
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TestFrame {
     /// A text message.
@@ -288,6 +328,20 @@ pub enum TestFrame {
 
 /// The client end of a WebSocket opened by [`TestClient::websocket`]. Every wait is bounded
 /// by [`PATIENCE`]: a test fails instead of hanging.
+///
+/// ```
+/// use durable_server::axum::{Router, routing::any, extract::ws::WebSocketUpgrade};
+/// use durable_server::testing::{TestClient, TestClientError};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+/// // A server that accepts and then ends the connection without a Close frame.
+/// let router = Router::new().route("/drop", any(|upgrade: WebSocketUpgrade| async move {
+///     upgrade.on_upgrade(|socket| async move { drop(socket) })
+/// }));
+/// let mut socket = TestClient::new(router).websocket("/drop").await?;
+/// assert!(socket.recv().await.is_err(), "an error, not a hang");
+/// # Ok(()) }
+/// ```
 pub struct TestWebSocket {
     stream: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
 }
@@ -400,7 +454,21 @@ impl TestWebSocket {
     }
 }
 
-/// The real server, started by [`start_server`] on a free port of 127.0.0.1.
+/// The real server, started by [`start_server`] on a free port of 127.0.0.1; dropping it
+/// stops it too (without waiting).
+///
+/// ```
+/// # use durable_server::{Server, axum::{Router, routing::get}, config::{Config, Format}};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+/// let builder = Server::builder(Config::parse("{}", Format::Jsonc)?)
+///     .router(|_| Router::new().route("/", get(|| async { "up" })));
+/// let server: durable_server::testing::RunningServer =
+///     durable_server::testing::start_server(builder).await?;
+/// let addr = server.addr();
+/// server.stop().await?;
+/// assert!(std::net::TcpStream::connect(addr).is_err(), "stopped");
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
