@@ -31,7 +31,7 @@ pub mod postgres;
 pub mod record;
 pub mod segment;
 
-pub use archive::{ArchiveError, LocalArchive, RecordPlace};
+pub use archive::{ArchiveError, LocalArchive, RecordPlace, ScanReport, scan};
 pub use chain::{ChainError, Head, verify_chain};
 pub use image::{DatabaseImage, ImageError};
 pub use log::{CommitLog, LogError, RecordTime, VerifyReport};

@@ -57,6 +57,37 @@ impl PostgresLog {
         Ok(log)
     }
 
+    /// Connects to `url` where the log's tables must already exist (a verifier, a restore):
+    /// nothing is created; a database without them is an error that says so.
+    pub fn open_existing(url: &str) -> Result<Self, LogError> {
+        let log = Self {
+            url: url.to_owned(),
+            client: Mutex::new(None),
+        };
+        let version: Option<i32> = log.with_client(|client| {
+            let exists: bool = client
+                .query_one("SELECT to_regclass('durable_log_schema') IS NOT NULL", &[])
+                .map_err(store)?
+                .get(0);
+            if !exists {
+                return Ok(None);
+            }
+            Ok(client
+                .query_one("SELECT max(version) FROM durable_log_schema", &[])
+                .map_err(store)?
+                .get(0))
+        })?;
+        match version {
+            Some(SCHEMA_VERSION) => Ok(log),
+            Some(other) => Err(LogError::Store(format!(
+                "the database's log schema is version {other}; this build reads version {SCHEMA_VERSION}"
+            ))),
+            None => Err(LogError::Store(
+                "no commit log in this database: its tables (durable_log_schema, durable_commit_log) are missing".into(),
+            )),
+        }
+    }
+
     /// Runs `f` on the connection, connecting first if there is none or it was lost.
     fn with_client<T>(
         &self,
