@@ -388,7 +388,8 @@ impl ObjectDirectory {
                 reply,
             } => {
                 let status = self.status(&key);
-                if status == InstanceStatus::Idle {
+                // An object with no instance may still have hibernated sockets to close.
+                if status != InstanceStatus::Busy {
                     self.evict_instance(&key, close_sockets);
                 }
                 let _ = reply.send(status);
@@ -436,8 +437,8 @@ impl ObjectDirectory {
         }
     }
 
-    /// Evicts `key`'s instance; with `close_sockets`, its hibernatable sockets are closed
-    /// (1001, going away) instead of kept for the next instance.
+    /// Evicts `key`'s instance, if it has one; with `close_sockets`, its hibernatable sockets
+    /// are closed (1001, going away) instead of kept for the next instance.
     fn evict_instance(&self, key: &ObjectKey, close_sockets: bool) {
         let instance = self.instances.borrow().get(key).cloned();
         if let Some(instance) = instance {

@@ -643,14 +643,7 @@ pub async fn evict<T: DurableObject>(stub: &Stub<T>, sockets: EvictSockets) -> R
         };
         let status = ask(shared, stub.id(), control, answer).await?;
         match status {
-            InstanceStatus::NotRunning => {
-                if sockets == EvictSockets::Close
-                    && let Some(hub) = shared.hubs.get(&key)
-                {
-                    hub.close_all(1001, "the object was evicted");
-                }
-                return Ok(false);
-            }
+            InstanceStatus::NotRunning => return Ok(false),
             InstanceStatus::Idle => return Ok(true),
             InstanceStatus::Busy => pause(deadline, "the object to finish its work").await?,
         }
