@@ -26,7 +26,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::chain::{ChainError, Head};
 use crate::log::{CommitLog, LogError, RecordTime};
 use crate::record::{Checksum, DecodeError, LogRecord, ObjectName};
-use crate::segment::{SegmentEnd, read_segment};
+use crate::segment::{SegmentEnd, read_segment_entries};
 
 /// A segment is closed and the next one started once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -354,9 +354,12 @@ impl LocalArchive {
                 error,
             };
             let (record, _) = LogRecord::decode(&bytes).map_err(damaged)?;
+            // Decoding checked the content against the checksum in the header: compare that.
+            let mut stored = [0u8; 8];
+            stored.copy_from_slice(&bytes[9..17]);
             if record.seq != place.seq
                 || &record.object != object
-                || record.checksum() != place.checksum
+                || Checksum(u64::from_le_bytes(stored)) != place.checksum
             {
                 return Err(damaged(DecodeError::Malformed {
                     reason: format!("the index says record {} lies here", place.seq),
@@ -438,17 +441,20 @@ pub fn scan(dir: &Path) -> Result<ScanReport, ArchiveError> {
     for (position, &number) in numbers.iter().enumerate() {
         let path = segment_path(&segments_dir, number);
         let bytes = std::fs::read(&path).map_err(io(&path))?;
-        let (records, end) = read_segment(&bytes);
-        for record in &records {
+        let (entries, end) = read_segment_entries(&bytes);
+        for entry in &entries {
+            let record = &entry.record;
             let head = heads.get(&record.object).copied().unwrap_or(Head::EMPTY);
-            let next = head.advance(record).map_err(|source| ArchiveError::Chain {
-                class: record.object.class.clone(),
-                seq: record.seq,
-                source,
-            })?;
+            let next =
+                head.advance_to(record, entry.checksum)
+                    .map_err(|source| ArchiveError::Chain {
+                        class: record.object.class.clone(),
+                        seq: record.seq,
+                        source,
+                    })?;
             heads.insert(record.object.clone(), next);
             report.records += 1;
-            report.bytes += record.encode().len() as u64;
+            report.bytes += entry.len as u64;
         }
         match end {
             SegmentEnd::Clean => {}
@@ -542,20 +548,19 @@ fn catch_up(
     if bytes.len() as u64 <= indexed {
         return Ok(());
     }
-    let (records, end) = read_segment(&bytes[indexed as usize..]);
+    let (entries, end) = read_segment_entries(&bytes[indexed as usize..]);
     let mut offset = indexed;
-    for record in &records {
-        let len = record.encode().len() as u64;
+    for entry in &entries {
         let place = RecordPlace {
-            seq: record.seq,
-            time_ms: record.time_ms,
-            checksum: record.checksum(),
+            seq: entry.record.seq,
+            time_ms: entry.record.time_ms,
+            checksum: entry.checksum,
             segment: number,
-            offset,
-            len,
+            offset: indexed + entry.offset as u64,
+            len: entry.len as u64,
         };
-        insert_place(index, &record.object, &place)?;
-        offset += len;
+        insert_place(index, &entry.record.object, &place)?;
+        offset = place.offset + place.len;
     }
     match end {
         SegmentEnd::Clean => {}

@@ -40,4 +40,4 @@ pub use postgres::PostgresLog;
 pub use record::{
     AlarmChange, Checksum, DecodeError, LogRecord, ObjectName, PageImage, RecordKind, WalMark,
 };
-pub use segment::{SegmentEnd, read_segment};
+pub use segment::{SegmentEnd, SegmentEntry, read_segment, read_segment_entries};

@@ -4,7 +4,7 @@
 //! the disk, which was never acknowledged as archived), or damaged (bytes that are not a
 //! record, with more after them: never a crash's doing, and never silently skipped).
 
-use crate::record::{DecodeError, HEADER_BYTES, LogRecord};
+use crate::record::{Checksum, DecodeError, HEADER_BYTES, LogRecord};
 
 /// How a segment's bytes end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,26 +28,53 @@ pub enum SegmentEnd {
 
 /// The whole records of `bytes`, in order, and how the bytes end.
 pub fn read_segment(bytes: &[u8]) -> (Vec<LogRecord>, SegmentEnd) {
-    let mut records = Vec::new();
+    let (entries, end) = read_segment_entries(bytes);
+    (entries.into_iter().map(|entry| entry.record).collect(), end)
+}
+
+/// One whole record of a segment, with where it lies and its checksum (read from its header,
+/// which decoding checked), so a reader need not encode or hash it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentEntry {
+    /// The record.
+    pub record: LogRecord,
+    /// Where it starts in the segment.
+    pub offset: usize,
+    /// Its encoded length.
+    pub len: usize,
+    /// Its checksum.
+    pub checksum: Checksum,
+}
+
+/// [`read_segment`], with each record's place and checksum.
+pub fn read_segment_entries(bytes: &[u8]) -> (Vec<SegmentEntry>, SegmentEnd) {
+    let mut entries = Vec::new();
     let mut offset = 0;
     while offset < bytes.len() {
         match LogRecord::decode(&bytes[offset..]) {
             Ok((record, used)) => {
-                records.push(record);
+                let mut stored = [0u8; 8];
+                stored.copy_from_slice(&bytes[offset + 9..offset + 17]);
+                entries.push(SegmentEntry {
+                    record,
+                    offset,
+                    len: used,
+                    checksum: Checksum(u64::from_le_bytes(stored)),
+                });
                 offset += used;
             }
             Err(DecodeError::Incomplete { .. }) => {
-                return (records, SegmentEnd::Torn { offset });
+                return (entries, SegmentEnd::Torn { offset });
             }
             // The last record, whole in length but not in content: its write was cut short
             // after the file grew (the file system may show the new length before the data).
             Err(DecodeError::ChecksumMismatch { .. }) if ends_the_segment(&bytes[offset..]) => {
-                return (records, SegmentEnd::Torn { offset });
+                return (entries, SegmentEnd::Torn { offset });
             }
-            Err(error) => return (records, SegmentEnd::Damaged { offset, error }),
+            Err(error) => return (entries, SegmentEnd::Damaged { offset, error }),
         }
     }
-    (records, SegmentEnd::Clean)
+    (entries, SegmentEnd::Clean)
 }
 
 /// True if the record that starts `rest` (its header read) ends exactly where `rest` does.
@@ -85,6 +112,16 @@ mod tests {
 
     fn segment(n: u64) -> Vec<u8> {
         (1..=n).flat_map(|seq| record(seq).encode()).collect()
+    }
+
+    #[test]
+    fn entries_say_where_each_record_lies_and_carry_its_checksum() {
+        let bytes = segment(2);
+        let (entries, end) = read_segment_entries(&bytes);
+        assert_eq!(end, SegmentEnd::Clean);
+        let one = record(1).encode().len();
+        assert_eq!((entries[1].offset, entries[1].len), (one, one));
+        assert_eq!(entries[1].checksum, record(2).checksum());
     }
 
     #[test]
