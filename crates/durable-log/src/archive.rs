@@ -137,7 +137,9 @@ impl LocalArchive {
                  segment INTEGER NOT NULL, offset INTEGER NOT NULL, len INTEGER NOT NULL,
                  PRIMARY KEY (class, id, seq)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS segments (
-                 segment INTEGER PRIMARY KEY, indexed_len INTEGER NOT NULL);",
+                 segment INTEGER PRIMARY KEY, indexed_len INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS class_keys (
+                 class TEXT PRIMARY KEY, key TEXT NOT NULL);",
         )?;
         let mut numbers = segment_numbers(&segments_dir)?;
         if numbers.is_empty() {
@@ -223,20 +225,41 @@ impl LocalArchive {
             ));
             bytes.extend_from_slice(encoded);
         }
-        inner.file.write_all(&bytes).map_err(io(&path))?;
-        inner.file.sync_data().map_err(io(&path))?;
-        inner.len += bytes.len() as u64;
-        let len = inner.len;
-        let tx = inner.index.transaction()?;
-        for (record, place) in &places {
-            insert_place(&tx, &record.object, place)?;
+        let written = inner
+            .file
+            .write_all(&bytes)
+            .and_then(|()| inner.file.sync_data());
+        if let Err(error) = written {
+            // A part may have been written: cut it off, so the next append starts where the
+            // index says the segment ends (if that fails too, the next open cuts the torn
+            // tail).
+            let _ = inner.file.set_len(inner.len);
+            return Err(io(&path)(error));
         }
-        tx.execute(
-            "INSERT INTO segments (segment, indexed_len) VALUES (?1, ?2)
-             ON CONFLICT (segment) DO UPDATE SET indexed_len = excluded.indexed_len",
-            params![segment as i64, len as i64],
-        )?;
-        tx.commit()?;
+        let len = inner.len + bytes.len() as u64;
+        let indexed = (|| -> Result<(), ArchiveError> {
+            let tx = inner.index.transaction()?;
+            for (record, place) in &places {
+                insert_place(&tx, &record.object, place)?;
+            }
+            tx.execute(
+                "INSERT INTO segments (segment, indexed_len) VALUES (?1, ?2)
+                 ON CONFLICT (segment) DO UPDATE SET indexed_len = excluded.indexed_len",
+                params![segment as i64, len as i64],
+            )?;
+            Ok(tx.commit()?)
+        })();
+        if let Err(error) = indexed {
+            // The records are in the segment but not in the index: take them out again, so
+            // the append failed whole (a crash before this cut lets the next open index
+            // them from the segment: they were synced, and continue their chains).
+            let _ = inner
+                .file
+                .set_len(inner.len)
+                .and_then(|()| inner.file.sync_data());
+            return Err(error);
+        }
+        inner.len = len;
         for (object, head) in heads {
             inner.heads.insert(object.clone(), head);
         }
@@ -394,16 +417,73 @@ impl CommitLog for LocalArchive {
             .map(|place| RecordTime {
                 seq: place.seq,
                 time_ms: place.time_ms,
+                checksum: place.checksum,
             }))
     }
 
     fn objects(&self) -> Result<Vec<ObjectName>, LogError> {
         Ok(LocalArchive::objects(self))
     }
+
+    fn class_keys(&self) -> Result<Vec<(String, String)>, LogError> {
+        let inner = self.lock();
+        let mut statement = inner
+            .index
+            .prepare("SELECT class, key FROM class_keys ORDER BY class")
+            .map_err(ArchiveError::from)?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(ArchiveError::from)?;
+        Ok(rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ArchiveError::from)?)
+    }
+
+    fn put_class_key(&self, class: &str, key_hex: &str) -> Result<(), LogError> {
+        let inner = self.lock();
+        let stored: Option<String> = inner
+            .index
+            .query_row(
+                "SELECT key FROM class_keys WHERE class = ?1",
+                params![class],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(ArchiveError::from)?;
+        if crate::log::check_class_key(class, stored.as_deref(), key_hex)? {
+            inner
+                .index
+                .execute(
+                    "INSERT INTO class_keys (class, key) VALUES (?1, ?2)",
+                    params![class, key_hex],
+                )
+                .map_err(ArchiveError::from)?;
+        }
+        Ok(())
+    }
+}
+
+impl ArchiveError {
+    /// True when the disk under the archive is full.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            ArchiveError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.kind() == std::io::ErrorKind::QuotaExceeded
+            }
+            ArchiveError::Index(error) => {
+                error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<ArchiveError> for LogError {
     fn from(error: ArchiveError) -> Self {
+        if error.is_no_space() {
+            return LogError::NoSpace(error.to_string());
+        }
         match error {
             ArchiveError::Chain { class, seq, source } => LogError::Chain { class, seq, source },
             ArchiveError::Damaged { .. } => LogError::Damaged(error.to_string()),

@@ -23,6 +23,7 @@
 //! nothing in the runtime writes records yet.
 
 pub mod archive;
+pub mod bookmark;
 pub mod chain;
 pub mod image;
 pub mod log;
@@ -32,6 +33,7 @@ pub mod record;
 pub mod segment;
 
 pub use archive::{ArchiveError, LocalArchive, RecordPlace, ScanReport, scan};
+pub use bookmark::{Bookmark, BookmarkError};
 pub use chain::{ChainError, Head, verify_chain};
 pub use image::{DatabaseImage, ImageError};
 pub use log::{CommitLog, LogError, RecordTime, VerifyReport};

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::chain::{ChainError, Head};
-use crate::record::{LogRecord, ObjectName};
+use crate::record::{Checksum, LogRecord, ObjectName};
 
 /// Where a record sits in an object's history: what point-in-time recovery looks up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub struct RecordTime {
     pub seq: u64,
     /// When it was taken, in milliseconds since the Unix epoch.
     pub time_ms: i64,
+    /// Its checksum (with `seq`, its [`Bookmark`](crate::Bookmark)).
+    pub checksum: Checksum,
 }
 
 /// What [`CommitLog::verify`] found.
@@ -51,6 +53,30 @@ pub enum LogError {
     /// Stored records are damaged.
     #[error("{0}")]
     Damaged(String),
+    /// The disk under the log is full: nothing was written; it may be retried once space is
+    /// freed.
+    #[error("{0}")]
+    NoSpace(String),
+    /// The log holds something that contradicts what is being stored (another namespace
+    /// key for a class: the log belongs to another data folder).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// The check [`CommitLog::put_class_key`] makes: the key stored for `class` (if any) against
+/// the one being stored.
+pub(crate) fn check_class_key(
+    class: &str,
+    stored: Option<&str>,
+    key_hex: &str,
+) -> Result<bool, LogError> {
+    match stored {
+        None => Ok(true),
+        Some(stored) if stored.eq_ignore_ascii_case(key_hex) => Ok(false),
+        Some(_) => Err(LogError::Conflict(format!(
+            "the commit log holds another namespace key for class {class}: it belongs to another data folder (use a log of its own for each data folder)"
+        ))),
+    }
 }
 
 /// A home for the records of many objects.
@@ -76,6 +102,15 @@ pub trait CommitLog: Send + Sync + fmt::Debug {
 
     /// Every object with records.
     fn objects(&self) -> Result<Vec<ObjectName>, LogError>;
+
+    /// The namespace keys the log holds, by class (64 hex digits each): an object's id is
+    /// derived from its name with its class's key, so a data folder rebuilt from the log
+    /// needs them to find its objects by name.
+    fn class_keys(&self) -> Result<Vec<(String, String)>, LogError>;
+
+    /// Stores the namespace key of `class`. A class keeps its first key: storing another
+    /// one is refused with [`LogError::Conflict`] (the log belongs to another data folder).
+    fn put_class_key(&self, class: &str, key_hex: &str) -> Result<(), LogError>;
 
     /// Reads every record back and checks every object's chain, from its first record to
     /// its head.

@@ -25,7 +25,7 @@ use crate::log::{CommitLog, LogError, RecordTime};
 use crate::record::{Checksum, LogRecord, ObjectName};
 
 /// The schema version this build creates and uses.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The commit log in a PostgreSQL database.
 pub struct PostgresLog {
@@ -38,6 +38,23 @@ impl std::fmt::Debug for PostgresLog {
         // The URL may hold a password: only its host part is shown.
         let host = self.url.rsplit('@').next().unwrap_or("");
         f.debug_struct("PostgresLog").field("host", &host).finish()
+    }
+}
+
+impl Drop for PostgresLog {
+    fn drop(&mut self) {
+        // Closing the connection blocks on its runtime too: not on a thread that runs
+        // async tasks.
+        let client = self
+            .client
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if client.is_some() && tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|scope| {
+                scope.spawn(move || drop(client));
+            });
+        }
     }
 }
 
@@ -88,8 +105,26 @@ impl PostgresLog {
         }
     }
 
-    /// Runs `f` on the connection, connecting first if there is none or it was lost.
-    fn with_client<T>(
+    /// Runs `f` on the connection, connecting first if there is none or it was lost. The
+    /// connection drives its socket with a runtime of its own, which cannot run inside
+    /// another: called from a thread that runs async tasks (a shard's), `f` runs on a
+    /// short-lived helper thread while the caller waits.
+    fn with_client<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, LogError> + Send,
+    ) -> Result<T, LogError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.with_client_here(f);
+        }
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| self.with_client_here(f))
+                .join()
+                .unwrap_or_else(|_| Err(LogError::Store("the PostgreSQL call panicked".into())))
+        })
+    }
+
+    fn with_client_here<T>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, LogError>,
     ) -> Result<T, LogError> {
@@ -126,6 +161,7 @@ fn migrate(client: &mut Client) -> Result<(), LogError> {
             )));
         }
         Some(v) if v == SCHEMA_VERSION => {}
+        Some(1) => tx.batch_execute(SCHEMA_V2).map_err(store)?,
         _ => {
             tx.batch_execute(
                 "CREATE TABLE durable_object_head (
@@ -139,10 +175,16 @@ fn migrate(client: &mut Client) -> Result<(), LogError> {
                  INSERT INTO durable_log_schema (version) VALUES (1);",
             )
             .map_err(store)?;
+            tx.batch_execute(SCHEMA_V2).map_err(store)?;
         }
     }
     tx.commit().map_err(store)
 }
+
+/// Version 2: the namespace keys of the classes.
+const SCHEMA_V2: &str =
+    "CREATE TABLE durable_class_key (class text PRIMARY KEY, key text NOT NULL);
+     INSERT INTO durable_log_schema (version) VALUES (2);";
 
 /// The columns of the head statements: class, id, start seq and checksum, end seq and
 /// checksum, one entry per run.
@@ -334,7 +376,7 @@ impl CommitLog for PostgresLog {
         let row = self.with_client(|client| {
             client
                 .query_opt(
-                    "SELECT seq, time_ms FROM durable_commit_log
+                    "SELECT seq, time_ms, checksum FROM durable_commit_log
                      WHERE class = $1 AND id = $2 AND time_ms <= $3 ORDER BY seq DESC LIMIT 1",
                     &[&object.class, &object.id.as_slice(), &time_ms],
                 )
@@ -343,6 +385,7 @@ impl CommitLog for PostgresLog {
         Ok(row.map(|row| RecordTime {
             seq: row.get::<_, i64>(0) as u64,
             time_ms: row.get(1),
+            checksum: Checksum(row.get::<_, i64>(2) as u64),
         }))
     }
 
@@ -364,5 +407,36 @@ impl CommitLog for PostgresLog {
                 Some(ObjectName { class, id })
             })
             .collect())
+    }
+
+    fn class_keys(&self) -> Result<Vec<(String, String)>, LogError> {
+        let rows = self.with_client(|client| {
+            client
+                .query(
+                    "SELECT class, key FROM durable_class_key ORDER BY class",
+                    &[],
+                )
+                .map_err(store)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
+    }
+
+    fn put_class_key(&self, class: &str, key_hex: &str) -> Result<(), LogError> {
+        self.with_client(|client| {
+            client
+                .execute(
+                    "INSERT INTO durable_class_key (class, key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&class, &key_hex],
+                )
+                .map_err(store)?;
+            let stored: String = client
+                .query_one("SELECT key FROM durable_class_key WHERE class = $1", &[&class])
+                .map_err(store)?
+                .get(0);
+            crate::log::check_class_key(class, Some(&stored), key_hex).map(|_| ())
+        })
     }
 }

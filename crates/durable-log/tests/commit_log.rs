@@ -102,6 +102,7 @@ fn suite(log: &dyn CommitLog, reopen: &dyn Fn() -> Box<dyn CommitLog>) {
     // Point in time: the last record at or before a time.
     let at = log.record_at_time(&a, 12_500).unwrap().unwrap();
     assert_eq!((at.seq, at.time_ms), (3, 12_000));
+    assert_eq!(at.checksum, log.records(&a, 3, 3).unwrap()[0].checksum());
     assert_eq!(log.record_at_time(&a, 9_999).unwrap(), None);
     assert_eq!(log.record_at_time(&a, i64::MAX).unwrap().unwrap().seq, 8);
 
@@ -151,6 +152,25 @@ fn suite(log: &dyn CommitLog, reopen: &dyn Fn() -> Box<dyn CommitLog>) {
     fill(again.as_ref(), std::slice::from_ref(&c), 1, 40_000);
     assert_eq!(again.head(&c).unwrap().seq, 7);
     assert_eq!(again.verify().unwrap().records, report.records + 1);
+
+    // Namespace keys: a class keeps its first key, over restarts; another is refused.
+    let key = "ab".repeat(32);
+    assert!(again.class_keys().unwrap().is_empty());
+    again.put_class_key("Room", &key).unwrap();
+    again.put_class_key("Room", &key.to_uppercase()).unwrap();
+    again.put_class_key("Ledger", &"cd".repeat(32)).unwrap();
+    assert!(matches!(
+        again.put_class_key("Room", &"ef".repeat(32)),
+        Err(LogError::Conflict(_))
+    ));
+    let keys = reopen().class_keys().unwrap();
+    assert_eq!(
+        keys,
+        [
+            ("Ledger".to_owned(), "cd".repeat(32)),
+            ("Room".to_owned(), key)
+        ]
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use durable_objects::prelude::*;
-use durable_objects::{ManualClock, Runtime, RuntimeBuilder, StartError};
+use durable_objects::{CommitLogSetting, ManualClock, Runtime, RuntimeBuilder, StartError};
 use support::objects::{self, Reminder};
 use support::{TestRuntime, bounded, store, wait_until};
 
@@ -20,12 +20,14 @@ fn builder(dir: &std::path::Path) -> RuntimeBuilder {
 }
 
 /// Stores an object, stops, damages `Store.key` with `damage`, and checks that the start is
-/// refused with `check`; with the key restored, the object is there again.
+/// refused with `check`; with the key restored, the object is there again. Without a commit
+/// log (which holds a second copy of every key).
 async fn a_damaged_key_refuses_to_start(
     damage: impl FnOnce(&std::path::Path),
     check: impl FnOnce(&StartError),
 ) {
-    let mut test = TestRuntime::start(|b| b);
+    let no_log = |b: RuntimeBuilder| b.commit_log(CommitLogSetting::Off);
+    let mut test = TestRuntime::start(no_log);
     store(&test, "kept")
         .put("k".into(), "v".into())
         .await
@@ -35,11 +37,11 @@ async fn a_damaged_key_refuses_to_start(
     let saved = std::fs::read(&key_file).unwrap();
     damage(&key_file);
 
-    let err = builder(test.dir.path()).build().unwrap_err();
+    let err = no_log(builder(test.dir.path())).build().unwrap_err();
     check(&err);
 
     std::fs::write(&key_file, saved).unwrap();
-    test.restart(|b| b);
+    test.restart(no_log);
     assert_eq!(
         store(&test, "kept")
             .get("k".into())
@@ -69,6 +71,29 @@ async fn a_missing_namespace_key_with_objects_refuses_to_start() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_missing_namespace_key_comes_back_from_the_commit_log() {
+    let mut test = TestRuntime::start(|b| b);
+    store(&test, "kept")
+        .put("k".into(), "v".into())
+        .await
+        .unwrap();
+    drop(test.runtime.take());
+    let key_file = test.dir.path().join("namespaces/Store.key");
+    let saved = std::fs::read_to_string(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    test.restart(|b| b);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), saved);
+    assert_eq!(
+        store(&test, "kept")
+            .get("k".into())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("v")
+    );
 }
 
 #[tokio::test]

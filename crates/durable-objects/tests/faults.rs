@@ -165,7 +165,9 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_deletes_and_recovers() {
         .unwrap();
     // With room again, the quiet objects' WALs are copied into their databases and
     // truncated (not while the disk was full: that needs room for the databases to grow).
-    assert!(wal_when_full > 8 * 1024 * 1024, "{wal_when_full}");
+    // (The commit log in the data folder holds a copy of every page written, so the WALs
+    // hold about a third of the disk when it fills.)
+    assert!(wal_when_full > 4 * 1024 * 1024, "{wal_when_full}");
     wait_until("the WALs are truncated", || wal_bytes(&data) < 256 * 1024).await;
 
     // And after a restart, everything acknowledged and not deleted is still there.

@@ -60,6 +60,21 @@ impl DataDir {
         &self.layout
     }
 
+    /// Writes `key_hex` as the key of `class` if the folder has no key file for it (a folder
+    /// rebuilt from a commit log); a key file that exists is left alone.
+    pub(crate) fn adopt_namespace_key(&self, class: &str, key_hex: &str) -> Result<(), StartError> {
+        let path = self.layout.namespace_key(class);
+        if path.exists() {
+            return Ok(());
+        }
+        let key = NamespaceKey::from_hex(key_hex).map_err(|source| StartError::KeyFile {
+            path: path.clone(),
+            source,
+        })?;
+        write_durably(&path, format!("{}\n", key.to_hex()).as_bytes())
+            .map_err(|source| StartError::DataDir { path, source })
+    }
+
     /// The key of `class`, created (randomly) and persisted the first time it is asked for.
     ///
     /// The ids are the key's check value: every database file is named by an id the key
@@ -116,7 +131,7 @@ impl DataDir {
 }
 
 /// Writes `bytes` to `path` so that after a crash the file is either absent or complete.
-fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension("tmp");
     {

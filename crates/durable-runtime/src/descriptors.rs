@@ -2,11 +2,13 @@
 //! there is between object databases and connections, with a reserve kept back.
 //!
 //! Every open object database holds four descriptors (the database, its WAL, SQLite's
-//! shared-memory index, and the WAL handle the durability worker fsyncs); every HTTP or
+//! shared-memory index, and the WAL handle the durability worker fsyncs and the commit log
+//! reads each commit's frames through); every HTTP or
 //! WebSocket connection holds one. Running out of descriptors fails whatever asks next,
 //! often something unrelated (accepting a connection, `/health`), so the budget is decided
 //! up front: [`DescriptorBudget::RESERVED`] stay free for the process itself (logs, the
-//! alarm index, accepting and refusing connections), half of the rest goes to databases and
+//! alarm index, the commit log's archive, accepting and refusing connections), half of the
+//! rest goes to databases and
 //! half to connections.
 
 /// File descriptors one open object database holds.
@@ -25,7 +27,7 @@ pub struct DescriptorBudget {
 
 impl DescriptorBudget {
     /// Descriptors never given to databases or connections.
-    pub const RESERVED: u64 = 64;
+    pub const RESERVED: u64 = 80;
 
     /// The budget of a process allowed `limit` descriptors.
     pub fn for_limit(limit: u64) -> Self {
@@ -81,8 +83,8 @@ mod tests {
     #[test]
     fn the_budget_keeps_a_reserve_and_splits_the_rest() {
         let cases = [
-            (1_024, 120, 480),
-            (20_000, 2_492, 9_968),
+            (1_024, 118, 472),
+            (20_000, 2_490, 9_960),
             (64, 1, 1),
             (0, 1, 1),
         ];

@@ -30,6 +30,7 @@ mod descriptors;
 mod directory;
 mod env;
 mod event;
+mod history;
 mod instance;
 mod metrics;
 mod migrations;
@@ -60,6 +61,7 @@ pub use durable_storage::{
     WalPosition,
 };
 pub use env::{Env, Namespace};
+pub use history::CommitLogSetting;
 pub use metrics::{MetricsSnapshot, NodeHealth, ShardHealth};
 pub use migrations::{Migration, MigrationError};
 pub use object::DurableObject;

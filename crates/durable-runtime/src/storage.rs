@@ -20,12 +20,14 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 
 use durable_core::{Error, ErrorKind, Result, codec};
 use durable_storage::{ListOptions, ObjectDatabase, SqlCursor, SqlParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::history::History;
 use crate::instance::Instance;
 
 /// Options of a write (`put`, `delete`, their `_multiple` forms, `delete_all`, and the
@@ -375,6 +377,77 @@ impl Storage {
     pub async fn sync(&self) -> Result<()> {
         let synced = self.instance()?.sync()?;
         synced.await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    // ----- point-in-time recovery ----------------------------------------------------------
+
+    /// The object's history, and its name in it; an error if the commit log is off.
+    fn history(&self) -> Result<(Rc<Instance>, Arc<History>, durable_log::ObjectName)> {
+        let instance = self.instance()?;
+        let history = instance.shared.commits.history.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotImplemented,
+                "point-in-time recovery needs the commit log, and this runtime runs without one (commit_log = off)",
+            )
+        })?;
+        let name = crate::history::object_name(instance.class_name, &instance.id);
+        Ok((instance, history, name))
+    }
+
+    /// A bookmark of the object's current state: every write made so far (it waits for them
+    /// to be durable). Bookmarks are strings that sort in commit order; give one to
+    /// [`on_next_session_restore_bookmark`](Self::on_next_session_restore_bookmark) to bring
+    /// the object back to this state later (Cloudflare's `getCurrentBookmark`).
+    pub async fn get_current_bookmark(&self) -> Result<String> {
+        let (_, history, name) = self.history()?;
+        self.sync().await?;
+        Ok(history.current_bookmark(&name)?.to_string())
+    }
+
+    /// A bookmark of the object's state at `time_ms` (milliseconds since the Unix epoch):
+    /// the writes committed at or before then. Times in the future, or older than the history
+    /// window (30 days by default), are refused with
+    /// [`ErrorKind::InvalidInput`] (Cloudflare's `getBookmarkForTime`).
+    pub async fn get_bookmark_for_time(&self, time_ms: i64) -> Result<String> {
+        let (instance, history, name) = self.history()?;
+        let window = instance.shared.config.history_window;
+        Ok(history
+            .bookmark_for_time(&name, time_ms, window)?
+            .to_string())
+    }
+
+    /// Asks for the object's storage to be restored to `bookmark` the next time the object
+    /// starts (call [`State::abort`](crate::State::abort) to make that now). The restore is
+    /// written forward as a new point of history, never rewriting it: the returned bookmark
+    /// (the state now) undoes it. A bookmark that is not of this object's history is refused
+    /// with [`ErrorKind::InvalidInput`] (Cloudflare's `onNextSessionRestoreBookmark`).
+    pub async fn on_next_session_restore_bookmark(&self, bookmark: &str) -> Result<String> {
+        let (instance, history, name) = self.history()?;
+        let target: durable_log::Bookmark =
+            bookmark
+                .parse()
+                .map_err(|err: durable_log::BookmarkError| {
+                    Error::new(ErrorKind::InvalidInput, err.to_string())
+                })?;
+        let undo = self.get_current_bookmark().await?;
+        history.check_bookmark(&name, target)?;
+        let db = instance
+            .shared
+            .layout
+            .object_db(instance.class_name, &instance.id.to_string());
+        let request = durable_storage::DataLayout::restore_request_of(&db);
+        crate::data_dir::write_durably(&request, format!("{target}\n").as_bytes()).map_err(
+            |err| {
+                Error::new(
+                    ErrorKind::Storage,
+                    format!(
+                        "could not record the restore in {}: {err}",
+                        request.display()
+                    ),
+                )
+            },
+        )?;
+        Ok(undo)
     }
 }
 

@@ -9,9 +9,11 @@
 //! WAL the durability worker must sync, the stored alarm if the batch changed it, and (when
 //! the database was opened with `capture`) the WAL frames the commit wrote. The runtime's
 //! commit pipeline takes it from there. Checkpoints are ours too: the database registers
-//! its own WAL hook (which replaces SQLite's automatic checkpoint), learns how many frames
-//! the WAL holds after each commit, and checkpoints once it passes
-//! [`CHECKPOINT_FRAMES`], after the commit's frames were read.
+//! its own WAL hook (which replaces SQLite's automatic checkpoint) and learns how many frames
+//! the WAL holds after each commit; once it passes [`CHECKPOINT_FRAMES`] a checkpoint is
+//! due ([`ObjectDatabase::checkpoint_due`]), and the runtime runs it
+//! ([`ObjectDatabase::checkpoint`]) only when every commit in the WAL is durable and in the
+//! object's log: the database file never holds a commit the log lacks.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -40,7 +42,7 @@ use crate::wal::{CommitFrames, WalReader};
 /// The reserved table of per-object metadata; the alarm is its row `alarm`.
 pub(crate) const META_TABLE: &str = "_cf_METADATA";
 
-/// WAL frames after which a commit checkpoints the WAL into the database (SQLite's own
+/// WAL frames after which a checkpoint of the WAL into the database is due (SQLite's own
 /// automatic checkpoint uses the same threshold).
 pub const CHECKPOINT_FRAMES: u32 = 1_000;
 
@@ -239,6 +241,8 @@ pub struct ObjectDatabase {
     /// Frames in the WAL after the last commit, as the WAL hook reported it
     /// ([`HOOK_NOT_CALLED`] if SQLite wrote no frame for the last commit).
     wal_frames: Arc<AtomicU64>,
+    /// The WAL passed [`CHECKPOINT_FRAMES`] since the last checkpoint.
+    checkpoint_due: bool,
     /// Reads each commit's frames back, when the database captures them.
     reader: Option<WalReader>,
     broken: Option<CommitError>,
@@ -415,8 +419,9 @@ impl ObjectDatabase {
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
             .map_err(sql_fail)?;
         conn.set_prepared_statement_cache_capacity(64);
-        // Our hook replaces SQLite's automatic checkpoint: `commit` checkpoints, after the
-        // commit's frames were read back, so no frame is checkpointed before it is captured.
+        // Our hook replaces SQLite's automatic checkpoint: the runtime checkpoints once the
+        // commits in the WAL are durable and logged, so no frame is checkpointed before it
+        // is captured and its commit acknowledged.
         let wal_frames = Arc::new(AtomicU64::new(HOOK_NOT_CALLED));
         let frames_seen = Arc::clone(&wal_frames);
         conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames: i32| {
@@ -426,15 +431,19 @@ impl ObjectDatabase {
         .map_err(sql_fail)?;
         let guard = Guard::install(&mut conn).map_err(sql_fail)?;
         let wal_path = DataLayout::wal_of(path);
-        let reader = if options.capture {
-            Some(WalReader::open(&wal_path).map_err(|err| fail(OpenFailure::Wal(err)))?)
-        } else {
-            None
-        };
         // The WAL's descriptor is taken now, not at the first fsync: a node out of file
         // descriptors fails here, before any write, never after a commit it then could not
         // make durable.
-        let wal = WalFile::open(wal_path, on_durable).map_err(|err| fail(OpenFailure::Wal(err)))?;
+        let wal = WalFile::open(wal_path.clone(), on_durable)
+            .map_err(|err| fail(OpenFailure::Wal(err)))?;
+        let reader = if options.capture {
+            Some(
+                WalReader::open_on(&wal_path, wal.shared_file())
+                    .map_err(|err| fail(OpenFailure::Wal(err)))?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             programs: ProgramCache::default(),
             conn,
@@ -447,6 +456,7 @@ impl ObjectDatabase {
             meta_ready: false,
             wal: Arc::new(wal),
             wal_frames,
+            checkpoint_due: false,
             reader,
             broken: None,
             max_result_bytes: options.max_result_bytes,
@@ -502,7 +512,8 @@ impl ObjectDatabase {
     }
 
     /// Copies the whole WAL into the database and truncates it to nothing, if no batch is
-    /// open: what an idle object, or a full disk, gives back. True if it did.
+    /// open: what an idle object, or a full disk, gives back. True if it did. Like
+    /// [`checkpoint`](Self::checkpoint), only when every commit is durable and acknowledged.
     pub fn truncate_wal(&mut self) -> bool {
         if self.broken.is_some()
             || self.batch.has_uncommitted()
@@ -515,7 +526,10 @@ impl ObjectDatabase {
             .conn
             .wal_checkpoint_v2(None::<&str>, CheckpointMode::TRUNCATE)
         {
-            Ok(_) => true,
+            Ok(_) => {
+                self.checkpoint_due = false;
+                true
+            }
             Err(err) => {
                 tracing::warn!(database = %self.path.display(), error = %err, "truncating the WAL failed; it is tried again later");
                 false
@@ -602,9 +616,8 @@ impl ObjectDatabase {
             // synchronous=FULL: the commit fsynced the WAL before returning.
             self.wal.mark_synced(seq);
         }
-        // Not on a full disk: the database file would grow into the reserve.
-        if wal_frames.is_some_and(|count| count >= CHECKPOINT_FRAMES) && !self.space_is_full() {
-            self.checkpoint();
+        if wal_frames.is_some_and(|count| count >= CHECKPOINT_FRAMES) {
+            self.checkpoint_due = true;
         }
         Ok(Some(CommitTicket {
             seq,
@@ -615,15 +628,50 @@ impl ObjectDatabase {
         }))
     }
 
-    /// Copies the WAL into the database (a passive checkpoint: this connection is the only
-    /// one, so it completes). A failure is not an error of the commit: the frames stay in
-    /// the WAL, durable, and the next checkpoint tries again.
-    fn checkpoint(&mut self) {
-        if let Err(err) = self
-            .conn
-            .wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)
-        {
-            tracing::warn!(database = %self.path.display(), error = %err, "checkpoint failed; the WAL keeps growing until one succeeds");
+    /// True when the WAL has grown past [`CHECKPOINT_FRAMES`] since the last checkpoint.
+    pub fn checkpoint_due(&self) -> bool {
+        self.checkpoint_due
+    }
+
+    /// Copies the WAL's commits into the database (a passive checkpoint). Call it only when
+    /// every commit in the WAL is durable and acknowledged: the database file must never
+    /// hold a commit its log lacks. With a batch open, the checkpoint runs on a second,
+    /// short-lived connection (this one is inside a write transaction, and SQLite refuses a
+    /// checkpoint there); the batch's own frames are not committed, so they are not copied.
+    /// Not on a full disk (the database file would grow into the reserve). A failure is not
+    /// an error of any commit: the frames stay in the WAL, durable, and the next due
+    /// checkpoint tries again.
+    pub fn checkpoint(&mut self) {
+        if self.broken.is_some() || self.space_is_full() {
+            return;
+        }
+        let result = if self.conn.is_autocommit() {
+            self.conn
+                .wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)
+                .map(drop)
+        } else if std::fs::metadata(&self.path).is_ok_and(|meta| meta.len() > 0) {
+            // (A database file of zero bytes would make a new connection discard the WAL;
+            // ours always has its header, written when WAL mode was set.)
+            Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .and_then(|other| {
+                // A connection opens the WAL with its first read; a checkpoint before that
+                // finds no WAL and does nothing.
+                other.query_row("PRAGMA schema_version", [], |_| Ok(()))?;
+                other
+                    .wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)
+                    .map(drop)
+            })
+        } else {
+            return;
+        };
+        match result {
+            Ok(()) => self.checkpoint_due = false,
+            Err(err) => {
+                tracing::warn!(database = %self.path.display(), error = %err, "checkpoint failed; the WAL keeps growing until one succeeds");
+            }
         }
     }
 

@@ -35,7 +35,9 @@ pub type DurableCallback = Arc<dyn Fn(Result<u64, CommitError>) + Send + Sync>;
 /// The WAL of one open object database, as the durability worker sees it.
 pub struct WalFile {
     path: PathBuf,
-    file: File,
+    /// Shared with the database's WAL reader (the capture point reads commits through it):
+    /// one descriptor per WAL, not two.
+    file: Arc<File>,
     /// False on filesystems where `syncfs` does not reach the disk (FUSE: the kernel does
     /// not pass it to the server); such a WAL is always synced by itself.
     syncfs_reaches_disk: bool,
@@ -79,7 +81,7 @@ impl WalFile {
             rustix::fs::fstatfs(&file).map_or(true, |stat| stat.f_type as u64 != FUSE_SUPER_MAGIC);
         Ok(Self {
             path,
-            file,
+            file: Arc::new(file),
             syncfs_reaches_disk,
             committed: AtomicU64::new(0),
             synced: AtomicU64::new(0),
@@ -111,6 +113,11 @@ impl WalFile {
 
     fn with_file<T>(&self, f: impl FnOnce(&File) -> io::Result<T>) -> io::Result<T> {
         f(&self.file)
+    }
+
+    /// The WAL's descriptor, for reading it.
+    pub(crate) fn shared_file(&self) -> Arc<File> {
+        Arc::clone(&self.file)
     }
 }
 

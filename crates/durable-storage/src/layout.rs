@@ -7,6 +7,9 @@
 //! <data>/namespaces/<Class>.key                the namespace key of class <Class>, 64 hex digits
 //! <data>/alarms.sqlite                         the node's alarm index (+ -wal, -shm)
 //! <data>/RESERVE                               allocated space given up when the disk is full
+//! <data>/log/                                  the local archive of every object's history
+//!                                              (segments/<n>.seg, index.sqlite)
+//! <data>/objects/<Class>/<id[0..2]>/<id>.restore  a restore asked for, applied at next start
 //! <data>/objects/<Class>/<id[0..2]>/<id>.sqlite  one object's database (+ -wal, -shm)
 //! ```
 //!
@@ -60,6 +63,17 @@ impl DataLayout {
     /// The key file of class `class`.
     pub fn namespace_key(&self, class: &str) -> PathBuf {
         self.namespaces_dir().join(format!("{class}.key"))
+    }
+
+    /// The local archive of every object's history (the commit log in the data folder).
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("log")
+    }
+
+    /// The file naming the bookmark an object is restored to when it next starts, next to
+    /// its database `db`.
+    pub fn restore_request_of(db: &Path) -> PathBuf {
+        db.with_extension("restore")
     }
 
     /// The folder of every class's object databases.

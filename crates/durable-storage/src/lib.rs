@@ -30,6 +30,7 @@ pub mod database;
 pub mod dirs;
 pub mod durability;
 pub mod error;
+pub mod files;
 pub mod kv;
 pub mod layout;
 mod program;
@@ -50,8 +51,12 @@ pub use error::{
     AlarmIndexError, CommitError, IoFailure, KvError, OpenError, OpenFailure, SqlError, SqliteCode,
     WalError,
 };
+pub use files::{
+    DatabaseFileError, FilePages, SettledDatabase, discard_wal, forget_shared_memory,
+    install_database, read_file_pages, settle_database,
+};
 pub use kv::ListOptions;
 pub use layout::DataLayout;
 pub use space::{DiskSpace, SpaceState};
 pub use value::{FromSqlValue, IntoSqlParam, SqlParams, SqlValue, ValueError};
-pub use wal::{CommitFrames, WalCut, WalFrame, WalPosition, cut_wal_after};
+pub use wal::{CommitFrames, WalCut, WalFrame, WalPosition, cut_wal_after, wal_salts};

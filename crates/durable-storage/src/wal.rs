@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{IoFailure, WalError};
 
@@ -234,6 +235,13 @@ pub fn cut_wal_after(path: &Path, position: &WalPosition) -> Result<WalCut, WalE
     })
 }
 
+/// The salts of the WAL at `path` (its generation), if it has a valid header.
+pub fn wal_salts(path: &Path) -> Result<Option<[u32; 2]>, WalError> {
+    Ok(WalReader::open(path)?
+        .cursor
+        .map(|cursor| cursor.header.salts))
+}
+
 /// Where the last commit read ended.
 #[derive(Debug, Clone, Copy)]
 struct Cursor {
@@ -246,7 +254,7 @@ struct Cursor {
 #[derive(Debug)]
 pub(crate) struct WalReader {
     path: PathBuf,
-    file: Option<File>,
+    file: Option<Arc<File>>,
     cursor: Option<Cursor>,
 }
 
@@ -262,16 +270,28 @@ impl WalReader {
     /// A reader for the WAL at `path`, positioned after the last valid commit already in it
     /// (a WAL left by a crash holds commits made before this connection opened).
     pub(crate) fn open(path: &Path) -> Result<Self, WalError> {
+        match File::open(path) {
+            Ok(file) => Self::open_on(path, Arc::new(file)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Self {
+                path: path.to_path_buf(),
+                file: None,
+                cursor: None,
+            }),
+            Err(err) => Err(WalError::Io {
+                path: path.to_path_buf(),
+                source: IoFailure::new(err),
+            }),
+        }
+    }
+
+    /// [`open`](Self::open), reading through `file`, a descriptor of the WAL at `path`
+    /// (the durability worker's: no second descriptor per database).
+    pub(crate) fn open_on(path: &Path, file: Arc<File>) -> Result<Self, WalError> {
         let mut reader = Self {
             path: path.to_path_buf(),
-            file: None,
+            file: Some(file),
             cursor: None,
         };
-        match File::open(path) {
-            Ok(file) => reader.file = Some(file),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(reader),
-            Err(err) => return Err(reader.io(err)),
-        }
         if let Some(header) = reader.header()? {
             let mut cursor = Cursor {
                 header,
@@ -301,9 +321,9 @@ impl WalReader {
     fn file(&mut self) -> Result<&File, WalError> {
         if self.file.is_none() {
             let file = File::open(&self.path).map_err(|err| self.io(err))?;
-            self.file = Some(file);
+            self.file = Some(Arc::new(file));
         }
-        Ok(self.file.as_ref().expect("opened above"))
+        Ok(self.file.as_deref().expect("opened above"))
     }
 
     /// Reads `buf.len()` bytes at `offset`; false if the file ends first.

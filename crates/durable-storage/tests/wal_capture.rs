@@ -46,6 +46,11 @@ impl Replica {
     fn commit(&mut self, db: &mut ObjectDatabase) -> CommitTicket {
         let ticket = db.commit().unwrap().expect("the batch had writes");
         self.apply(&ticket);
+        // The replica took the commit: a due checkpoint may run now (as the runtime runs
+        // it once every commit in the WAL is acknowledged).
+        if db.checkpoint_due() {
+            db.checkpoint();
+        }
         ticket
     }
 
@@ -159,6 +164,61 @@ fn capture_follows_the_wal_through_checkpoints_and_restarts() {
         "the WAL restarted at least once ({} generations)",
         generations.len()
     );
+    replica.assert_matches(db, &path);
+}
+
+#[test]
+fn a_due_checkpoint_waits_for_its_caller_and_runs_beside_an_open_batch() {
+    let (_dir, path, mut db, mut replica) =
+        fresh("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)");
+    let insert = |db: &mut ObjectDatabase, i: i64| {
+        exec(
+            db,
+            "INSERT INTO t (id, body) VALUES (?1, ?2)",
+            vec![SqlValue::Integer(i), SqlValue::Blob(vec![1; 9_000])],
+        );
+    };
+    // Commits alone never checkpoint: the WAL keeps one generation past the threshold
+    // until the caller (who knows what the log holds) runs the checkpoint.
+    let mut i = 0;
+    let first = loop {
+        insert(&mut db, i);
+        i += 1;
+        let ticket = db.commit().unwrap().unwrap();
+        replica.apply(&ticket);
+        if db.checkpoint_due() {
+            break ticket.frames.unwrap().position;
+        }
+    };
+    insert(&mut db, i);
+    i += 1;
+    let ticket = db.commit().unwrap().unwrap();
+    replica.apply(&ticket);
+    let same = ticket.frames.unwrap().position;
+    assert_eq!(same.salts, first.salts, "no checkpoint ran by itself");
+    assert!(same.frame_count > first.frame_count);
+    // A batch is open: the checkpoint runs on a second connection and copies only
+    // committed frames; the batch commits into the same generation.
+    insert(&mut db, i);
+    i += 1;
+    let file_before = std::fs::metadata(&path).unwrap().len();
+    db.checkpoint();
+    assert!(!db.checkpoint_due());
+    assert!(
+        std::fs::metadata(&path).unwrap().len() > file_before + 1_000_000,
+        "the committed frames were copied into the database file"
+    );
+    let ticket = db.commit().unwrap().unwrap();
+    replica.apply(&ticket);
+    assert_eq!(ticket.frames.unwrap().position.salts, first.salts);
+    // Once a checkpoint copied everything, the next batch starts a new generation.
+    db.checkpoint();
+    insert(&mut db, i);
+    let ticket = db.commit().unwrap().unwrap();
+    replica.apply(&ticket);
+    let restarted = ticket.frames.unwrap().position;
+    assert_ne!(restarted.salts, first.salts, "the WAL restarted");
+    assert!(restarted.frame_count < 10);
     replica.assert_matches(db, &path);
 }
 

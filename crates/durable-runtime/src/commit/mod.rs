@@ -39,6 +39,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::alarm::AlarmScheduler;
 use crate::core::{ObjectKey, OutputQueue};
+use crate::history::{History, Reconciled};
 
 /// Something an instance sends out that must wait for the writes made before it.
 pub(crate) trait Output {
@@ -54,6 +55,8 @@ pub(crate) struct CommitServices {
     pub(crate) durability: DurabilityWorker,
     pub(crate) alarms: Arc<AlarmScheduler>,
     pub(crate) observer: Option<Arc<dyn CommitObserver>>,
+    /// The objects' history, when a commit log is on (it is then the observer too).
+    pub(crate) history: Option<Arc<History>>,
     pub(crate) options: DatabaseOptions,
     /// Commits made, over the node.
     pub(crate) commits: AtomicU64,
@@ -72,9 +75,14 @@ impl CommitServices {
         durability: DurabilityWorker,
         alarms: Arc<AlarmScheduler>,
         observer: Option<Arc<dyn CommitObserver>>,
+        history: Option<Arc<History>>,
         space: Arc<DiskSpace>,
         config: &crate::RuntimeConfig,
     ) -> Self {
+        let observer = match &history {
+            Some(history) => Some(Arc::clone(history) as Arc<dyn CommitObserver>),
+            None => observer,
+        };
         let (mode, max_bytes) = (config.durability, config.max_database_bytes);
         let mut options = DatabaseOptions::default();
         options.mode = mode;
@@ -84,6 +92,7 @@ impl CommitServices {
             durability,
             alarms,
             observer,
+            history,
             options,
             commits: AtomicU64::new(0),
             open_databases: AtomicUsize::new(0),
@@ -151,6 +160,12 @@ impl<O: Output> CommitPipeline<O> {
 
     /// Opens the database at `path`; returns the signal its pump task must wait on.
     pub(crate) fn open(&mut self, path: &Path) -> Result<Arc<DurabilitySignal>> {
+        // The local files are matched against the object's history (and repaired) before
+        // SQLite reads them.
+        let reconciled = match &self.services.history {
+            Some(history) => history.reconcile(&self.log_name(), path)?,
+            None => Reconciled::Kept,
+        };
         let signal = Arc::new(DurabilitySignal::default());
         let notify = Arc::clone(&signal);
         let db = ObjectDatabase::open_on(
@@ -170,12 +185,26 @@ impl<O: Output> CommitPipeline<O> {
         )?;
         let wal = Arc::clone(db.wal());
         self.services.open_databases.fetch_add(1, Ordering::Relaxed);
+        let mut db = db;
+        if reconciled == Reconciled::Replaced {
+            // The database was rebuilt or restored: the schedule follows its stored alarm.
+            let alarm = db
+                .alarm()
+                .map_err(|err| Error::new(ErrorKind::Storage, err.to_string()))?;
+            let ObjectRef { key, id, class } = &self.object;
+            self.services.alarms.after_durable(*key, id, class, alarm);
+        }
         self.open = Some(OpenDatabase {
             db,
             wal,
             signal: Arc::clone(&signal),
         });
         Ok(signal)
+    }
+
+    /// The object's name in its log.
+    fn log_name(&self) -> durable_log::ObjectName {
+        crate::history::object_name(self.object.class, &self.object.id)
     }
 
     /// The open database (`None` before the first use or after a close).
@@ -307,6 +336,8 @@ impl<O: Output> CommitPipeline<O> {
             let durable = self.durable_seq();
             self.hold(seq, durable, Held::AlarmDurable(alarm));
         }
+        // Durable at once (fsync in the commit, no observer): the signal may not come.
+        self.checkpoint_if_settled();
         Ok(())
     }
 
@@ -334,7 +365,30 @@ impl<O: Output> CommitPipeline<O> {
         for held in alarms.into_iter().chain(others) {
             self.deliver(held);
         }
+        self.checkpoint_if_settled();
         Ok(())
+    }
+
+    /// True when every commit made is durable (fsynced and acknowledged): the WAL holds
+    /// nothing the log lacks.
+    fn all_durable(&self) -> bool {
+        self.open
+            .as_ref()
+            .is_none_or(|open| open.wal.committed_seq() <= self.durable_seq())
+    }
+
+    /// Runs a due checkpoint once every commit in the WAL is durable and acknowledged, never
+    /// before: the database file must not hold a commit the log lacks (a crash then would
+    /// leave the object ahead of its history).
+    fn checkpoint_if_settled(&mut self) {
+        if !self.all_durable() {
+            return;
+        }
+        if let Some(open) = self.open.as_mut()
+            && open.db.checkpoint_due()
+        {
+            open.db.checkpoint();
+        }
     }
 
     /// The sweeper's look: true if commits have waited for durability, without the durable
@@ -364,7 +418,7 @@ impl<O: Output> CommitPipeline<O> {
     /// Copies the WAL into the database and truncates it, if it was written since the last
     /// time and no batch is open. True if it did.
     pub(crate) fn truncate_wal(&mut self) -> bool {
-        if !self.wal_dirty || self.commit_scheduled {
+        if !self.wal_dirty || self.commit_scheduled || !self.all_durable() {
             return false;
         }
         let Some(open) = self.open.as_mut() else {
@@ -405,15 +459,22 @@ impl<O: Output> CommitPipeline<O> {
             tracing::warn!(namespace = class, object_id = %id, error = %err, "commit at close failed; its writes are rolled back");
         }
         self.commit_scheduled = false;
+        let settled = self.all_durable();
         if let Some(open) = self.open.take() {
-            if error.is_outcome_unknown() {
-                // The disk did not confirm a write: closing must not wait on it again.
+            if error.is_outcome_unknown() || !settled {
+                // The disk did not confirm a write: closing must not wait on it again. Or a
+                // commit is not acknowledged yet: SQLite's checkpoint at close would put it
+                // in the database file before the log has it (the WAL keeps it; reopening
+                // matches it against the log).
                 open.db.close_without_checkpoint();
             } else {
                 open.db.close();
             }
             self.services.open_databases.fetch_sub(1, Ordering::Relaxed);
             self.services.database_closed.notify_waiters();
+            if let Some(history) = &self.services.history {
+                history.closed(&self.log_name(), settled);
+            }
         }
         self.stuck_since = None;
         self.wal_dirty = false;

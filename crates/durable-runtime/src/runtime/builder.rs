@@ -21,12 +21,14 @@ use crate::commit::{CommitObserver, CommitServices};
 use crate::core::{AdmissionLimits, ObjectKey};
 use crate::data_dir::DataDir;
 use crate::descriptors::DescriptorBudget;
+use crate::history::{CommitLogSetting, History};
 use crate::migrations::{self, Migration};
 use crate::monitor::Monitor;
 use crate::object::{ClassVTable, DurableObject};
 use crate::shard::{self, ShardHandle, ShardMsg, ShardRouter};
 use crate::shared::{NamespaceShared, RuntimeShared};
 use crate::websocket::Hubs;
+use durable_log::CommitLog;
 
 /// A change of one setting, made with a setter; applied over the base configuration.
 type Setting = Box<dyn Fn(&mut RuntimeConfig) + Send>;
@@ -149,10 +151,17 @@ impl RuntimeBuilder {
 
     /// Installs the observer of every commit of every object: the capture point's consumer.
     /// Outputs that depend on a commit wait for its acknowledgement (see
-    /// [`CommitObserver`]).
+    /// [`CommitObserver`]). The observer takes the commit log's place: this turns the log
+    /// off ([`CommitLogSetting::Off`]), and `build` refuses a log turned on again after it.
     pub fn commit_observer(mut self, observer: Arc<dyn CommitObserver>) -> Self {
         self.observer = Some(observer);
-        self
+        self.set("commit_log", |c| c.commit_log = CommitLogSetting::Off)
+    }
+
+    /// Where the objects' history is kept ([`RuntimeConfig::commit_log`]): the local archive
+    /// (the default), PostgreSQL, or nowhere.
+    pub fn commit_log(self, setting: CommitLogSetting) -> Self {
+        self.set("commit_log", move |c| c.commit_log = setting.clone())
     }
 
     fn set(
@@ -288,6 +297,11 @@ impl RuntimeBuilder {
         })
     }
 
+    /// How far back point-in-time recovery reaches ([`RuntimeConfig::history_window`]).
+    pub fn history_window(self, window: Duration) -> Self {
+        self.set("history_window", move |c| c.history_window = window)
+    }
+
     /// The settings `build` would use: the base with every setter applied.
     pub fn effective_config(&self) -> RuntimeConfig {
         let mut config = self.base.clone();
@@ -309,7 +323,26 @@ impl RuntimeBuilder {
         if let Some(migrations) = &self.migrations {
             apply_migrations(data.layout(), &index, migrations, &bindings)?;
         }
+        if self.observer.is_some() && config.commit_log != CommitLogSetting::Off {
+            return Err(StartError::InvalidSetting {
+                setting: "commit_log",
+                reason: "is on while a commit observer is installed; the observer takes the log's place: leave commit_log off".to_owned(),
+            });
+        }
+        let log = config
+            .commit_log
+            .open(data.layout())
+            .map_err(|source| StartError::CommitLog { source })?;
+        if let Some(log) = &log {
+            take_keys_from_log(&data, log.as_ref(), &bindings)?;
+        }
         let namespaces = namespaces(&data, bindings)?;
+        if let Some(log) = &log {
+            for ns in &namespaces.shared {
+                log.put_class_key(ns.class_name, &ns.key.to_hex())
+                    .map_err(|source| StartError::CommitLog { source })?;
+            }
+        }
         let durability =
             DurabilityWorker::start(config.fsync_threads).map_err(|source| StartError::Thread {
                 thread: "fsync",
@@ -323,10 +356,26 @@ impl RuntimeBuilder {
         );
         let space = Arc::new(DiskSpace::new(data.layout(), config.disk_reserve_bytes));
         space.start();
+        let history = match log {
+            Some(log) => Some(
+                History::start(
+                    log,
+                    Arc::clone(&self.clock),
+                    config.storage_timeout,
+                    Some(Arc::clone(&space)),
+                )
+                .map_err(|source| StartError::Thread {
+                    thread: "commit log",
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let commits = Arc::new(CommitServices::new(
             durability,
             Arc::clone(&alarms),
             self.observer,
+            history,
             space,
             &config,
         ));
@@ -531,6 +580,25 @@ fn namespaces(
         }
     }
     Ok(namespaces)
+}
+
+/// A data folder rebuilt from a log (a lost disk) finds its classes' keys there: without
+/// them no object could be found by name. A key the folder has is kept (and checked against
+/// the log's after the namespaces are loaded).
+fn take_keys_from_log(
+    data: &DataDir,
+    log: &dyn CommitLog,
+    bindings: &[(String, ClassVTable)],
+) -> Result<(), StartError> {
+    let keys = log
+        .class_keys()
+        .map_err(|source| StartError::CommitLog { source })?;
+    for (class, key) in keys {
+        if bindings.iter().any(|(_, c)| c.class_name == class) {
+            data.adopt_namespace_key(&class, &key)?;
+        }
+    }
+    Ok(())
 }
 
 /// Schedules every entry of the alarm index; returns how many there are.

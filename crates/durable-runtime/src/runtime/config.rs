@@ -7,6 +7,7 @@ use durable_core::limits;
 use durable_storage::DurabilityMode;
 
 use super::error::StartError;
+use crate::history::CommitLogSetting;
 
 /// Tunables of a runtime; every field has a default close to Cloudflare's behaviour.
 #[derive(Debug, Clone)]
@@ -80,6 +81,12 @@ pub struct RuntimeConfig {
     /// How long an instance whose only connections are hibernatable WebSockets stays in
     /// memory without events (default 10 s); the sockets stay open when it is dropped.
     pub hibernation_timeout: Duration,
+    /// Where every object's history is kept (default: the local archive in the data
+    /// folder). With PostgreSQL, a commit's outputs wait until it is in PostgreSQL.
+    pub commit_log: CommitLogSetting,
+    /// How far back point-in-time recovery reaches (default 30 days, as Cloudflare's):
+    /// `get_bookmark_for_time` refuses older times.
+    pub history_window: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -106,6 +113,8 @@ impl Default for RuntimeConfig {
             max_concurrent_alarms: 256,
             alarm_max_wait: Duration::from_secs(1),
             hibernation_timeout: Duration::from_millis(limits::DEFAULT_HIBERNATION_TIMEOUT_MS),
+            commit_log: CommitLogSetting::Local,
+            history_window: Duration::from_secs(30 * 24 * 60 * 60),
         }
     }
 }

@@ -72,6 +72,13 @@ pub enum StartError {
         /// Of them, those whose id the key did not make.
         foreign: usize,
     },
+    /// The commit log could not be opened, or holds what contradicts the data folder (another
+    /// folder's namespace keys).
+    #[error("commit log: {source}")]
+    CommitLog {
+        /// What the log said.
+        source: durable_log::LogError,
+    },
     /// The system's random source failed while making a new namespace key.
     #[error("cannot make a namespace key for {}: the system random source failed: {error}", path.display())]
     Random {

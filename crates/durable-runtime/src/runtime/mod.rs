@@ -197,6 +197,10 @@ impl Runtime {
             tracing::error!("the alarm scheduler thread panicked");
         }
         builder::stop_shards(&self.shared, &mut self.threads);
+        // The shards' final commits reach the log before the writer stops.
+        if let Some(history) = &self.shared.commits.history {
+            history.stop();
+        }
         // Last: index changes made by the shards' final commits.
         self.shared.alarms.stop_writer();
     }

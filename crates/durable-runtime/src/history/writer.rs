@@ -1,0 +1,448 @@
+//! The log writer: one thread per runtime that turns captured commits into records and
+//! appends them, many objects' at once (group commit), acknowledging each commit once its
+//! append is durable.
+//!
+//! The shard threads only queue (the observer must not block); the writer numbers each
+//! record from the object's head, hashes it (the chain), appends the whole batch as one
+//! durable step and answers every acknowledgement. A failed append fails its commits (their
+//! objects reset) and marks those objects *broken*: commits of theirs still queued are
+//! refused, and their next open matches the local database against the log again (the
+//! head is read back from the log: an append that failed may still have landed).
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use durable_core::{Clock, Error, ErrorKind};
+use durable_log::{
+    AlarmChange, CommitLog, Head, LogRecord, ObjectName, PageImage, RecordKind, WalMark,
+};
+use durable_storage::{CommitFrames, DiskSpace};
+
+use crate::commit::{CapturedCommit, CommitAck, CommitObserver};
+
+/// Commits one append carries at most.
+const MAX_BATCH_COMMITS: usize = 4096;
+/// Page bytes one append carries at most (a larger commit still goes, alone).
+const MAX_BATCH_BYTES: usize = 32 << 20;
+
+/// What the runtime knows of one object's history.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ObjectLog {
+    /// Where its chain ends.
+    pub(crate) head: Head,
+    /// Where the head record's commit ended in the local WAL (`None`: the head record was
+    /// not a local commit, or there is none).
+    pub(crate) mark: Option<WalMark>,
+    /// When the head record was taken.
+    pub(crate) time_ms: i64,
+    /// Commits queued or being appended.
+    in_flight: u32,
+    /// An append of it failed: commits of it still queued are refused, and its next open
+    /// reconciles against the log, whose head is read back first.
+    broken: bool,
+    /// Its local database was matched against the log since this runtime started, and
+    /// nothing happened since that could make them disagree.
+    pub(crate) verified: bool,
+}
+
+impl ObjectLog {
+    pub(crate) fn new(head: Head, mark: Option<WalMark>, time_ms: i64) -> Self {
+        Self {
+            head,
+            mark,
+            time_ms,
+            in_flight: 0,
+            broken: false,
+            verified: true,
+        }
+    }
+}
+
+/// What the writer and the shard threads share.
+#[derive(Debug, Default)]
+struct Objects {
+    map: Mutex<HashMap<ObjectName, ObjectLog>>,
+    /// Told whenever an append finished: an open waiting for an object's queued commits.
+    drained: Condvar,
+}
+
+enum Job {
+    Commit {
+        object: ObjectName,
+        frames: CommitFrames,
+        alarm: Option<Option<i64>>,
+        ack: CommitAck,
+    },
+}
+
+/// The runtime's side of its commit log.
+pub(crate) struct History {
+    log: Arc<dyn CommitLog>,
+    objects: Arc<Objects>,
+    queue: Mutex<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    clock: Arc<dyn Clock>,
+    /// How long an open waits for an object's earlier commits to reach the log.
+    pub(crate) storage_timeout: Duration,
+    /// The data folder's disk, told when the log finds it full.
+    space: Option<Arc<DiskSpace>>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").field("log", &self.log).finish()
+    }
+}
+
+impl History {
+    /// Starts the writer thread of `log`.
+    pub(crate) fn start(
+        log: Arc<dyn CommitLog>,
+        clock: Arc<dyn Clock>,
+        storage_timeout: Duration,
+        space: Option<Arc<DiskSpace>>,
+    ) -> std::io::Result<Arc<Self>> {
+        let objects = Arc::new(Objects::default());
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("commit log".into())
+            .spawn({
+                let (log, objects, clock) =
+                    (Arc::clone(&log), Arc::clone(&objects), Arc::clone(&clock));
+                let space = space.clone();
+                move || {
+                    while let Ok(first) = rx.recv() {
+                        let jobs = gather(first, &rx);
+                        write_batch(&*log, &objects, &*clock, space.as_deref(), jobs);
+                    }
+                }
+            })?;
+        Ok(Arc::new(Self {
+            log,
+            objects,
+            queue: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            clock,
+            storage_timeout,
+            space,
+        }))
+    }
+
+    /// The log.
+    pub(crate) fn log(&self) -> &Arc<dyn CommitLog> {
+        &self.log
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn objects(&self) -> MutexGuard<'_, HashMap<ObjectName, ObjectLog>> {
+        lock(&self.objects.map)
+    }
+
+    /// What is known of `object` once none of its commits is queued any more: waits (up to
+    /// the storage timeout) for its queued commits to be appended. `None` when it must be
+    /// read from the log (first open, or an append of it failed).
+    pub(crate) fn settled(&self, object: &ObjectName) -> Result<Option<ObjectLog>, Error> {
+        let map = self.objects();
+        let (map, timeout) = self
+            .objects
+            .drained
+            .wait_timeout_while(map, self.storage_timeout, |map| {
+                map.get(object).is_some_and(|entry| entry.in_flight > 0)
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        if timeout.timed_out() {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                "the object's earlier writes are still being written to its commit log; try again later",
+            )
+            .with_retryable(true));
+        }
+        Ok(map.get(object).filter(|entry| !entry.broken).copied())
+    }
+
+    /// Records what reconciling `object` found: its history now matches its database.
+    pub(crate) fn set(&self, object: ObjectName, entry: ObjectLog) {
+        self.objects().insert(object, entry);
+    }
+
+    /// The object's database closed: `settled` if every commit of it was acknowledged (the
+    /// database and the log agree); otherwise its next open reconciles again.
+    pub(crate) fn closed(&self, object: &ObjectName, settled: bool) {
+        if !settled && let Some(entry) = self.objects().get_mut(object) {
+            entry.verified = false;
+        }
+    }
+
+    /// Where `object`'s history ends, as the runtime knows it.
+    pub(crate) fn head(&self, object: &ObjectName) -> Option<ObjectLog> {
+        self.objects().get(object).copied()
+    }
+
+    /// Appends `record` now, from the calling thread, once the object's queued commits are
+    /// in (a first record, a restore written forward): the object is not open, so none
+    /// follows it until this returns.
+    pub(crate) fn append_now(&self, record: LogRecord) -> Result<ObjectLog, Error> {
+        let checksum = record.checksum();
+        self.log
+            .append(std::slice::from_ref(&record))
+            .map_err(|e| append_failure(e, self.space.as_deref()))?;
+        let entry = ObjectLog::new(
+            Head {
+                seq: record.seq,
+                checksum,
+            },
+            record.wal,
+            record.time_ms,
+        );
+        self.set(record.object, entry);
+        Ok(entry)
+    }
+
+    /// Appends what is queued and stops the writer (the runtime is stopping; the shards
+    /// made their last commits).
+    pub(crate) fn stop(&self) {
+        drop(lock(&self.queue).take());
+        if let Some(thread) = lock(&self.thread).take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the commit log writer panicked");
+        }
+    }
+}
+
+impl CommitObserver for History {
+    fn committed(&self, commit: CapturedCommit, ack: CommitAck) {
+        let object = super::object_name(commit.class(), commit.id());
+        let alarm = commit.alarm();
+        {
+            let mut map = self.objects();
+            let entry = map
+                .entry(object.clone())
+                .or_insert_with(|| ObjectLog::new(Head::EMPTY, None, 0));
+            entry.in_flight += 1;
+        }
+        let job = Job::Commit {
+            object,
+            frames: commit.into_frames(),
+            alarm,
+            ack,
+        };
+        let queue = lock(&self.queue);
+        match queue.as_ref() {
+            Some(queue) => {
+                if let Err(mpsc::SendError(job)) = queue.send(job) {
+                    refuse(&self.objects, job);
+                }
+            }
+            None => refuse(&self.objects, job),
+        }
+    }
+}
+
+/// A commit the writer will never see (it stopped): failed, and its object marked broken.
+fn refuse(objects: &Objects, job: Job) {
+    let Job::Commit { object, ack, .. } = job;
+    if let Some(entry) = lock(&objects.map).get_mut(&object) {
+        entry.in_flight -= 1;
+        entry.broken = true;
+        entry.verified = false;
+    }
+    objects.drained.notify_all();
+    ack.fail(Error::disconnected("the commit log writer has stopped"));
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The error the commits of a failed append get: retryable, for the log refused or lost
+/// them and the object's next start undoes them locally; on a full disk, the disk-full
+/// error (and the node's disk is marked full, which gives back its reserve).
+pub(crate) fn append_failure(error: durable_log::LogError, space: Option<&DiskSpace>) -> Error {
+    if let durable_log::LogError::NoSpace(message) = &error {
+        if let Some(space) = space {
+            space.on_write_failure();
+        }
+        return Error::disk_full(format!(
+            "the disk is full: the write could not be stored in the object's commit log ({message}); free space, or delete data"
+        ));
+    }
+    log_failure(error)
+}
+
+/// The error of a failed log operation: retryable.
+pub(crate) fn log_failure(error: durable_log::LogError) -> Error {
+    Error::new(
+        ErrorKind::Storage,
+        format!(
+            "the write could not be stored in the object's commit log ({error}); it is undone when the object starts again"
+        ),
+    )
+    .with_retryable(true)
+}
+
+/// `first` and whatever else is queued, up to one append's worth.
+fn gather(first: Job, rx: &Receiver<Job>) -> Vec<Job> {
+    let mut jobs = vec![first];
+    let mut bytes = 0;
+    while jobs.len() < MAX_BATCH_COMMITS && bytes < MAX_BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(job) => {
+                let Job::Commit { frames, .. } = &job;
+                bytes += frames.bytes();
+                jobs.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    jobs
+}
+
+/// Numbers, appends and acknowledges one batch of commits.
+fn write_batch(
+    log: &dyn CommitLog,
+    objects: &Objects,
+    clock: &dyn Clock,
+    space: Option<&DiskSpace>,
+    jobs: Vec<Job>,
+) {
+    let now = clock.now_ms();
+    let mut records = Vec::with_capacity(jobs.len());
+    let mut checksums = Vec::with_capacity(jobs.len());
+    let mut acks = Vec::with_capacity(jobs.len());
+    let mut refused = Vec::new();
+    {
+        let map = lock(&objects.map);
+        // Where each object's chain ends within this batch.
+        let mut heads: HashMap<ObjectName, (Head, i64)> = HashMap::new();
+        for job in jobs {
+            let Job::Commit {
+                object,
+                frames,
+                alarm,
+                ack,
+            } = job;
+            let Some(entry) = map.get(&object).filter(|entry| !entry.broken) else {
+                refused.push((object, ack));
+                continue;
+            };
+            let (head, last_ms) = *heads
+                .entry(object.clone())
+                .or_insert((entry.head, entry.time_ms));
+            let record = record_of(object, head, now.max(last_ms), frames, alarm);
+            let checksum = record.checksum();
+            heads.insert(
+                record.object.clone(),
+                (
+                    Head {
+                        seq: record.seq,
+                        checksum,
+                    },
+                    record.time_ms,
+                ),
+            );
+            records.push(record);
+            checksums.push(checksum);
+            acks.push(ack);
+        }
+    }
+    let result = if records.is_empty() {
+        Ok(())
+    } else {
+        log.append(&records)
+    };
+    {
+        let mut map = lock(&objects.map);
+        for (object, _) in &refused {
+            if let Some(entry) = map.get_mut(object) {
+                entry.in_flight -= 1;
+            }
+        }
+        for (record, checksum) in records.iter().zip(&checksums) {
+            let Some(entry) = map.get_mut(&record.object) else {
+                continue;
+            };
+            entry.in_flight -= 1;
+            match &result {
+                Ok(()) => {
+                    entry.head = Head {
+                        seq: record.seq,
+                        checksum: *checksum,
+                    };
+                    entry.mark = record.wal;
+                    entry.time_ms = record.time_ms;
+                }
+                Err(_) => {
+                    entry.broken = true;
+                    entry.verified = false;
+                }
+            }
+        }
+    }
+    objects.drained.notify_all();
+    for (object, ack) in refused {
+        ack.fail(Error::new(
+            ErrorKind::Storage,
+            format!(
+                "an earlier write of this {} object could not be stored in its commit log; this one is undone when the object starts again",
+                object.class
+            ),
+        ).with_retryable(true));
+    }
+    match result {
+        Ok(()) => acks.into_iter().for_each(CommitAck::acknowledge),
+        Err(error) => {
+            tracing::warn!(error = %error, commits = acks.len(), "appending to the commit log failed; the objects concerned reset");
+            let failure = append_failure(error, space);
+            for ack in acks {
+                ack.fail(failure.clone());
+            }
+        }
+    }
+}
+
+/// The record of one captured commit, after `head`.
+fn record_of(
+    object: ObjectName,
+    head: Head,
+    time_ms: i64,
+    frames: CommitFrames,
+    alarm: Option<Option<i64>>,
+) -> LogRecord {
+    let position = frames.position;
+    let (page_size, db_pages) = (frames.page_size, frames.db_pages);
+    // A page written twice in one commit: its last image.
+    let mut latest: std::collections::BTreeMap<u32, Vec<u8>> = std::collections::BTreeMap::new();
+    for frame in frames.frames {
+        latest.insert(frame.page, frame.data);
+    }
+    LogRecord {
+        object,
+        seq: head.seq + 1,
+        prev: head.checksum,
+        kind: RecordKind::Commit,
+        time_ms,
+        page_size,
+        db_pages,
+        pages: latest
+            .into_iter()
+            .map(|(page, data)| PageImage { page, data })
+            .collect(),
+        alarm: match alarm {
+            None => AlarmChange::Unchanged,
+            Some(Some(time)) => AlarmChange::Set(time),
+            Some(None) => AlarmChange::Cleared,
+        },
+        wal: Some(WalMark {
+            salts: position.salts,
+            frames: position.frame_count,
+            checksum: position.checksum,
+        }),
+    }
+}
