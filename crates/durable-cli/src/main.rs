@@ -2,7 +2,13 @@
 //!
 //! ```text
 //! durable log verify --data DIR [--postgres URL] [--json]
+//! durable backup --data DIR --to PATH [--json]
+//! durable restore --data DIR (--from PATH | --from-postgres URL) [--namespace NS]
+//!                 [--object NAME_OR_ID] [--at RFC3339_TIME_OR_BOOKMARK] [--json]
 //! ```
+//!
+//! `backup` and `restore` are in their modules; each prints one line (or, with `--json`, one
+//! JSON object) and exits 0, or says what is wrong on standard error and exits 2.
 //!
 //! `log verify` reads every record of the node's commit log (the local archive in
 //! `DIR/log`, and the log in PostgreSQL when `--postgres` is given) and checks every object's
@@ -12,8 +18,15 @@
 //! database it cannot reach).
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A command-line tool speaks to its terminal.
 
+mod backup;
+mod progress;
+mod restore;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use durable_storage::DataLayout;
 
 use clap::{Args, Parser, Subcommand};
 use durable_log::{CommitLog, LogError, PostgresLog, ScanReport, VerifyReport};
@@ -35,6 +48,11 @@ enum Command {
     /// The commit log.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Copy a node's history (and its namespace keys) into a new folder, while it runs.
+    Backup(backup::BackupArgs),
+    /// Bring objects back from a backup or from PostgreSQL, at their latest state or at a
+    /// time or bookmark (the node must be stopped).
+    Restore(restore::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,7 +85,82 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Log(LogCommand::Verify(args)) => verify(&args),
+        Command::Backup(args) => report(args.json(), backup::backup(&args)),
+        Command::Restore(args) => report(args.json(), restore::restore(&args)),
     }
+}
+
+/// Prints a command's report (or its error) and picks the exit status: 0, or 2.
+fn report(as_json: bool, result: anyhow::Result<(Value, String)>) -> ExitCode {
+    match result {
+        Ok((value, text)) => {
+            if as_json {
+                println!("{}", json!({"ok": true, "report": value}));
+            } else {
+                println!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let text = format!("{error:#}");
+            if as_json {
+                println!("{}", json!({"ok": false, "error": text}));
+            }
+            eprintln!("durable: {text}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The layout of `dir`, if it is a node's data folder.
+fn data_folder(dir: &Path) -> anyhow::Result<DataLayout> {
+    if !dir.join("namespaces").is_dir() {
+        bail!(
+            "{} is not a data folder (it has no namespaces/ folder): pass the folder a node was started with",
+            dir.display()
+        );
+    }
+    Ok(DataLayout::new(dir))
+}
+
+/// The namespace keys of a data folder, by class.
+fn local_keys(layout: &DataLayout) -> anyhow::Result<Vec<(String, String)>> {
+    let dir = layout.namespaces_dir();
+    let mut keys = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
+        let path = entry?.path();
+        let (Some(class), Some("key")) = (
+            path.file_stem().and_then(|s| s.to_str()),
+            path.extension().and_then(|s| s.to_str()),
+        ) else {
+            continue;
+        };
+        let key =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        keys.push((class.to_owned(), key.trim().to_owned()));
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// A 64-hex-digit id's bytes.
+fn parse_id(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut id = [0u8; 32];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    #[allow(clippy::disallowed_methods)] // The operator's tool stamps records with real time.
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn verify(args: &VerifyArgs) -> ExitCode {

@@ -721,3 +721,78 @@ fn create_dir_durably(dir: &Path) -> Result<(), ArchiveError> {
     }
     Ok(())
 }
+
+/// What [`copy_archive`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CopyReport {
+    /// Segments copied.
+    pub segments: usize,
+    /// Segment bytes copied.
+    pub bytes: u64,
+}
+
+/// Copies the archive in `from` to `to` (which must not hold one) consistently while a node
+/// may be appending to it: the index is copied first, as one SQLite snapshot (`VACUUM
+/// INTO`, read-only), then each segment up to the length that snapshot indexes (segments
+/// only grow, and a record reaches the index only after its bytes are synced). Records
+/// appended meanwhile are simply not in the copy. `progress` is told each segment's bytes.
+pub fn copy_archive(
+    from: &Path,
+    to: &Path,
+    mut progress: impl FnMut(u64),
+) -> Result<CopyReport, ArchiveError> {
+    let segments_to = to.join("segments");
+    create_dir_durably(&segments_to)?;
+    let index_to = to.join("index.sqlite");
+    if index_to.exists() {
+        return Err(ArchiveError::Io {
+            path: index_to,
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "an archive is already there",
+            ),
+        });
+    }
+    let source = Connection::open_with_flags(
+        from.join("index.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let target = index_to.to_string_lossy().into_owned();
+    source.execute("VACUUM INTO ?1", params![target])?;
+    drop(source);
+    let index = Connection::open(&index_to)?;
+    index.execute_batch("PRAGMA journal_mode = WAL;")?;
+    let lengths: Vec<(u64, u64)> = {
+        let mut statement =
+            index.prepare("SELECT segment, indexed_len FROM segments ORDER BY segment")?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    drop(index);
+    let mut report = CopyReport::default();
+    let segments_from = from.join("segments");
+    for (number, len) in lengths {
+        let source = segment_path(&segments_from, number);
+        let target = segment_path(&segments_to, number);
+        let mut reader = File::open(&source).map_err(io(&source))?.take(len);
+        let mut writer = File::create(&target).map_err(io(&target))?;
+        let copied = std::io::copy(&mut reader, &mut writer).map_err(io(&target))?;
+        if copied != len {
+            return Err(ArchiveError::Damaged {
+                path: source,
+                offset: copied,
+                error: DecodeError::Malformed {
+                    reason: format!("the index says the segment holds {len} bytes"),
+                },
+            });
+        }
+        writer.sync_all().map_err(io(&target))?;
+        report.segments += 1;
+        report.bytes += len;
+        progress(len);
+    }
+    sync_dir(&segments_to)?;
+    Ok(report)
+}

@@ -3,7 +3,9 @@
 //! snapshot) gives the database as it was after the last one applied: what a restore, a
 //! point-in-time recovery or a new replica needs.
 
-use crate::record::LogRecord;
+use crate::chain::Head;
+use crate::log::{CommitLog, LogError};
+use crate::record::{AlarmChange, LogRecord, ObjectName, PageImage, RecordKind};
 
 /// A database file's bytes, built by applying records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,6 +96,74 @@ impl DatabaseImage {
     /// The bytes, taken out.
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
+    }
+}
+
+/// An object's database as it was after record `upto` of `log`, and the head it was built
+/// to (record `upto`, checked link by link): what a restore installs. `upto` 0 is the empty
+/// database (no bytes).
+pub fn image_at(
+    log: &dyn CommitLog,
+    object: &ObjectName,
+    upto: u64,
+) -> Result<(Vec<u8>, Head), LogError> {
+    let records = log.records(object, 1, upto)?;
+    let mut head = Head::EMPTY;
+    let mut image = DatabaseImage::new();
+    for record in &records {
+        head = head.advance(record).map_err(|source| LogError::Chain {
+            class: object.class.clone(),
+            seq: record.seq,
+            source,
+        })?;
+        image.apply(record).map_err(|error| {
+            LogError::Damaged(format!(
+                "record {} of {}: {error}",
+                record.seq, object.class
+            ))
+        })?;
+    }
+    if head.seq != upto {
+        return Err(LogError::Damaged(format!(
+            "the log of this {} object ends at record {}, before record {upto}",
+            object.class, head.seq
+        )));
+    }
+    Ok((image.into_bytes(), head))
+}
+
+impl LogRecord {
+    /// A record holding every page of `bytes` (a whole database of `page_size`-byte pages),
+    /// after `head`: an object's first record when it had a database before its log, or a
+    /// restore written forward.
+    pub fn whole(
+        object: &ObjectName,
+        head: Head,
+        time_ms: i64,
+        kind: RecordKind,
+        page_size: u32,
+        bytes: &[u8],
+    ) -> LogRecord {
+        let pages: Vec<PageImage> = bytes
+            .chunks(page_size as usize)
+            .zip(1u32..)
+            .map(|(data, page)| PageImage {
+                page,
+                data: data.to_vec(),
+            })
+            .collect();
+        LogRecord {
+            object: object.clone(),
+            seq: head.seq + 1,
+            prev: head.checksum,
+            kind,
+            time_ms,
+            page_size,
+            db_pages: u32::try_from(pages.len()).unwrap_or(u32::MAX),
+            pages,
+            alarm: AlarmChange::Unchanged,
+            wal: None,
+        }
     }
 }
 

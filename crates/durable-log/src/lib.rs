@@ -32,10 +32,12 @@ pub mod postgres;
 pub mod record;
 pub mod segment;
 
-pub use archive::{ArchiveError, LocalArchive, RecordPlace, ScanReport, scan};
+pub use archive::{
+    ArchiveError, CopyReport, LocalArchive, RecordPlace, ScanReport, copy_archive, scan,
+};
 pub use bookmark::{Bookmark, BookmarkError};
 pub use chain::{ChainError, Head, verify_chain};
-pub use image::{DatabaseImage, ImageError};
+pub use image::{DatabaseImage, ImageError, image_at};
 pub use log::{CommitLog, LogError, RecordTime, VerifyReport};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresLog;

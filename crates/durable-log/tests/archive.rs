@@ -232,3 +232,33 @@ fn verify_reads_everything_back_and_finds_a_fork_written_behind_its_back() {
     let archive = LocalArchive::open(dir.path()).unwrap();
     assert!(matches!(archive.verify(), Err(LogError::Chain { .. })));
 }
+
+#[test]
+fn a_copy_taken_while_appends_go_on_holds_a_whole_prefix() {
+    let source = tempfile::tempdir().unwrap();
+    let archive = LocalArchive::open_with_segment_bytes(source.path(), 4_096).unwrap();
+    let objects = [object(1), object(2)];
+    fill(&archive, &objects, 10);
+    archive.put_class_key("Ledger", &"ab".repeat(32)).unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    let report =
+        durable_log::copy_archive(source.path(), copy.path(), |bytes| seen += bytes).unwrap();
+    assert!(report.segments > 1, "{report:?}");
+    assert_eq!(seen, report.bytes);
+    // The node goes on appending; the copy is the archive as it was.
+    fill(&archive, &objects, 5);
+    let copied = LocalArchive::open(copy.path()).unwrap();
+    for o in &objects {
+        assert_eq!(copied.head(o).seq, 10);
+        let records = CommitLog::records(&copied, o, 1, u64::MAX).unwrap();
+        assert_eq!(records, CommitLog::records(&archive, o, 1, 10).unwrap());
+    }
+    assert_eq!(copied.verify().unwrap().records, 20);
+    assert_eq!(
+        copied.class_keys().unwrap(),
+        [("Ledger".to_owned(), "ab".repeat(32))]
+    );
+    // Not over an archive that is there.
+    assert!(durable_log::copy_archive(source.path(), copy.path(), |_| {}).is_err());
+}

@@ -16,7 +16,10 @@
 //!   `hibernation_timeout_ms`, `max_queued_events`, `max_queued_bytes`, `max_database_bytes`,
 //!   `max_open_databases`, `disk_reserve_bytes`, `storage_timeout_ms`, `max_connections`,
 //!   `header_timeout_ms`, `keep_alive_timeout_ms`, `shutdown_timeout_ms`, `durability`
-//!   (`"group_commit"` or `"fsync_each_commit"`).
+//!   (`"group_commit"` or `"fsync_each_commit"`), `commit_log` (`"local"`, the default, or
+//!   `"off"`), `history_days` (how far back point-in-time recovery reaches, default 30), and
+//!   `replication.postgres` (a `postgres://` URL: every commit is in PostgreSQL before its
+//!   outputs leave; it then holds the history instead of the local archive).
 //!
 //! Wrangler's deployment keys (`name`, `main`, `compatibility_date`, `routes`, ...) are
 //! accepted and ignored. Keys that would change behaviour if they were honoured are refused
@@ -33,7 +36,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use durable_runtime::{DurabilityMode, Migration, RuntimeBuilder};
+use durable_runtime::{CommitLogSetting, DurabilityMode, Migration, RuntimeBuilder};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -197,6 +200,10 @@ pub struct RuntimeSettings {
     pub storage_timeout: Option<Duration>,
     /// `limits.cpu_ms`.
     pub cpu_limit: Option<Duration>,
+    /// `durable.commit_log`, or PostgreSQL with `durable.replication.postgres`.
+    pub commit_log: Option<CommitLogSetting>,
+    /// `durable.history_days`.
+    pub history_window: Option<Duration>,
 }
 
 impl RuntimeSettings {
@@ -235,6 +242,12 @@ impl RuntimeSettings {
         }
         if let Some(limit) = self.cpu_limit {
             builder = builder.cpu_limit(limit);
+        }
+        if let Some(setting) = &self.commit_log {
+            builder = builder.commit_log(setting.clone());
+        }
+        if let Some(window) = self.history_window {
+            builder = builder.history_window(window);
         }
         builder
     }
@@ -368,7 +381,7 @@ impl Config {
                 })?
             }
         };
-        Ok(raw.into_config())
+        raw.into_config().map_err(|message| invalid(None, message))
     }
 }
 
@@ -717,6 +730,54 @@ struct RawOwn {
     max_connections: Option<usize>,
     header_timeout_ms: Option<u64>,
     keep_alive_timeout_ms: Option<u64>,
+    commit_log: Option<RawCommitLog>,
+    history_days: Option<u64>,
+    replication: Option<RawReplication>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawCommitLog {
+    Local,
+    Off,
+}
+
+/// `durable.replication`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object with \"postgres\": \"postgres://user:password@host:port/database\""
+)]
+struct RawReplication {
+    postgres: Option<PostgresUrl>,
+}
+
+/// `durable.replication.postgres`: a `postgres://` or `postgresql://` URL.
+#[derive(Debug, Clone)]
+struct PostgresUrl(String);
+
+impl<'de> Deserialize<'de> for PostgresUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Url;
+        impl Visitor<'_> for Url {
+            type Value = PostgresUrl;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a URL such as \"postgres://user:password@127.0.0.1:5432/durable\"")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<PostgresUrl, E> {
+                if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+                    Ok(PostgresUrl(text.to_owned()))
+                } else {
+                    Err(E::custom(
+                        "\"durable.replication.postgres\" must be a URL such as \"postgres://user:password@127.0.0.1:5432/durable\"",
+                    ))
+                }
+            }
+        }
+        deserializer.deserialize_str(Url)
+    }
 }
 
 /// Wrangler's `limits`: only `cpu_ms` applies here.
@@ -764,7 +825,7 @@ impl<'de> Deserialize<'de> for ListenAddr {
 }
 
 impl RawConfig {
-    fn into_config(self) -> Config {
+    fn into_config(self) -> Result<Config, String> {
         let bindings = self
             .durable_objects
             .map(|section| section.bindings.0)
@@ -793,7 +854,22 @@ impl RawConfig {
             .collect();
         let own = self.durable.unwrap_or_default();
         let millis = |ms: Option<u64>| ms.map(Duration::from_millis);
-        Config {
+        let postgres = own.replication.and_then(|replication| replication.postgres);
+        let commit_log = match (own.commit_log, postgres) {
+            (Some(RawCommitLog::Off), Some(_)) => {
+                return Err(
+                    "durable.commit_log is \"off\" while durable.replication.postgres is set: replication writes the commit log to PostgreSQL; remove one of them".to_owned(),
+                );
+            }
+            (_, Some(url)) => Some(CommitLogSetting::Postgres { url: url.0 }),
+            (Some(RawCommitLog::Off), None) => Some(CommitLogSetting::Off),
+            (Some(RawCommitLog::Local), None) => Some(CommitLogSetting::Local),
+            (None, None) => None,
+        };
+        if own.history_days == Some(0) {
+            return Err("durable.history_days is 0; use at least 1 (the default is 30)".to_owned());
+        }
+        Ok(Config {
             path: None,
             bindings,
             migrations,
@@ -825,8 +901,12 @@ impl RawConfig {
                 disk_reserve_bytes: own.disk_reserve_bytes,
                 storage_timeout: millis(own.storage_timeout_ms),
                 cpu_limit: millis(self.limits.and_then(|limits| limits.cpu_ms)),
+                commit_log,
+                history_window: own
+                    .history_days
+                    .map(|days| Duration::from_secs(days.saturating_mul(86_400))),
             },
-        }
+        })
     }
 }
 
@@ -905,6 +985,64 @@ mod tests {
             config.runtime.durability,
             Some(DurabilityMode::FsyncEachCommit)
         );
+    }
+
+    #[test]
+    fn the_commit_log_and_replication_keys() {
+        let parse = |text: &str| Config::parse(text, Format::Jsonc);
+        assert_eq!(parse("{}").unwrap().runtime.commit_log, None);
+        assert_eq!(
+            parse(r#"{"durable": {"commit_log": "off"}}"#)
+                .unwrap()
+                .runtime
+                .commit_log,
+            Some(CommitLogSetting::Off)
+        );
+        let replicated = parse(
+            r#"{"durable": {"replication": {"postgres": "postgres://u:p@127.0.0.1:5432/d"}, "history_days": 7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            replicated.runtime.commit_log,
+            Some(CommitLogSetting::Postgres {
+                url: "postgres://u:p@127.0.0.1:5432/d".into()
+            })
+        );
+        assert_eq!(
+            replicated.runtime.history_window,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        let toml = Config::parse(
+            "[durable]\ncommit_log = \"local\"\n[durable.replication]\npostgres = \"postgresql://h/d\"\n",
+            Format::Toml,
+        )
+        .unwrap();
+        assert!(matches!(
+            toml.runtime.commit_log,
+            Some(CommitLogSetting::Postgres { .. })
+        ));
+        for (text, expected) in [
+            (
+                r#"{"durable": {"replication": {"postgres": "mysql://x"}}}"#,
+                "must be a URL such as",
+            ),
+            (
+                r#"{"durable": {"replication": {"postgress": "postgres://x"}}}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"durable": {"commit_log": "remote"}}"#,
+                "unknown variant",
+            ),
+            (
+                r#"{"durable": {"commit_log": "off", "replication": {"postgres": "postgres://h/d"}}}"#,
+                "remove one of them",
+            ),
+            (r#"{"durable": {"history_days": 0}}"#, "at least 1"),
+        ] {
+            let message = parse(text).unwrap_err().to_string();
+            assert!(message.contains(expected), "{text}: {message}");
+        }
     }
 
     /// Each case: the text, what the message must say, and the line it must name.

@@ -95,6 +95,43 @@ pub struct FilePages {
     pub pages: Vec<Option<Vec<u8>>>,
 }
 
+/// A consistent copy of the database at `path` while its object may be running and writing
+/// (SQLite's `VACUUM INTO` on a read-only connection: one snapshot, never the live files
+/// copied), made through a temporary file next to `scratch`. `None` if there is no database.
+pub fn snapshot_database(
+    path: &Path,
+    scratch: &Path,
+) -> Result<Option<SettledDatabase>, DatabaseFileError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let action = "snapshot the database";
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| DatabaseFileError::sqlite(action, path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|e| DatabaseFileError::sqlite(action, path, e))?;
+    let copy = scratch.join(format!(
+        "snapshot-{}.sqlite",
+        path.file_stem().and_then(|s| s.to_str()).unwrap_or("db")
+    ));
+    let _ = fs::remove_file(&copy);
+    conn.execute("VACUUM INTO ?1", [copy.to_string_lossy().as_ref()])
+        .map_err(|e| DatabaseFileError::sqlite(action, path, e))?;
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .map_err(|e| DatabaseFileError::sqlite(action, path, e))?;
+    drop(conn);
+    let bytes = fs::read(&copy).map_err(|e| DatabaseFileError::io(action, &copy, e))?;
+    let _ = fs::remove_file(&copy);
+    Ok(Some(SettledDatabase {
+        page_size: u32::try_from(page_size).unwrap_or(4096),
+        bytes,
+    }))
+}
+
 /// The bytes of pages `pages` (1-based) of the database file at `path` as it lies on disk
 /// (its WAL not applied).
 pub fn read_file_pages(
@@ -253,6 +290,27 @@ mod tests {
         let elsewhere = dir.path().join("x/y/b.sqlite");
         install_database(&elsewhere, &settled.bytes).unwrap();
         assert_eq!(count(&elsewhere), 3);
+    }
+
+    #[test]
+    fn a_snapshot_is_consistent_while_a_connection_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sqlite");
+        make(&path, 3);
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch("BEGIN; INSERT INTO t VALUES (99);")
+            .unwrap();
+        let snapshot = snapshot_database(&path, dir.path()).unwrap().unwrap();
+        writer.execute_batch("COMMIT").unwrap();
+        let copy = dir.path().join("copy.sqlite");
+        install_database(&copy, &snapshot.bytes).unwrap();
+        assert_eq!(count(&copy), 3, "the uncommitted row is not in it");
+        assert_eq!(count(&path), 4);
+        assert_eq!(
+            snapshot_database(&dir.path().join("none"), dir.path()).unwrap(),
+            None
+        );
     }
 
     #[test]

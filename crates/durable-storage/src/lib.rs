@@ -53,7 +53,7 @@ pub use error::{
 };
 pub use files::{
     DatabaseFileError, FilePages, SettledDatabase, discard_wal, forget_shared_memory,
-    install_database, read_file_pages, settle_database,
+    install_database, read_file_pages, settle_database, snapshot_database,
 };
 pub use kv::ListOptions;
 pub use layout::DataLayout;

@@ -23,9 +23,7 @@
 use std::path::Path;
 
 use durable_core::{Error, ErrorKind};
-use durable_log::{
-    Bookmark, DatabaseImage, Head, LogRecord, ObjectName, PageImage, RecordKind, WalMark,
-};
+use durable_log::{Bookmark, Head, LogRecord, ObjectName, RecordKind, WalMark};
 use durable_storage::{DataLayout, WalCut, WalPosition};
 
 use super::writer::{History, ObjectLog, log_failure};
@@ -136,7 +134,7 @@ impl History {
             return Ok(ObjectLog::new(Head::EMPTY, None, 0));
         }
         tracing::info!(object = %format!("{} {}", object.class, hex(&object.id)), bytes = settled.bytes.len(), "the object has no history yet; its database becomes its first record");
-        let record = whole_record(
+        let record = LogRecord::whole(
             object,
             Head::EMPTY,
             self.now_ms(),
@@ -160,21 +158,9 @@ impl History {
         upto: u64,
         checksum: Option<durable_log::Checksum>,
     ) -> Result<Vec<u8>, Error> {
-        let records = self.log().records(object, 1, upto).map_err(log_failure)?;
-        let mut head = Head::EMPTY;
-        let mut image = DatabaseImage::new();
-        for record in &records {
-            head = head.advance(record).map_err(|e| {
-                storage(format!(
-                    "the commit log of this {} object is broken at record {}: {e}",
-                    object.class, record.seq
-                ))
-            })?;
-            image
-                .apply(record)
-                .map_err(|e| storage(format!("the commit log holds a bad record: {e}")))?;
-        }
-        if head.seq != upto || checksum.is_some_and(|sum| sum != head.checksum) {
+        let (image, head) =
+            durable_log::image_at(self.log().as_ref(), object, upto).map_err(log_failure)?;
+        if checksum.is_some_and(|sum| sum != head.checksum) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!(
@@ -183,7 +169,7 @@ impl History {
                 ),
             ));
         }
-        Ok(image.into_bytes())
+        Ok(image)
     }
 
     /// Applies a restore to `target`: the database as it was then becomes a `Restore`
@@ -202,7 +188,7 @@ impl History {
             .map_err(log_failure)?
             .first()
             .map_or(4096, |r| r.page_size);
-        let record = whole_record(
+        let record = LogRecord::whole(
             object,
             entry.head,
             self.now_ms().max(entry.time_ms),
@@ -227,37 +213,6 @@ fn read_request(path: &Path) -> Result<Option<Bookmark>, Error> {
             .map_err(|e| storage(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(storage(format!("read {}: {e}", path.display()))),
-    }
-}
-
-/// A record holding every page of `bytes`.
-pub(crate) fn whole_record(
-    object: &ObjectName,
-    head: Head,
-    time_ms: i64,
-    kind: RecordKind,
-    page_size: u32,
-    bytes: &[u8],
-) -> LogRecord {
-    let pages: Vec<PageImage> = bytes
-        .chunks(page_size as usize)
-        .zip(1u32..)
-        .map(|(data, page)| PageImage {
-            page,
-            data: data.to_vec(),
-        })
-        .collect();
-    LogRecord {
-        object: object.clone(),
-        seq: head.seq + 1,
-        prev: head.checksum,
-        kind,
-        time_ms,
-        page_size,
-        db_pages: pages.len() as u32,
-        pages,
-        alarm: durable_log::AlarmChange::Unchanged,
-        wal: None,
     }
 }
 
