@@ -288,6 +288,8 @@ where
     panic!("timed out waiting until {what}");
 }
 
+pub mod ledger;
+
 #[path = "../../../crates/durable-objects/tests/support/tmpfs.rs"]
 mod tmpfs;
 #[allow(unused_imports)] // Not every test binary that includes this module mounts a tmpfs.

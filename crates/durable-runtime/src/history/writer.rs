@@ -116,7 +116,17 @@ impl History {
                 move || {
                     while let Ok(first) = rx.recv() {
                         let jobs = gather(first, &rx);
-                        write_batch(&*log, &objects, &*clock, space.as_deref(), jobs);
+                        write_batch(
+                            &*log,
+                            &objects,
+                            &*clock,
+                            space.as_deref(),
+                            // A quarter short of the storage timeout: the writer gives up
+                            // first, so the outputs fail with its retryable error rather
+                            // than the sweeper's "outcome unknown".
+                            storage_timeout * 3 / 4,
+                            jobs,
+                        );
                     }
                 }
             })?;
@@ -310,6 +320,7 @@ fn write_batch(
     objects: &Objects,
     clock: &dyn Clock,
     space: Option<&DiskSpace>,
+    patience: Duration,
     jobs: Vec<Job>,
 ) {
     let now = clock.now_ms();
@@ -355,7 +366,7 @@ fn write_batch(
     let result = if records.is_empty() {
         Ok(())
     } else {
-        log.append(&records)
+        append_patiently(log, &records, &checksums, patience)
     };
     {
         let mut map = lock(&objects.map);
@@ -405,6 +416,71 @@ fn write_batch(
             }
         }
     }
+}
+
+/// Appends `records`; while the log's store fails (PostgreSQL restarting, a network blip),
+/// tries again with a growing pause for up to `patience` (most of the storage timeout: the
+/// commits' outputs wait meanwhile), then gives up with the last error. Before each new try it reads
+/// the heads back: an append whose answer was lost may have landed.
+fn append_patiently(
+    log: &dyn CommitLog,
+    records: &[LogRecord],
+    checksums: &[durable_log::Checksum],
+    patience: Duration,
+) -> Result<(), durable_log::LogError> {
+    let mut result = log.append(records);
+    if !matches!(result, Err(durable_log::LogError::Store(_))) {
+        return result;
+    }
+    // Each object's head before the batch and after it.
+    let mut runs: HashMap<&ObjectName, (Head, Head)> = HashMap::new();
+    for (record, checksum) in records.iter().zip(checksums) {
+        let end = Head {
+            seq: record.seq,
+            checksum: *checksum,
+        };
+        runs.entry(&record.object)
+            .and_modify(|(_, last)| *last = end)
+            .or_insert((
+                Head {
+                    seq: record.seq - 1,
+                    checksum: record.prev,
+                },
+                end,
+            ));
+    }
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
+    while matches!(result, Err(durable_log::LogError::Store(_))) && started.elapsed() < patience {
+        #[allow(clippy::disallowed_methods)] // The writer thread has nothing else to do.
+        std::thread::sleep(pause.min(patience.saturating_sub(started.elapsed())));
+        pause = (pause * 2).min(Duration::from_millis(500));
+        let mut landed = 0;
+        let mut untouched = 0;
+        for (object, (start, end)) in &runs {
+            match log.head(object) {
+                Ok(head) if head == *end => landed += 1,
+                Ok(head) if head == *start => untouched += 1,
+                Ok(_) => {}
+                // Still unreachable: wait on.
+                Err(error) => {
+                    result = Err(error);
+                    break;
+                }
+            }
+        }
+        if landed == runs.len() {
+            return Ok(());
+        }
+        if untouched == runs.len() {
+            result = log.append(records);
+        } else if landed + untouched == runs.len() {
+            // Part of a batch landed: appends are all-or-nothing, so another writer moved
+            // some heads. Nothing to retry.
+            break;
+        }
+    }
+    result
 }
 
 /// The record of one captured commit, after `head`.
