@@ -104,6 +104,20 @@ impl BenchStore {
     }
 
     /// Fills `n` KV entries and `n` SQL rows to read back.
+    /// Adds a row of `bytes` random bytes (a commit of about that size).
+    pub async fn grow(&self, bytes: u32) -> Result<()> {
+        let sql = self.state.storage().sql();
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, body BLOB NOT NULL)",
+            (),
+        )?;
+        sql.exec(
+            "INSERT INTO blobs (body) VALUES (randomblob(?1))",
+            (i64::from(bytes),),
+        )?;
+        Ok(())
+    }
+
     pub async fn fill(&self, n: u32) -> Result<()> {
         let storage = self.state.storage();
         for i in 0..n {

@@ -25,7 +25,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::chain::{ChainError, Head};
 use crate::log::{CommitLog, LogError, RecordTime};
-use crate::record::{Checksum, DecodeError, LogRecord, ObjectName};
+use crate::record::{Checksum, DecodeError, EncodedRecord, LogRecord, ObjectName};
 use crate::segment::{SegmentEnd, read_segment_entries};
 
 /// A segment is closed and the next one started once it holds this many bytes.
@@ -178,30 +178,31 @@ impl LocalArchive {
     /// durably: when this returns `Ok`, they are synced to disk. A record that does not
     /// continue its object's chain refuses the whole append, and nothing is written.
     pub fn append(&self, records: &[LogRecord]) -> Result<(), ArchiveError> {
+        let encoded: Vec<EncodedRecord> = records.iter().map(LogRecord::to_encoded).collect();
+        self.append_encoded(&encoded)
+    }
+
+    /// [`append`](Self::append), of records already encoded.
+    pub fn append_encoded(&self, records: &[EncodedRecord]) -> Result<(), ArchiveError> {
         if records.is_empty() {
             return Ok(());
         }
         let mut inner = self.lock();
-        // Encode once (the checksum is a hash of every page), then check every link: a
-        // refused append writes nothing.
-        let encoded: Vec<(Vec<u8>, Checksum)> = records
-            .iter()
-            .map(LogRecord::encode_with_checksum)
-            .collect();
+        // Check every link first: a refused append writes nothing.
         let mut heads: HashMap<&ObjectName, Head> = HashMap::new();
-        for (record, (_, checksum)) in records.iter().zip(&encoded) {
+        for record in records {
             let head = heads
                 .get(&record.object)
                 .copied()
                 .or_else(|| inner.heads.get(&record.object).copied())
                 .unwrap_or(Head::EMPTY);
-            let next =
-                head.advance_to(record, *checksum)
-                    .map_err(|source| ArchiveError::Chain {
-                        class: record.object.class.clone(),
-                        seq: record.seq,
-                        source,
-                    })?;
+            let next = head
+                .follow(record.seq, record.prev, record.checksum)
+                .map_err(|source| ArchiveError::Chain {
+                    class: record.object.class.clone(),
+                    seq: record.seq,
+                    source,
+                })?;
             heads.insert(&record.object, next);
         }
         if inner.len >= self.segment_bytes {
@@ -209,21 +210,21 @@ impl LocalArchive {
         }
         let segment = inner.segment;
         let path = segment_path(&self.segments_dir(), segment);
-        let mut bytes = Vec::with_capacity(encoded.iter().map(|(e, _)| e.len()).sum());
+        let mut bytes = Vec::with_capacity(records.iter().map(|r| r.bytes.len()).sum());
         let mut places = Vec::with_capacity(records.len());
-        for (record, (encoded, checksum)) in records.iter().zip(&encoded) {
+        for record in records {
             places.push((
                 record,
                 RecordPlace {
                     seq: record.seq,
                     time_ms: record.time_ms,
-                    checksum: *checksum,
+                    checksum: record.checksum,
                     segment,
                     offset: inner.len + bytes.len() as u64,
-                    len: encoded.len() as u64,
+                    len: record.bytes.len() as u64,
                 },
             ));
-            bytes.extend_from_slice(encoded);
+            bytes.extend_from_slice(&record.bytes);
         }
         let written = inner
             .file
@@ -395,8 +396,8 @@ impl LocalArchive {
 }
 
 impl CommitLog for LocalArchive {
-    fn append(&self, records: &[LogRecord]) -> Result<(), LogError> {
-        LocalArchive::append(self, records).map_err(LogError::from)
+    fn append_encoded(&self, records: &[EncodedRecord]) -> Result<(), LogError> {
+        LocalArchive::append_encoded(self, records).map_err(LogError::from)
     }
 
     fn head(&self, object: &ObjectName) -> Result<Head, LogError> {

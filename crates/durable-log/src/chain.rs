@@ -34,30 +34,33 @@ impl Head {
     /// [`advance`](Self::advance), with the record's checksum already computed (it is the
     /// costly part: a hash of every page).
     pub fn advance_to(&self, record: &LogRecord, checksum: Checksum) -> Result<Head, ChainError> {
-        if record.seq != self.seq + 1 {
-            return Err(if record.seq <= self.seq {
+        self.follow(record.seq, record.prev, checksum)
+    }
+
+    /// The head after the record numbered `seq`, naming `prev` as its predecessor and with
+    /// `checksum`, if it is the next link; the break otherwise.
+    pub fn follow(&self, seq: u64, prev: Checksum, checksum: Checksum) -> Result<Head, ChainError> {
+        if seq != self.seq + 1 {
+            return Err(if seq <= self.seq {
                 ChainError::Repeat {
-                    seq: record.seq,
+                    seq,
                     head: self.seq,
                 }
             } else {
                 ChainError::Gap {
                     expected: self.seq + 1,
-                    found: record.seq,
+                    found: seq,
                 }
             });
         }
-        if record.prev != self.checksum {
+        if prev != self.checksum {
             return Err(ChainError::Fork {
-                seq: record.seq,
+                seq,
                 expected_prev: self.checksum,
-                found_prev: record.prev,
+                found_prev: prev,
             });
         }
-        Ok(Head {
-            seq: record.seq,
-            checksum,
-        })
+        Ok(Head { seq, checksum })
     }
 }
 

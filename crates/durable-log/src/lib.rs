@@ -42,6 +42,7 @@ pub use log::{CommitLog, LogError, RecordTime, VerifyReport};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresLog;
 pub use record::{
-    AlarmChange, Checksum, DecodeError, LogRecord, ObjectName, PageImage, RecordKind, WalMark,
+    AlarmChange, Checksum, DecodeError, EncodedRecord, LogRecord, ObjectName, PageImage,
+    RecordKind, WalMark,
 };
 pub use segment::{SegmentEnd, SegmentEntry, read_segment, read_segment_entries};

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::chain::{ChainError, Head};
-use crate::record::{Checksum, LogRecord, ObjectName};
+use crate::record::{Checksum, EncodedRecord, LogRecord, ObjectName};
 
 /// Where a record sits in an object's history: what point-in-time recovery looks up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,14 @@ pub trait CommitLog: Send + Sync + fmt::Debug {
     /// durable step: when this returns `Ok`, all of them are stored; when it returns an
     /// error, none is. A record that does not continue its object's chain refuses the whole
     /// append with [`LogError::Chain`].
-    fn append(&self, records: &[LogRecord]) -> Result<(), LogError>;
+    fn append(&self, records: &[LogRecord]) -> Result<(), LogError> {
+        let encoded: Vec<EncodedRecord> = records.iter().map(LogRecord::to_encoded).collect();
+        self.append_encoded(&encoded)
+    }
+
+    /// [`append`](Self::append), of records already encoded (each hashed once, by whoever
+    /// numbered it).
+    fn append_encoded(&self, records: &[EncodedRecord]) -> Result<(), LogError>;
 
     /// Where `object`'s chain ends ([`Head::EMPTY`] for an object without records).
     fn head(&self, object: &ObjectName) -> Result<Head, LogError>;

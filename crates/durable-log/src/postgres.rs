@@ -22,7 +22,7 @@ use postgres::{Client, NoTls};
 
 use crate::chain::Head;
 use crate::log::{CommitLog, LogError, RecordTime};
-use crate::record::{Checksum, LogRecord, ObjectName};
+use crate::record::{Checksum, EncodedRecord, LogRecord, ObjectName};
 
 /// The schema version this build creates and uses.
 pub const SCHEMA_VERSION: i32 = 2;
@@ -224,18 +224,13 @@ fn head_of(
 }
 
 impl CommitLog for PostgresLog {
-    fn append(&self, records: &[LogRecord]) -> Result<(), LogError> {
+    fn append_encoded(&self, records: &[EncodedRecord]) -> Result<(), LogError> {
         if records.is_empty() {
             return Ok(());
         }
-        // Encode once (the checksum hashes every page), then each object's run, in order,
-        // with the head it must start from and end at.
-        let encoded: Vec<(Vec<u8>, Checksum)> = records
-            .iter()
-            .map(LogRecord::encode_with_checksum)
-            .collect();
+        // Each object's run, in order, with the head it must start from and end at.
         let mut runs: BTreeMap<&ObjectName, (Head, Head)> = BTreeMap::new();
-        for (record, (_, checksum)) in records.iter().zip(&encoded) {
+        for record in records {
             if record.seq == 1 && record.prev != Checksum::GENESIS {
                 return Err(LogError::Chain {
                     class: record.object.class.clone(),
@@ -255,7 +250,7 @@ impl CommitLog for PostgresLog {
                 (start, start)
             });
             *end = end
-                .advance_to(record, *checksum)
+                .follow(record.seq, record.prev, record.checksum)
                 .map_err(|source| LogError::Chain {
                     class: record.object.class.clone(),
                     seq: record.seq,
@@ -304,7 +299,7 @@ impl CommitLog for PostgresLog {
                         .iter()
                         .find(|r| &&r.object == object)
                         .ok_or_else(|| LogError::Store("a run without records".into()))?;
-                    let source = match stored.advance(first) {
+                    let source = match stored.follow(first.seq, first.prev, first.checksum) {
                         Err(source) => source,
                         Ok(_) => crate::chain::ChainError::Repeat {
                             seq: first.seq,
@@ -323,8 +318,8 @@ impl CommitLog for PostgresLog {
             let ids: Vec<&[u8]> = records.iter().map(|r| r.object.id.as_slice()).collect();
             let seqs: Vec<i64> = records.iter().map(|r| r.seq as i64).collect();
             let times: Vec<i64> = records.iter().map(|r| r.time_ms).collect();
-            let sums: Vec<i64> = encoded.iter().map(|(_, c)| c.0 as i64).collect();
-            let bytes: Vec<&[u8]> = encoded.iter().map(|(e, _)| e.as_slice()).collect();
+            let sums: Vec<i64> = records.iter().map(|r| r.checksum.0 as i64).collect();
+            let bytes: Vec<&[u8]> = records.iter().map(|r| r.bytes.as_slice()).collect();
             tx.execute(
                 "INSERT INTO durable_commit_log (class, id, seq, time_ms, checksum, record)
                  SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[], $4::int8[], $5::int8[], $6::bytea[])",

@@ -132,6 +132,36 @@ pub struct LogRecord {
     pub wal: Option<WalMark>,
 }
 
+/// A record already encoded (its checksum computed, the costly part: a hash of every page),
+/// with the fields a log indexes it by. Appends take these, so a record is hashed and copied
+/// once on its way to the log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncodedRecord {
+    /// Whose record it is.
+    pub object: ObjectName,
+    /// The record's number.
+    pub seq: u64,
+    /// Its predecessor's checksum.
+    pub prev: Checksum,
+    /// When the commit was taken.
+    pub time_ms: i64,
+    /// Its checksum.
+    pub checksum: Checksum,
+    /// Its encoding (header and body).
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for EncodedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedRecord")
+            .field("object", &self.object)
+            .field("seq", &self.seq)
+            .field("checksum", &self.checksum)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
 /// Why bytes are not a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -163,8 +193,17 @@ pub enum DecodeError {
 impl LogRecord {
     /// The body's bytes (what the checksum covers).
     fn body(&self) -> Vec<u8> {
-        let page_bytes = self.pages.len() * (4 + self.page_size as usize);
-        let mut out = Vec::with_capacity(64 + self.object.class.len() + page_bytes);
+        let mut out = Vec::with_capacity(self.body_capacity());
+        self.write_body(&mut out);
+        out
+    }
+
+    fn body_capacity(&self) -> usize {
+        64 + self.object.class.len() + self.pages.len() * (4 + self.page_size as usize)
+    }
+
+    /// Appends the body to `out`.
+    fn write_body(&self, out: &mut Vec<u8>) {
         out.push(match self.kind {
             RecordKind::Commit => 1,
             RecordKind::Restore => 2,
@@ -208,7 +247,6 @@ impl LogRecord {
             out.extend_from_slice(&page.page.to_le_bytes());
             out.extend_from_slice(&page.data);
         }
-        out
     }
 
     /// The record's checksum: SHA-256 over its body (predecessor included), first 8 bytes.
@@ -223,15 +261,31 @@ impl LogRecord {
 
     /// The record as bytes, and its checksum (computed once, for both).
     pub fn encode_with_checksum(&self) -> (Vec<u8>, Checksum) {
-        let body = self.body();
-        let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
+        // The body is written in place after a header whose length and checksum are filled
+        // in once it is there: one copy of the pages, one hash.
+        let mut out = Vec::with_capacity(HEADER_BYTES + self.body_capacity());
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
-        out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
-        let checksum = checksum_of(&body);
-        out.extend_from_slice(&checksum.0.to_le_bytes());
-        out.extend_from_slice(&body);
+        out.extend_from_slice(&[0; 12]);
+        self.write_body(&mut out);
+        let len = u32::try_from(out.len() - HEADER_BYTES).unwrap_or(u32::MAX);
+        let checksum = checksum_of(&out[HEADER_BYTES..]);
+        out[5..9].copy_from_slice(&len.to_le_bytes());
+        out[9..17].copy_from_slice(&checksum.0.to_le_bytes());
         (out, checksum)
+    }
+
+    /// The record encoded once, with what a log indexes it by: what appends take.
+    pub fn to_encoded(&self) -> EncodedRecord {
+        let (bytes, checksum) = self.encode_with_checksum();
+        EncodedRecord {
+            object: self.object.clone(),
+            seq: self.seq,
+            prev: self.prev,
+            time_ms: self.time_ms,
+            checksum,
+            bytes,
+        }
     }
 
     /// The record at the start of `bytes`, and how many bytes it took.

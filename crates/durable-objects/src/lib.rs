@@ -189,6 +189,10 @@ pub mod guides {
     /// data folder, a stalled handler or a hung disk, and what to do.
     #[doc = include_str!("../../../docs/operations.md")]
     pub mod operations {}
+    /// History, recovery, backups and replication: the commit log, point-in-time recovery,
+    /// `durable backup` / `durable restore`, and PostgreSQL.
+    #[doc = include_str!("../../../docs/recovery.md")]
+    pub mod recovery {}
     /// Conformance: every item of Cloudflare's behavioural checklist, with its status and
     /// the tests that check it.
     #[doc = include_str!("../../../docs/conformance.md")]

@@ -373,3 +373,51 @@ async fn spec_4_30_an_object_may_grow_to_10_gb_by_default() {
     let test = spec_env();
     assert_eq!(test.runtime().config().max_database_bytes, 10_000_000_000);
 }
+
+#[tokio::test]
+async fn spec_4_31_bookmarks_sort_in_time_order_and_restore_on_the_next_session() {
+    let test = spec_env();
+    let stub = spec(&test, "pitr");
+    let mut marks = Vec::new();
+    for n in 0..3i64 {
+        let mark: Result<String> = run_in_durable_object(&stub, move |_, state| async move {
+            state.storage().kv().put("n", &n)?;
+            state.storage().get_current_bookmark().await
+        })
+        .await
+        .unwrap();
+        marks.push(mark.unwrap());
+        test.clock().advance_ms(1_000);
+    }
+    let mut sorted = marks.clone();
+    sorted.sort();
+    assert_eq!(sorted, marks);
+    // Within the last 30 days: by time; older: refused.
+    let now = test.clock().now_ms();
+    let (at, old) = run_in_durable_object(&stub, move |_, state| async move {
+        let storage = state.storage();
+        (
+            storage.get_bookmark_for_time(now - 2_000).await,
+            storage.get_bookmark_for_time(now - 31 * 86_400_000).await,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(at.unwrap(), marks[1]);
+    assert_eq!(old.unwrap_err().kind(), ErrorKind::InvalidInput);
+    // Scheduled, returns the undo bookmark, applied when the object restarts (abort).
+    let first = marks[0].clone();
+    let undo = run_in_durable_object(&stub, move |_, state| async move {
+        state
+            .storage()
+            .on_next_session_restore_bookmark(&first)
+            .await
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(undo, marks[2], "the undo bookmark is the state now");
+    test.abort_all().await.unwrap();
+    let n = with_storage(&stub, |storage| storage.kv().get::<i64>("n").unwrap()).await;
+    assert_eq!(n, Some(0));
+}

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use durable_core::{Clock, Error, ErrorKind};
 use durable_log::{
-    AlarmChange, CommitLog, Head, LogRecord, ObjectName, PageImage, RecordKind, WalMark,
+    AlarmChange, CommitLog, EncodedRecord, Head, LogRecord, ObjectName, PageImage, RecordKind,
+    WalMark,
 };
 use durable_storage::{CommitFrames, DiskSpace};
 
@@ -324,49 +325,55 @@ fn write_batch(
     jobs: Vec<Job>,
 ) {
     let now = clock.now_ms();
-    let mut records = Vec::with_capacity(jobs.len());
-    let mut checksums = Vec::with_capacity(jobs.len());
-    let mut acks = Vec::with_capacity(jobs.len());
-    let mut refused = Vec::new();
+    // Where each object's chain ends, read under the lock (only this thread moves heads,
+    // and an object with commits queued is not reconciled): the records are built and
+    // hashed outside it, so the shard threads queueing commits never wait on a hash.
+    let mut heads: HashMap<ObjectName, Option<(Head, i64)>> = HashMap::new();
     {
         let map = lock(&objects.map);
-        // Where each object's chain ends within this batch.
-        let mut heads: HashMap<ObjectName, (Head, i64)> = HashMap::new();
-        for job in jobs {
-            let Job::Commit {
-                object,
-                frames,
-                alarm,
-                ack,
-            } = job;
-            let Some(entry) = map.get(&object).filter(|entry| !entry.broken) else {
-                refused.push((object, ack));
-                continue;
-            };
-            let (head, last_ms) = *heads
-                .entry(object.clone())
-                .or_insert((entry.head, entry.time_ms));
-            let record = record_of(object, head, now.max(last_ms), frames, alarm);
-            let checksum = record.checksum();
-            heads.insert(
-                record.object.clone(),
-                (
-                    Head {
-                        seq: record.seq,
-                        checksum,
-                    },
-                    record.time_ms,
-                ),
-            );
-            records.push(record);
-            checksums.push(checksum);
-            acks.push(ack);
+        for Job::Commit { object, .. } in &jobs {
+            heads.entry(object.clone()).or_insert_with(|| {
+                map.get(object)
+                    .filter(|entry| !entry.broken)
+                    .map(|entry| (entry.head, entry.time_ms))
+            });
         }
+    }
+    let mut records = Vec::with_capacity(jobs.len());
+    let mut marks = Vec::with_capacity(jobs.len());
+    let mut acks = Vec::with_capacity(jobs.len());
+    let mut refused = Vec::new();
+    for job in jobs {
+        let Job::Commit {
+            object,
+            frames,
+            alarm,
+            ack,
+        } = job;
+        let Some(Some((head, last_ms))) = heads.get(&object).copied() else {
+            refused.push((object, ack));
+            continue;
+        };
+        let record = record_of(object, head, now.max(last_ms), frames, alarm);
+        let encoded = record.to_encoded();
+        heads.insert(
+            encoded.object.clone(),
+            Some((
+                Head {
+                    seq: encoded.seq,
+                    checksum: encoded.checksum,
+                },
+                encoded.time_ms,
+            )),
+        );
+        marks.push(record.wal);
+        records.push(encoded);
+        acks.push(ack);
     }
     let result = if records.is_empty() {
         Ok(())
     } else {
-        append_patiently(log, &records, &checksums, patience)
+        append_patiently(log, &records, patience)
     };
     {
         let mut map = lock(&objects.map);
@@ -375,7 +382,7 @@ fn write_batch(
                 entry.in_flight -= 1;
             }
         }
-        for (record, checksum) in records.iter().zip(&checksums) {
+        for (record, mark) in records.iter().zip(&marks) {
             let Some(entry) = map.get_mut(&record.object) else {
                 continue;
             };
@@ -384,9 +391,9 @@ fn write_batch(
                 Ok(()) => {
                     entry.head = Head {
                         seq: record.seq,
-                        checksum: *checksum,
+                        checksum: record.checksum,
                     };
-                    entry.mark = record.wal;
+                    entry.mark = *mark;
                     entry.time_ms = record.time_ms;
                 }
                 Err(_) => {
@@ -424,20 +431,19 @@ fn write_batch(
 /// the heads back: an append whose answer was lost may have landed.
 fn append_patiently(
     log: &dyn CommitLog,
-    records: &[LogRecord],
-    checksums: &[durable_log::Checksum],
+    records: &[EncodedRecord],
     patience: Duration,
 ) -> Result<(), durable_log::LogError> {
-    let mut result = log.append(records);
+    let mut result = log.append_encoded(records);
     if !matches!(result, Err(durable_log::LogError::Store(_))) {
         return result;
     }
     // Each object's head before the batch and after it.
     let mut runs: HashMap<&ObjectName, (Head, Head)> = HashMap::new();
-    for (record, checksum) in records.iter().zip(checksums) {
+    for record in records {
         let end = Head {
             seq: record.seq,
-            checksum: *checksum,
+            checksum: record.checksum,
         };
         runs.entry(&record.object)
             .and_modify(|(_, last)| *last = end)
@@ -473,7 +479,7 @@ fn append_patiently(
             return Ok(());
         }
         if untouched == runs.len() {
-            result = log.append(records);
+            result = log.append_encoded(records);
         } else if landed + untouched == runs.len() {
             // Part of a batch landed: appends are all-or-nothing, so another writer moved
             // some heads. Nothing to retry.
