@@ -261,9 +261,12 @@ fn choose(
     source: &dyn CommitLog,
     keys: &[(String, NamespaceKey)],
 ) -> anyhow::Result<Vec<ObjectName>> {
+    // Objects of a class without a key were deleted (or renamed) by a migration: their
+    // history stays in the log, but they are not restored.
     let mut objects: Vec<ObjectName> = source
         .objects()?
         .into_iter()
+        .filter(|o| keys.iter().any(|(class, _)| class == &o.class))
         .filter(|o| args.namespace.as_ref().is_none_or(|ns| &o.class == ns))
         .collect();
     if let Some(ns) = &args.namespace

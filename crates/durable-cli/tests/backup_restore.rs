@@ -4,9 +4,12 @@
 //! mistakes they refuse.
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+
 use std::sync::Arc;
+use support::{durable, text};
 
 use durable_objects::prelude::*;
 use durable_objects::{CommitLogSetting, ManualClock, Runtime};
@@ -95,21 +98,6 @@ fn tally(runtime: &Runtime, name: &str) -> Stub<Tally> {
         .get_by_name(name)
 }
 
-fn durable(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_durable"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 fn ok(args: &[&str]) -> serde_json::Value {
     let mut all = args.to_vec();
     all.push("--json");
@@ -128,6 +116,23 @@ fn refused(args: &[&str], expected: &str) {
         "{args:?}: {}",
         text(&output)
     );
+}
+
+/// Restores the journal `j` of `data` from `from` as it was at `at`.
+fn restore_journal(data: &str, from: &str, at: &str) -> serde_json::Value {
+    ok(&[
+        "restore",
+        "--data",
+        data,
+        "--from",
+        from,
+        "--namespace",
+        "Journal",
+        "--object",
+        "j",
+        "--at",
+        at,
+    ])
 }
 
 /// RFC 3339 text of `ms` (whole seconds, UTC).
@@ -204,19 +209,7 @@ async fn a_backup_taken_while_the_node_runs_restores_everything_or_a_part_at_any
 
     // One object at a time (by name), in the original folder: the rest is untouched.
     let at = rfc3339(points[2].0);
-    ok(&[
-        "restore",
-        "--data",
-        d,
-        "--from",
-        b,
-        "--namespace",
-        "Journal",
-        "--object",
-        "j",
-        "--at",
-        &at,
-    ]);
+    restore_journal(d, b, &at);
     let runtime = start(&data, CommitLogSetting::Local, &clock);
     assert_eq!(journal(&runtime, "j").all().await.unwrap(), [0, 1, 2]);
     assert_eq!(journal(&runtime, "other").all().await.unwrap(), [100]);
@@ -244,19 +237,7 @@ async fn a_backup_taken_while_the_node_runs_restores_everything_or_a_part_at_any
     );
     ok(&["restore", "--data", d, "--from", b, "--namespace", "Tally"]);
     // A bookmark of j.
-    ok(&[
-        "restore",
-        "--data",
-        d,
-        "--from",
-        b,
-        "--namespace",
-        "Journal",
-        "--object",
-        "j",
-        "--at",
-        &points[4].1,
-    ]);
+    restore_journal(d, b, &points[4].1);
     let runtime = start(&data, CommitLogSetting::Local, &clock);
     assert_eq!(
         tally(&runtime, "t").get().await.unwrap(),
@@ -287,19 +268,7 @@ async fn a_backup_taken_while_the_node_runs_restores_everything_or_a_part_at_any
     );
 
     // The node's own archive is a source too: back in time in place, without a backup.
-    ok(&[
-        "restore",
-        "--data",
-        d,
-        "--from",
-        d,
-        "--namespace",
-        "Journal",
-        "--object",
-        "j",
-        "--at",
-        &points[0].1,
-    ]);
+    restore_journal(d, d, &points[0].1);
     let runtime = start(&data, CommitLogSetting::Local, &clock);
     assert_eq!(journal(&runtime, "j").all().await.unwrap(), [0]);
     runtime.shutdown();

@@ -2,29 +2,17 @@
 //! PostgreSQL, on damage, and on mistakes.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+
+use support::{durable, text};
 
 use durable_log::{
     AlarmChange, CommitLog, Head, LocalArchive, LogRecord, ObjectName, PageImage, PostgresLog,
     RecordKind,
 };
 use durable_pgtemp::TempPostgres;
-
-fn durable(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_durable"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 /// Appends three records to each of two objects.
 fn fill(log: &dyn CommitLog) {

@@ -440,6 +440,14 @@ impl CommitLog for LocalArchive {
             .map_err(ArchiveError::from)?)
     }
 
+    fn forget_class_key(&self, class: &str) -> Result<(), LogError> {
+        self.lock()
+            .index
+            .execute("DELETE FROM class_keys WHERE class = ?1", params![class])
+            .map_err(ArchiveError::from)?;
+        Ok(())
+    }
+
     fn put_class_key(&self, class: &str, key_hex: &str) -> Result<(), LogError> {
         let inner = self.lock();
         let stored: Option<String> = inner

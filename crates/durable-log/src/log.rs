@@ -119,6 +119,11 @@ pub trait CommitLog: Send + Sync + fmt::Debug {
     /// one is refused with [`LogError::Conflict`] (the log belongs to another data folder).
     fn put_class_key(&self, class: &str, key_hex: &str) -> Result<(), LogError>;
 
+    /// Removes the namespace key of `class` (the class was deleted or renamed): a class
+    /// created again under the name gets a new key, so the old objects' history (which stays)
+    /// is never found by name again.
+    fn forget_class_key(&self, class: &str) -> Result<(), LogError>;
+
     /// Reads every record back and checks every object's chain, from its first record to
     /// its head.
     fn verify(&self) -> Result<VerifyReport, LogError> {

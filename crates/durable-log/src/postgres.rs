@@ -419,6 +419,15 @@ impl CommitLog for PostgresLog {
             .collect())
     }
 
+    fn forget_class_key(&self, class: &str) -> Result<(), LogError> {
+        self.with_client(|client| {
+            client
+                .execute("DELETE FROM durable_class_key WHERE class = $1", &[&class])
+                .map_err(store)
+                .map(drop)
+        })
+    }
+
     fn put_class_key(&self, class: &str, key_hex: &str) -> Result<(), LogError> {
         self.with_client(|client| {
             client

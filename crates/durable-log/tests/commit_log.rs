@@ -171,6 +171,11 @@ fn suite(log: &dyn CommitLog, reopen: &dyn Fn() -> Box<dyn CommitLog>) {
             ("Room".to_owned(), key)
         ]
     );
+    // A deleted class's key is forgotten: the name may get another one.
+    again.forget_class_key("Room").unwrap();
+    again.forget_class_key("Never").unwrap();
+    again.put_class_key("Room", &"ef".repeat(32)).unwrap();
+    assert_eq!(reopen().class_keys().unwrap()[1].1, "ef".repeat(32));
 }
 
 #[test]

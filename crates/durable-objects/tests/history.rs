@@ -513,3 +513,37 @@ async fn a_lost_data_folder_comes_back_from_postgresql() {
         .unwrap();
     runtime.shutdown();
 }
+
+#[tokio::test]
+async fn a_class_deleted_and_created_again_starts_empty_and_never_brings_back_its_history() {
+    use durable_objects::Migration;
+    let dir = tempfile::tempdir().unwrap();
+    let mut v1 = Migration::new("v1");
+    v1.new_sqlite_classes = vec!["Journal".into()];
+    let mut v2 = Migration::new("v2");
+    v2.deleted_classes = vec!["Journal".into()];
+    let mut v3 = Migration::new("v3");
+    v3.new_sqlite_classes = vec!["Journal".into()];
+    let build = |migrations: Vec<Migration>, bind: bool| {
+        let builder = Runtime::builder()
+            .data_dir(dir.path())
+            .migrations(migrations);
+        let builder = if bind {
+            builder.bind::<Journal>("JOURNALS")
+        } else {
+            builder
+        };
+        builder.build().unwrap()
+    };
+    let runtime = build(vec![v1.clone()], true);
+    let journal = journals(&runtime.env()).get_by_name("j");
+    journal.add(1).await.unwrap();
+    let old_id = journal.id().to_string();
+    runtime.shutdown();
+    build(vec![v1.clone(), v2.clone()], false).shutdown();
+    let runtime = build(vec![v1, v2, v3], true);
+    let journal = journals(&runtime.env()).get_by_name("j");
+    assert_ne!(journal.id().to_string(), old_id, "a new key, new ids");
+    assert_eq!(journal.entries().await.unwrap(), Vec::<i64>::new());
+    runtime.shutdown();
+}

@@ -18,6 +18,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use durable_log::CommitLog;
 use durable_storage::{AlarmIndex, AlarmIndexError, DataLayout};
 use sha2::{Digest, Sha256};
 
@@ -204,6 +205,12 @@ pub enum MigrationError {
     /// The alarm index could not be changed.
     #[error(transparent)]
     AlarmIndex(#[from] AlarmIndexError),
+    /// The commit log's keys could not be changed.
+    #[error("commit log: {source}")]
+    CommitLog {
+        /// What the log said.
+        source: durable_log::LogError,
+    },
 }
 
 /// Validates `migrations` against the record in `data`, applies the new ones and returns the
@@ -211,6 +218,7 @@ pub enum MigrationError {
 pub(crate) fn apply(
     layout: &DataLayout,
     alarms: &AlarmIndex,
+    log: Option<&dyn CommitLog>,
     migrations: &[Migration],
     bound: &BTreeSet<String>,
 ) -> Result<BTreeSet<String>, MigrationError> {
@@ -246,7 +254,12 @@ pub(crate) fn apply(
     let mut classes = BTreeSet::new();
     for (index, migration) in migrations.iter().enumerate() {
         let pending = index >= applied.len();
-        step(layout, alarms, migration, &mut classes, bound, pending)?;
+        let disk = pending.then_some(Disk {
+            layout,
+            alarms,
+            log,
+        });
+        step(migration, &mut classes, bound, disk.as_ref())?;
         if pending {
             append_record(&record, migration).map_err(|source| MigrationError::Io {
                 action: "record the migration in",
@@ -259,15 +272,21 @@ pub(crate) fn apply(
     Ok(classes)
 }
 
-/// Checks one step against the classes so far, and, if `pending`, does it on disk.
+/// What a pending step changes: the data folder, the alarm index, the commit log's keys.
+struct Disk<'a> {
+    layout: &'a DataLayout,
+    alarms: &'a AlarmIndex,
+    log: Option<&'a dyn CommitLog>,
+}
+
+/// Checks one step against the classes so far, and, if it is pending (`disk`), does it.
 fn step(
-    layout: &DataLayout,
-    alarms: &AlarmIndex,
     m: &Migration,
     classes: &mut BTreeSet<String>,
     bound: &BTreeSet<String>,
-    pending: bool,
+    disk: Option<&Disk<'_>>,
 ) -> Result<(), MigrationError> {
+    let pending = disk.is_some();
     let tag = &m.tag;
     for class in m.new_sqlite_classes.iter().chain(&m.new_classes) {
         if !classes.insert(class.clone()) {
@@ -292,8 +311,8 @@ fn step(
                 to: to.clone(),
             });
         }
-        if pending {
-            rename_class(layout, alarms, from, to)?;
+        if let Some(disk) = disk {
+            rename_class(disk, from, to)?;
         }
     }
     for class in &m.deleted_classes {
@@ -310,8 +329,8 @@ fn step(
                 class: class.clone(),
             });
         }
-        if pending {
-            delete_class(layout, alarms, class)?;
+        if let Some(disk) = disk {
+            delete_class(disk, class)?;
         }
     }
     Ok(())
@@ -325,12 +344,12 @@ fn io_fail(action: &'static str, path: &Path, source: io::Error) -> MigrationErr
     }
 }
 
-fn rename_class(
-    layout: &DataLayout,
-    alarms: &AlarmIndex,
-    from: &str,
-    to: &str,
-) -> Result<(), MigrationError> {
+fn rename_class(disk: &Disk<'_>, from: &str, to: &str) -> Result<(), MigrationError> {
+    let Disk {
+        layout,
+        alarms,
+        log,
+    } = *disk;
     let moves: [(PathBuf, PathBuf); 2] = [
         (layout.namespace_key(from), layout.namespace_key(to)),
         (layout.class_dir(from), layout.class_dir(to)),
@@ -349,14 +368,30 @@ fn rename_class(
     }
     sync_dir(&layout.namespaces_dir())?;
     sync_dir(&layout.objects_dir())?;
-    Ok(alarms.rename_class(from, to)?)
+    alarms.rename_class(from, to)?;
+    // The key now belongs to the new name (stored in the log when the runtime starts); the
+    // objects' histories go on under it from their first records.
+    forget_key(log, from)
 }
 
-fn delete_class(
-    layout: &DataLayout,
-    alarms: &AlarmIndex,
-    class: &str,
-) -> Result<(), MigrationError> {
+/// Removes `class`'s key from the commit log: a class created again later under the name
+/// gets a new key (and new ids), and never brings back the old objects' history.
+fn forget_key(log: Option<&dyn CommitLog>, class: &str) -> Result<(), MigrationError> {
+    match log {
+        Some(log) => log
+            .forget_class_key(class)
+            .map_err(|source| MigrationError::CommitLog { source }),
+        None => Ok(()),
+    }
+}
+
+fn delete_class(disk: &Disk<'_>, class: &str) -> Result<(), MigrationError> {
+    let Disk {
+        layout,
+        alarms,
+        log,
+    } = *disk;
+    forget_key(log, class)?;
     alarms.remove_class(class)?;
     let objects = layout.class_dir(class);
     if objects.exists() {

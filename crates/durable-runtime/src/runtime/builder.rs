@@ -320,19 +320,20 @@ impl RuntimeBuilder {
         let bindings = self.resolve_bindings()?;
         let data = DataDir::open(DataLayout::new(data_dir))?;
         let index = open_alarm_index(data.layout())?;
-        if let Some(migrations) = &self.migrations {
-            apply_migrations(data.layout(), &index, migrations, &bindings)?;
-        }
         if self.observer.is_some() && config.commit_log != CommitLogSetting::Off {
             return Err(StartError::InvalidSetting {
                 setting: "commit_log",
                 reason: "is on while a commit observer is installed; the observer takes the log's place: leave commit_log off".to_owned(),
             });
         }
+        // Before the migrations: a class they delete or rename leaves the log's keys too.
         let log = config
             .commit_log
             .open(data.layout())
             .map_err(|source| StartError::CommitLog { source })?;
+        if let Some(migrations) = &self.migrations {
+            apply_migrations(data.layout(), &index, log.as_deref(), migrations, &bindings)?;
+        }
         if let Some(log) = &log {
             take_keys_from_log(&data, log.as_ref(), &bindings)?;
         }
@@ -517,6 +518,7 @@ fn open_alarm_index(layout: &DataLayout) -> Result<AlarmIndex, StartError> {
 fn apply_migrations(
     layout: &DataLayout,
     index: &AlarmIndex,
+    log: Option<&dyn CommitLog>,
     migrations: &[Migration],
     bindings: &[(String, ClassVTable)],
 ) -> Result<(), StartError> {
@@ -524,7 +526,7 @@ fn apply_migrations(
         .iter()
         .map(|(_, class)| class.class_name.to_owned())
         .collect();
-    let live = migrations::apply(layout, index, migrations, &bound)?;
+    let live = migrations::apply(layout, index, log, migrations, &bound)?;
     match bindings
         .iter()
         .find(|(_, class)| !live.contains(class.class_name))
