@@ -130,7 +130,13 @@ impl PostgresLog {
     ) -> Result<T, LogError> {
         let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(Client::connect(&self.url, NoTls).map_err(store)?);
+            let mut config: postgres::Config = self.url.parse().map_err(store)?;
+            if config.get_connect_timeout().is_none() {
+                // A server that does not answer (a partition) fails the call in seconds, not
+                // after the system's TCP timeout.
+                config.connect_timeout(std::time::Duration::from_secs(5));
+            }
+            *slot = Some(config.connect(NoTls).map_err(store)?);
         }
         let client = slot
             .as_mut()

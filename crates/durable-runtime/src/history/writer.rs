@@ -155,15 +155,17 @@ impl History {
         lock(&self.objects.map)
     }
 
-    /// What is known of `object` once none of its commits is queued any more: waits (up to
-    /// the storage timeout) for its queued commits to be appended. `None` when it must be
-    /// read from the log (first open, or an append of it failed).
+    /// What is known of `object` once none of its commits is queued any more: waits briefly
+    /// for its queued commits to be appended (it runs on the object's shard thread, which
+    /// other objects share: a longer wait, while the log is away, is the caller's to retry).
+    /// `None` when it must be read from the log (first open, or an append of it failed).
     pub(crate) fn settled(&self, object: &ObjectName) -> Result<Option<ObjectLog>, Error> {
         let map = self.objects();
+        let patience = self.storage_timeout.min(Duration::from_millis(200));
         let (map, timeout) = self
             .objects
             .drained
-            .wait_timeout_while(map, self.storage_timeout, |map| {
+            .wait_timeout_while(map, patience, |map| {
                 map.get(object).is_some_and(|entry| entry.in_flight > 0)
             })
             .unwrap_or_else(|e| e.into_inner());
