@@ -91,12 +91,39 @@ impl Journal {
     }
 }
 
+/// A key-value object with no schema of its own: opening it commits nothing.
+#[durable_object]
+pub struct Plain {
+    state: State,
+}
+
+impl DurableObject for Plain {
+    fn new(state: State, _env: Env) -> Self {
+        Self { state }
+    }
+}
+
+#[rpc]
+impl Plain {
+    pub async fn put(&self, value: i64) -> Result<()> {
+        self.state.storage().kv().put("v", &value)
+    }
+
+    pub async fn get(&self) -> Result<Option<i64>> {
+        self.state.storage().kv().get("v")
+    }
+}
+
 fn journals(env: &Env) -> Namespace<Journal> {
     env.namespace::<Journal>("JOURNALS").unwrap()
 }
 
 fn with_log(setting: CommitLogSetting) -> impl Fn(RuntimeBuilder) -> RuntimeBuilder {
-    move |b: RuntimeBuilder| b.bind::<Journal>("JOURNALS").commit_log(setting.clone())
+    move |b: RuntimeBuilder| {
+        b.bind::<Journal>("JOURNALS")
+            .bind::<Plain>("PLAIN")
+            .commit_log(setting.clone())
+    }
 }
 
 /// Copies the data folder as it lies on disk now (what a crash leaves: every synced byte,
@@ -455,16 +482,30 @@ async fn postgresql_down_past_the_storage_timeout_fails_writes_retryably_and_und
     );
     let err = journal.add(20).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
+    // A new object (opened while PostgreSQL was there) whose very first write is refused.
+    let fresh = test
+        .env()
+        .namespace::<Plain>("PLAIN")
+        .unwrap()
+        .get_by_name("fresh");
     pg.start_again().unwrap();
-    // The object starts again: the write PostgreSQL never took is undone locally.
+    assert_eq!(fresh.get().await.unwrap(), None);
+    pg.kill().unwrap();
+    assert!(fresh.put(1).await.unwrap_err().is_retryable());
+    pg.start_again().unwrap();
+    // The objects start again: the writes PostgreSQL never took are undone locally (a
+    // retry cannot apply them twice).
     journal.add(21).await.unwrap();
     let mut expected: Vec<i64> = (0..20).collect();
     expected.push(21);
     assert_eq!(journal.entries().await.unwrap(), expected);
+    assert_eq!(fresh.get().await.unwrap(), None);
+    fresh.put(2).await.unwrap();
+    assert_eq!(fresh.get().await.unwrap(), Some(2));
     let log = durable_log::PostgresLog::open_existing(&url).unwrap();
     let report = log.verify().unwrap();
-    assert_eq!(report.objects, 1);
-    assert!(report.records >= 21, "{report:?}");
+    assert_eq!(report.objects, 2);
+    assert!(report.records >= 22, "{report:?}");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Crash safety: a child process serves acknowledged writes (an SQL row and a KV entry in one
 //! turn) on many objects while this test kills it with SIGKILL at random moments, restarts
-//! it, and checks that every acknowledged write is present and that no turn is half applied.
+//! it, and checks that every acknowledged write is present, that no turn is half applied, and
+//! that the objects' history (the commit log in the data folder) has no gap and no fork.
 //!
 //! The child is this same test binary, re-run with `DURABLE_CRASH_CHILD` set. CI runs 20
 //! cycles; run 1,000 by hand with:
@@ -113,6 +114,10 @@ fn acknowledged_writes_survive_sigkill() {
         let snapshot = acked.lock().unwrap().clone();
         let rows = check_data_dir(dir.path(), &snapshot);
         assert!(rows >= snapshot.values().map(BTreeSet::len).sum::<usize>());
+        // The objects' history has no gap and no fork after the crash either.
+        let archive = durable_log::LocalArchive::open(&dir.path().join("log")).unwrap();
+        let report = durable_log::CommitLog::verify(&archive).unwrap();
+        assert!(report.records > 0, "cycle {cycle}: {report:?}");
     }
     println!("{cycles} crash cycles, {total_acks} acknowledged writes, none lost");
     assert!(

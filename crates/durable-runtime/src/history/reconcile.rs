@@ -50,6 +50,14 @@ impl History {
         let mut entry = match self.settled(object)? {
             Some(entry) if entry.verified => entry,
             _ => {
+                // An object this runtime saw start without history, whose first commits the
+                // log then refused: everything in its database was refused (and reported
+                // failed, retryably). It starts empty.
+                if self.head(object).is_some_and(|known| known.head.seq == 0)
+                    && self.log().head(object).map_err(log_failure)?.seq == 0
+                {
+                    discard_database(db)?;
+                }
                 let (entry, replaced) = self.match_with_log(object, db)?;
                 if replaced {
                     outcome = Reconciled::Replaced;
@@ -201,6 +209,22 @@ impl History {
         tracing::info!(object = %format!("{} {}", object.class, hex(&object.id)), bookmark = %target, "restored the object to a bookmark");
         Ok(entry)
     }
+}
+
+/// Removes the database at `db`, its WAL and shared memory.
+fn discard_database(db: &Path) -> Result<(), Error> {
+    for file in [
+        db.to_path_buf(),
+        DataLayout::wal_of(db),
+        DataLayout::shm_of(db),
+    ] {
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(storage(format!("remove {}: {e}", file.display()))),
+        }
+    }
+    Ok(())
 }
 
 /// The bookmark a restore request file names, if there is one.
