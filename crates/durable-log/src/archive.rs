@@ -238,18 +238,7 @@ impl LocalArchive {
             return Err(io(&path)(error));
         }
         let len = inner.len + bytes.len() as u64;
-        let indexed = (|| -> Result<(), ArchiveError> {
-            let tx = inner.index.transaction()?;
-            for (record, place) in &places {
-                insert_place(&tx, &record.object, place)?;
-            }
-            tx.execute(
-                "INSERT INTO segments (segment, indexed_len) VALUES (?1, ?2)
-                 ON CONFLICT (segment) DO UPDATE SET indexed_len = excluded.indexed_len",
-                params![segment as i64, len as i64],
-            )?;
-            Ok(tx.commit()?)
-        })();
+        let indexed = index_places(&inner.index, &places, segment, len);
         if let Err(error) = indexed {
             // The records are in the segment but not in the index: take them out again, so
             // the append failed whole (a crash before this cut lets the next open index
@@ -594,15 +583,46 @@ fn read_heads(index: &Connection) -> Result<HashMap<ObjectName, Head>, ArchiveEr
     Ok(heads)
 }
 
+/// Indexes `places` (of segment `segment`, now `len` bytes long) in one transaction, every
+/// statement prepared once per connection: an append pays for running them, not parsing.
+fn index_places(
+    index: &Connection,
+    places: &[(&EncodedRecord, RecordPlace)],
+    segment: u64,
+    len: u64,
+) -> Result<(), ArchiveError> {
+    index.prepare_cached("BEGIN")?.execute([])?;
+    let done = (|| -> Result<(), ArchiveError> {
+        for (record, place) in places {
+            insert_place(index, &record.object, place)?;
+        }
+        index
+            .prepare_cached(
+                "INSERT INTO segments (segment, indexed_len) VALUES (?1, ?2)
+                 ON CONFLICT (segment) DO UPDATE SET indexed_len = excluded.indexed_len",
+            )?
+            .execute(params![segment as i64, len as i64])?;
+        index.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    })();
+    if done.is_err() && !index.is_autocommit() {
+        let _ = index.execute_batch("ROLLBACK");
+    }
+    done
+}
+
 fn insert_place(
     index: &Connection,
     object: &ObjectName,
     place: &RecordPlace,
 ) -> Result<(), ArchiveError> {
-    index.execute(
-        "INSERT OR REPLACE INTO records (class, id, seq, time_ms, checksum, segment, offset, len)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+    // Cached: parsing the statement again for every record cost more than running it.
+    index
+        .prepare_cached(
+            "INSERT OR REPLACE INTO records (class, id, seq, time_ms, checksum, segment, offset, len)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
             object.class,
             object.id.as_slice(),
             place.seq as i64,
@@ -611,8 +631,7 @@ fn insert_place(
             place.segment as i64,
             place.offset as i64,
             place.len as i64
-        ],
-    )?;
+        ])?;
     Ok(())
 }
 

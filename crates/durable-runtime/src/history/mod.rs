@@ -62,6 +62,29 @@ impl CommitLogSetting {
     }
 }
 
+/// Writer threads (each with a connection of its own) appending to PostgreSQL: appends of
+/// different objects run at once, so a node with many busy objects is not bound by one
+/// round trip at a time.
+pub(crate) const POSTGRES_WRITERS: usize = 4;
+
+impl CommitLogSetting {
+    /// The handles the writer threads append through, `log` first: the local archive
+    /// appends through itself alone (its appends are one file's); PostgreSQL through
+    /// [`POSTGRES_WRITERS`] connections.
+    pub(crate) fn writers(
+        &self,
+        log: Arc<dyn CommitLog>,
+    ) -> Result<Vec<Arc<dyn CommitLog>>, LogError> {
+        let mut writers = vec![log];
+        if let CommitLogSetting::Postgres { url } = self {
+            for _ in 1..POSTGRES_WRITERS {
+                writers.push(Arc::new(durable_log::PostgresLog::connect(url)?));
+            }
+        }
+        Ok(writers)
+    }
+}
+
 /// The log's name for an object.
 pub(crate) fn object_name(class: &str, id: &ObjectId) -> ObjectName {
     ObjectName {

@@ -1,8 +1,11 @@
-//! The log writer: one thread per runtime that turns captured commits into records and
-//! appends them, many objects' at once (group commit), acknowledging each commit once its
-//! append is durable.
+//! The log writers: threads that turn captured commits into records and append them, many
+//! objects' at once (group commit), acknowledging each commit once its append is durable.
+//! One writer for the local archive; several for PostgreSQL, each with its own connection
+//! and its own share of the objects (an object's commits always go to the same writer, so at
+//! most one append of an object is in flight and its records stay in order), so appends of
+//! different objects overlap.
 //!
-//! The shard threads only queue (the observer must not block); the writer numbers each
+//! The shard threads only queue (the observer must not block); a writer numbers each
 //! record from the object's head, hashes it (the chain), appends the whole batch as one
 //! durable step and answers every acknowledgement. A failed append fails its commits (their
 //! objects reset) and marks those objects *broken*: commits of theirs still queued are
@@ -83,8 +86,10 @@ enum Job {
 pub(crate) struct History {
     log: Arc<dyn CommitLog>,
     objects: Arc<Objects>,
-    queue: Mutex<Option<Sender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// One queue per writer thread; an object's commits always go to the same one (so at
+    /// most one append of an object is in flight, in order).
+    queues: Mutex<Option<Vec<Sender<Job>>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     clock: Arc<dyn Clock>,
     /// How long an open waits for an object's earlier commits to reach the log.
     pub(crate) storage_timeout: Duration,
@@ -99,43 +104,53 @@ impl std::fmt::Debug for History {
 }
 
 impl History {
-    /// Starts the writer thread of `log`.
+    /// Starts one writer thread per handle of `writers` (the log itself for the local
+    /// archive; several connections to PostgreSQL, whose appends of different objects then
+    /// run at once). `writers[0]` also serves reads.
     pub(crate) fn start(
-        log: Arc<dyn CommitLog>,
+        writers: Vec<Arc<dyn CommitLog>>,
         clock: Arc<dyn Clock>,
         storage_timeout: Duration,
         space: Option<Arc<DiskSpace>>,
     ) -> std::io::Result<Arc<Self>> {
+        let log = Arc::clone(writers.first().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "no commit log handle")
+        })?);
         let objects = Arc::new(Objects::default());
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("commit log".into())
-            .spawn({
-                let (log, objects, clock) =
-                    (Arc::clone(&log), Arc::clone(&objects), Arc::clone(&clock));
-                let space = space.clone();
-                move || {
-                    while let Ok(first) = rx.recv() {
-                        let jobs = gather(first, &rx);
-                        write_batch(
-                            &*log,
-                            &objects,
-                            &*clock,
-                            space.as_deref(),
-                            // A quarter short of the storage timeout: the writer gives up
-                            // first, so the outputs fail with its retryable error rather
-                            // than the sweeper's "outcome unknown".
-                            storage_timeout * 3 / 4,
-                            jobs,
-                        );
+        let mut queues = Vec::with_capacity(writers.len());
+        let mut threads = Vec::with_capacity(writers.len());
+        for (n, writer) in writers.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel();
+            let thread = std::thread::Builder::new()
+                .name(format!("commit log {n}"))
+                .spawn({
+                    let (objects, clock) = (Arc::clone(&objects), Arc::clone(&clock));
+                    let space = space.clone();
+                    move || {
+                        while let Ok(first) = rx.recv() {
+                            let jobs = gather(first, &rx);
+                            write_batch(
+                                &*writer,
+                                &objects,
+                                &*clock,
+                                space.as_deref(),
+                                // A quarter short of the storage timeout: the writer gives
+                                // up first, so the outputs fail with its retryable error
+                                // rather than the sweeper's "outcome unknown".
+                                storage_timeout * 3 / 4,
+                                jobs,
+                            );
+                        }
                     }
-                }
-            })?;
+                })?;
+            queues.push(tx);
+            threads.push(thread);
+        }
         Ok(Arc::new(Self {
             log,
             objects,
-            queue: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
+            queues: Mutex::new(Some(queues)),
+            threads: Mutex::new(threads),
             clock,
             storage_timeout,
             space,
@@ -217,14 +232,14 @@ impl History {
         Ok(entry)
     }
 
-    /// Appends what is queued and stops the writer (the runtime is stopping; the shards
+    /// Appends what is queued and stops the writers (the runtime is stopping; the shards
     /// made their last commits).
     pub(crate) fn stop(&self) {
-        drop(lock(&self.queue).take());
-        if let Some(thread) = lock(&self.thread).take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the commit log writer panicked");
+        drop(lock(&self.queues).take());
+        for thread in std::mem::take(&mut *lock(&self.threads)) {
+            if thread.join().is_err() {
+                tracing::error!("a commit log writer panicked");
+            }
         }
     }
 }
@@ -246,16 +261,27 @@ impl CommitObserver for History {
             alarm,
             ack,
         };
-        let queue = lock(&self.queue);
-        match queue.as_ref() {
-            Some(queue) => {
-                if let Err(mpsc::SendError(job)) = queue.send(job) {
+        let queues = lock(&self.queues);
+        match queues.as_ref().filter(|queues| !queues.is_empty()) {
+            Some(queues) => {
+                let Job::Commit { object, .. } = &job;
+                let writer = writer_of(object, queues.len());
+                if let Err(mpsc::SendError(job)) = queues[writer].send(job) {
                     refuse(&self.objects, job);
                 }
             }
             None => refuse(&self.objects, job),
         }
     }
+}
+
+/// The writer an object's commits go to: always the same one.
+fn writer_of(object: &ObjectName, writers: usize) -> usize {
+    let mut hash = 0u64;
+    for byte in object.id.iter().take(8) {
+        hash = (hash << 8) | u64::from(*byte);
+    }
+    usize::try_from(hash % writers as u64).unwrap_or(0)
 }
 
 /// A commit the writer will never see (it stopped): failed, and its object marked broken.

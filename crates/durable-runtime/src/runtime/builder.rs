@@ -360,7 +360,10 @@ impl RuntimeBuilder {
         let history = match log {
             Some(log) => Some(
                 History::start(
-                    log,
+                    config
+                        .commit_log
+                        .writers(log)
+                        .map_err(|source| StartError::CommitLog { source })?,
                     Arc::clone(&self.clock),
                     config.storage_timeout,
                     Some(Arc::clone(&space)),
