@@ -124,6 +124,27 @@ impl PostgresLog {
         })
     }
 
+    /// [`with_client`](Self::with_client) for an operation that may run twice (a read, or
+    /// a write that is the same whether it ran once or twice): when the connection turns out
+    /// to have been lost (the server restarted since its last use), it runs once more on a
+    /// new one instead of failing. Appends are not retried here: their writer reads the
+    /// heads back first.
+    fn with_client_again<T: Send>(
+        &self,
+        f: impl Fn(&mut Client) -> Result<T, LogError> + Send + Sync,
+    ) -> Result<T, LogError> {
+        let first = self.with_client(&f);
+        let lost = self
+            .client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none();
+        match first {
+            Err(LogError::Store(_)) if lost => self.with_client(&f),
+            other => other,
+        }
+    }
+
     fn with_client_here<T>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, LogError>,
@@ -337,12 +358,12 @@ impl CommitLog for PostgresLog {
     }
 
     fn head(&self, object: &ObjectName) -> Result<Head, LogError> {
-        self.with_client(|client| head_of(client, object))
+        self.with_client_again(|client| head_of(client, object))
     }
 
     fn records(&self, object: &ObjectName, from: u64, to: u64) -> Result<Vec<LogRecord>, LogError> {
         let to = i64::try_from(to).unwrap_or(i64::MAX);
-        let rows = self.with_client(|client| {
+        let rows = self.with_client_again(|client| {
             client
                 .query(
                     "SELECT seq, record FROM durable_commit_log
@@ -374,7 +395,7 @@ impl CommitLog for PostgresLog {
         object: &ObjectName,
         time_ms: i64,
     ) -> Result<Option<RecordTime>, LogError> {
-        let row = self.with_client(|client| {
+        let row = self.with_client_again(|client| {
             client
                 .query_opt(
                     "SELECT seq, time_ms, checksum FROM durable_commit_log
@@ -391,7 +412,7 @@ impl CommitLog for PostgresLog {
     }
 
     fn objects(&self) -> Result<Vec<ObjectName>, LogError> {
-        let rows = self.with_client(|client| {
+        let rows = self.with_client_again(|client| {
             client
                 .query(
                     "SELECT class, id FROM durable_object_head ORDER BY class, id",
@@ -411,7 +432,7 @@ impl CommitLog for PostgresLog {
     }
 
     fn class_keys(&self) -> Result<Vec<(String, String)>, LogError> {
-        let rows = self.with_client(|client| {
+        let rows = self.with_client_again(|client| {
             client
                 .query(
                     "SELECT class, key FROM durable_class_key ORDER BY class",
@@ -426,7 +447,7 @@ impl CommitLog for PostgresLog {
     }
 
     fn forget_class_key(&self, class: &str) -> Result<(), LogError> {
-        self.with_client(|client| {
+        self.with_client_again(|client| {
             client
                 .execute("DELETE FROM durable_class_key WHERE class = $1", &[&class])
                 .map_err(store)
@@ -435,7 +456,7 @@ impl CommitLog for PostgresLog {
     }
 
     fn put_class_key(&self, class: &str, key_hex: &str) -> Result<(), LogError> {
-        self.with_client(|client| {
+        self.with_client_again(|client| {
             client
                 .execute(
                     "INSERT INTO durable_class_key (class, key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
