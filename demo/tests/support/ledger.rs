@@ -20,7 +20,9 @@ use super::Demo;
 pub struct Acked {
     pub counters: BTreeMap<String, u64>,
     pub kv: BTreeMap<String, String>,
-    pub chat: BTreeSet<String>,
+    /// `(room, text)`: one room per cycle, so a room's history (the newest 1,000 messages)
+    /// holds every message sent to it.
+    pub chat: BTreeSet<(String, String)>,
     pub alarms: BTreeMap<String, i64>,
 }
 
@@ -98,7 +100,8 @@ pub async fn load(addr: String, cycle: usize, acked: Arc<Mutex<Acked>>) {
         })
     };
     let chat = tokio::spawn(async move {
-        let url = format!("ws://{addr}/chat/room");
+        let room = format!("room-{cycle}");
+        let url = format!("ws://{addr}/chat/{room}");
         let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
             return;
         };
@@ -112,7 +115,7 @@ pub async fn load(addr: String, cycle: usize, acked: Arc<Mutex<Acked>>) {
                 match socket.next().await {
                     Some(Ok(Message::Text(echo))) => {
                         if echo.as_str().contains(&format!("\"{text}\"")) {
-                            acked.lock().unwrap().chat.insert(text);
+                            acked.lock().unwrap().chat.insert((room.clone(), text));
                             break;
                         }
                     }
@@ -150,13 +153,19 @@ pub async fn check(demo: &Demo, acked: &Acked, what: &str) {
             "{what}: {path}"
         );
     }
-    let (_, history) = demo.json("GET", "/chat/room/history").await;
-    let stored: BTreeSet<String> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|message| message["text"].as_str().unwrap().to_owned())
-        .collect();
+    let rooms: BTreeSet<&String> = acked.chat.iter().map(|(room, _)| room).collect();
+    let mut stored = BTreeSet::new();
+    for room in rooms {
+        let (_, history) = demo.json("GET", &format!("/chat/{room}/history")).await;
+        let messages = history["messages"].as_array().unwrap();
+        assert!(
+            messages.len() < durable_demo::objects::HISTORY_LIMIT as usize,
+            "{what}: room {room} outgrew the history the check can read"
+        );
+        for message in messages {
+            stored.insert((room.clone(), message["text"].as_str().unwrap().to_owned()));
+        }
+    }
     let lost: Vec<_> = acked.chat.difference(&stored).collect();
     assert!(lost.is_empty(), "{what}: chat messages lost: {lost:?}");
     // Each alarm object had one alarm set: it fires (it records when) at or after its time.

@@ -216,14 +216,16 @@ impl History {
     /// in (a first record, a restore written forward): the object is not open, so none
     /// follows it until this returns.
     pub(crate) fn append_now(&self, record: LogRecord) -> Result<ObjectLog, Error> {
-        let checksum = record.checksum();
-        self.log
-            .append(std::slice::from_ref(&record))
+        let encoded = record.to_encoded();
+        // Briefly patient (a connection found lost after a restart is replaced at once): this
+        // runs on the object's shard thread.
+        let patience = (self.storage_timeout / 4).min(Duration::from_secs(1));
+        append_patiently(&*self.log, std::slice::from_ref(&encoded), patience)
             .map_err(|e| append_failure(e, self.space.as_deref()))?;
         let entry = ObjectLog::new(
             Head {
-                seq: record.seq,
-                checksum,
+                seq: encoded.seq,
+                checksum: encoded.checksum,
             },
             record.wal,
             record.time_ms,
