@@ -45,6 +45,21 @@ fn bytes_under(dir: &Path) -> u64 {
     total
 }
 
+/// A runtime over `dir` with `BenchStore` bound and the commit log `setting`.
+fn store_runtime(dir: &Path, setting: &CommitLogSetting) -> (Runtime, Namespace<BenchStore>) {
+    let runtime = Runtime::builder()
+        .data_dir(dir)
+        .bind::<BenchStore>("STORE")
+        .commit_log(setting.clone())
+        .build()
+        .expect("runtime");
+    let ns = runtime
+        .env()
+        .namespace::<BenchStore>("STORE")
+        .expect("binding");
+    (runtime, ns)
+}
+
 /// One measured configuration.
 struct Row {
     shape: &'static str,
@@ -64,16 +79,7 @@ fn in_process(
         ("1,000 objects, in-process", 1_000, 12_000),
     ] {
         let dir = bench_dir();
-        let runtime = Runtime::builder()
-            .data_dir(dir.path())
-            .bind::<BenchStore>("STORE")
-            .commit_log(setting.clone())
-            .build()
-            .expect("runtime");
-        let ns = runtime
-            .env()
-            .namespace::<BenchStore>("STORE")
-            .expect("binding");
+        let (runtime, ns) = store_runtime(dir.path(), setting);
         let stubs: Vec<Stub<BenchStore>> = if objects == 1 {
             vec![ns.get_by_name("hot")]
         } else {
@@ -215,16 +221,7 @@ fn big_object(
     dir: &Path,
     setting: &CommitLogSetting,
 ) -> ObjectName {
-    let runtime = Runtime::builder()
-        .data_dir(dir)
-        .bind::<BenchStore>("STORE")
-        .commit_log(setting.clone())
-        .build()
-        .expect("runtime");
-    let ns = runtime
-        .env()
-        .namespace::<BenchStore>("STORE")
-        .expect("binding");
+    let (runtime, ns) = store_runtime(dir, setting);
     let stub = ns.get_by_name("big");
     for _ in 0..100 {
         driver.block_on(stub.grow(1 << 20)).expect("grow");

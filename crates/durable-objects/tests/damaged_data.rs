@@ -19,6 +19,21 @@ fn builder(dir: &std::path::Path) -> RuntimeBuilder {
     objects::bind_all(Runtime::builder().data_dir(dir))
 }
 
+/// A runtime configured by `configure` that stored `k = v` in the object `kept` and was
+/// stopped; and the path of `Store.key`.
+async fn stored_and_stopped(
+    configure: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder,
+) -> (TestRuntime, std::path::PathBuf) {
+    let mut test = TestRuntime::start(configure);
+    store(&test, "kept")
+        .put("k".into(), "v".into())
+        .await
+        .unwrap();
+    drop(test.runtime.take());
+    let key_file = test.dir.path().join("namespaces/Store.key");
+    (test, key_file)
+}
+
 /// Stores an object, stops, damages `Store.key` with `damage`, and checks that the start is
 /// refused with `check`; with the key restored, the object is there again. Without a commit
 /// log (which holds a second copy of every key).
@@ -27,13 +42,7 @@ async fn a_damaged_key_refuses_to_start(
     check: impl FnOnce(&StartError),
 ) {
     let no_log = |b: RuntimeBuilder| b.commit_log(CommitLogSetting::Off);
-    let mut test = TestRuntime::start(no_log);
-    store(&test, "kept")
-        .put("k".into(), "v".into())
-        .await
-        .unwrap();
-    drop(test.runtime.take());
-    let key_file = test.dir.path().join("namespaces/Store.key");
+    let (mut test, key_file) = stored_and_stopped(no_log).await;
     let saved = std::fs::read(&key_file).unwrap();
     damage(&key_file);
 
@@ -75,13 +84,7 @@ async fn a_missing_namespace_key_with_objects_refuses_to_start() {
 
 #[tokio::test]
 async fn a_missing_namespace_key_comes_back_from_the_commit_log() {
-    let mut test = TestRuntime::start(|b| b);
-    store(&test, "kept")
-        .put("k".into(), "v".into())
-        .await
-        .unwrap();
-    drop(test.runtime.take());
-    let key_file = test.dir.path().join("namespaces/Store.key");
+    let (mut test, key_file) = stored_and_stopped(|b| b).await;
     let saved = std::fs::read_to_string(&key_file).unwrap();
     std::fs::remove_file(&key_file).unwrap();
     test.restart(|b| b);
