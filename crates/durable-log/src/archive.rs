@@ -297,16 +297,7 @@ impl LocalArchive {
         )?;
         let rows = statement.query_map(
             params![object.class, object.id.as_slice(), from as i64],
-            |row| {
-                Ok(RecordPlace {
-                    seq: row.get::<_, i64>(0)? as u64,
-                    time_ms: row.get(1)?,
-                    checksum: Checksum(row.get::<_, i64>(2)? as u64),
-                    segment: row.get::<_, i64>(3)? as u64,
-                    offset: row.get::<_, i64>(4)? as u64,
-                    len: row.get::<_, i64>(5)? as u64,
-                })
-            },
+            place_of_row,
         )?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -324,16 +315,7 @@ impl LocalArchive {
                 "SELECT seq, time_ms, checksum, segment, offset, len FROM records
                  WHERE class = ?1 AND id = ?2 AND time_ms <= ?3 ORDER BY seq DESC LIMIT 1",
                 params![object.class, object.id.as_slice(), time_ms],
-                |row| {
-                    Ok(RecordPlace {
-                        seq: row.get::<_, i64>(0)? as u64,
-                        time_ms: row.get(1)?,
-                        checksum: Checksum(row.get::<_, i64>(2)? as u64),
-                        segment: row.get::<_, i64>(3)? as u64,
-                        offset: row.get::<_, i64>(4)? as u64,
-                        len: row.get::<_, i64>(5)? as u64,
-                    })
-                },
+                place_of_row,
             )
             .optional()?;
         Ok(place)
@@ -581,6 +563,18 @@ fn read_heads(index: &Connection) -> Result<HashMap<ObjectName, Head>, ArchiveEr
         heads.insert(ObjectName { class, id: bytes }, Head { seq, checksum });
     }
     Ok(heads)
+}
+
+/// A record's place from a row of `SELECT seq, time_ms, checksum, segment, offset, len`.
+fn place_of_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordPlace> {
+    Ok(RecordPlace {
+        seq: row.get::<_, i64>(0)? as u64,
+        time_ms: row.get(1)?,
+        checksum: Checksum(row.get::<_, i64>(2)? as u64),
+        segment: row.get::<_, i64>(3)? as u64,
+        offset: row.get::<_, i64>(4)? as u64,
+        len: row.get::<_, i64>(5)? as u64,
+    })
 }
 
 /// Indexes `places` (of segment `segment`, now `len` bytes long) in one transaction, every
