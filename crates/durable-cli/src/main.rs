@@ -201,9 +201,10 @@ fn verify_local(dir: &Path) -> Outcome {
                 records,
                 bytes,
                 torn_tail,
+                snapshots,
             } = report;
             let mut text = format!(
-                "local archive: {objects} objects, {records} records, {bytes} bytes in {segments} segments: every chain whole"
+                "local archive: {objects} objects, {records} records, {snapshots} snapshots, {bytes} bytes in {segments} segments: every chain whole"
             );
             if let Some((segment, offset)) = torn_tail {
                 text.push_str(&format!(
@@ -217,6 +218,7 @@ fn verify_local(dir: &Path) -> Outcome {
                     "objects": objects,
                     "records": records,
                     "bytes": bytes,
+                    "snapshots": snapshots,
                     "torn_tail": torn_tail.map(|(segment, offset)| json!({"segment": segment, "offset": offset})),
                 }),
                 text,
@@ -243,10 +245,11 @@ fn verify_postgres(url: &str) -> Outcome {
             objects,
             records,
             bytes,
+            snapshots,
         }) => Outcome::Whole(
-            json!({ "objects": objects, "records": records, "bytes": bytes }),
+            json!({ "objects": objects, "records": records, "snapshots": snapshots, "bytes": bytes }),
             format!(
-                "postgres: {objects} objects, {records} records, {bytes} bytes: every chain whole"
+                "postgres: {objects} objects, {records} records, {snapshots} snapshots, {bytes} bytes: every chain whole"
             ),
         ),
         Err(error @ (LogError::Chain { .. } | LogError::Damaged(_))) => Outcome::Broken(

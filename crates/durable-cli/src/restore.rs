@@ -142,7 +142,7 @@ pub(crate) fn restore(args: &RestoreArgs) -> anyhow::Result<(Value, String)> {
         let (image, at) = state_at(source.as_ref(), object, point)?;
         let node_head = node.head(object)?;
         if node_head != at {
-            let page_size = page_size(source.as_ref(), object)?;
+            let page_size = page_size(&image);
             let record = LogRecord::whole(
                 object,
                 node_head,
@@ -324,11 +324,17 @@ fn state_at(
     Ok((image, head))
 }
 
-fn page_size(source: &dyn CommitLog, object: &ObjectName) -> anyhow::Result<u32> {
-    Ok(source
-        .records(object, 1, 1)?
-        .first()
-        .map_or(4096, |record| record.page_size))
+/// The page size a database file's header states (bytes 16 and 17, big-endian; 1 means
+/// 65,536), or SQLite's default for an empty file.
+fn page_size(image: &[u8]) -> u32 {
+    match image.get(16..18) {
+        Some(&[high, low]) => match u16::from_be_bytes([high, low]) {
+            1 => 65_536,
+            0 => 4096,
+            size => u32::from(size),
+        },
+        _ => 4096,
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

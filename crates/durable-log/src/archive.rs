@@ -13,6 +13,13 @@
 //! An append continues each object's chain from its head (the chain rule of [`crate::chain`]);
 //! one that does not is refused whole, before anything is written.
 //!
+//! Retention ([`crate::retention`]) folds an object's old records into a snapshot file
+//! (`snapshots/<class hex>-<id hex>-<record>.snap`, written and synced before the index names
+//! it); the index then forgets the records it covers, in a transaction synced before any
+//! file is removed. [`reclaim`](CommitLog::reclaim) removes the segments no retained record
+//! lies in (never the one being appended to). So a crash at any point leaves either the old
+//! history or the new one, and a file the index names is never missing.
+//!
 //! Unlike the format modules, this one does I/O; it is synchronous (a writer thread calls it).
 
 use std::collections::HashMap;
@@ -24,9 +31,10 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::chain::{ChainError, Head};
-use crate::log::{CommitLog, LogError, RecordTime};
+use crate::log::{CommitLog, LogError, ReclaimReport, RecordTime};
 use crate::record::{Checksum, DecodeError, EncodedRecord, LogRecord, ObjectName};
 use crate::segment::{SegmentEnd, read_segment_entries};
+use crate::snapshot::Snapshot;
 
 /// A segment is closed and the next one started once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -56,6 +64,10 @@ pub enum ArchiveError {
         /// How it breaks the chain.
         source: ChainError,
     },
+    /// A snapshot was refused: it is not of a record the archive holds, or it would move
+    /// the history's start back.
+    #[error("{0}")]
+    Refused(String),
     /// A segment holds bytes that are not records (not at its end, where a crash leaves a
     /// torn tail).
     #[error(
@@ -139,8 +151,16 @@ impl LocalArchive {
              CREATE TABLE IF NOT EXISTS segments (
                  segment INTEGER PRIMARY KEY, indexed_len INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS class_keys (
-                 class TEXT PRIMARY KEY, key TEXT NOT NULL);",
+                 class TEXT PRIMARY KEY, key TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS snapshots (
+                 class TEXT NOT NULL, id BLOB NOT NULL, seq INTEGER NOT NULL,
+                 time_ms INTEGER NOT NULL, checksum INTEGER NOT NULL, file TEXT NOT NULL,
+                 PRIMARY KEY (class, id)) WITHOUT ROWID;",
         )?;
+        let snapshots_dir = dir.join("snapshots");
+        create_dir_durably(&snapshots_dir)?;
+        adopt_snapshots(&index, &snapshots_dir)?;
+        let starts = snapshot_starts(&index)?;
         let mut numbers = segment_numbers(&segments_dir)?;
         if numbers.is_empty() {
             numbers.push(1);
@@ -148,7 +168,7 @@ impl LocalArchive {
         }
         let last = *numbers.last().unwrap_or(&1);
         for &number in &numbers {
-            catch_up(&index, &segments_dir, number, number == last)?;
+            catch_up(&index, &segments_dir, number, number == last, &starts)?;
         }
         let path = segment_path(&segments_dir, last);
         let file = OpenOptions::new()
@@ -260,6 +280,186 @@ impl LocalArchive {
         self.dir.join("segments")
     }
 
+    fn snapshots_dir(&self) -> PathBuf {
+        self.dir.join("snapshots")
+    }
+
+    /// The snapshot row of `object`: its record's place in history and its file's name.
+    fn snapshot_row(
+        &self,
+        object: &ObjectName,
+    ) -> Result<Option<(RecordTime, String)>, ArchiveError> {
+        self.snapshot_row_locked(&self.lock(), object)
+    }
+
+    fn snapshot_row_locked(
+        &self,
+        inner: &Inner,
+        object: &ObjectName,
+    ) -> Result<Option<(RecordTime, String)>, ArchiveError> {
+        let row = inner
+            .index
+            .prepare_cached(
+                "SELECT seq, time_ms, checksum, file FROM snapshots WHERE class = ?1 AND id = ?2",
+            )?
+            .query_row(params![object.class, object.id.as_slice()], |row| {
+                Ok((
+                    RecordTime {
+                        seq: row.get::<_, i64>(0)? as u64,
+                        time_ms: row.get(1)?,
+                        checksum: Checksum(row.get::<_, i64>(2)? as u64),
+                    },
+                    row.get::<_, String>(3)?,
+                ))
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    /// The record of the snapshot in `file`, read without its image.
+    fn read_snapshot_record(&self, file: &str) -> Result<LogRecord, ArchiveError> {
+        read_snapshot_record_at(&self.snapshots_dir().join(file))
+    }
+
+    /// The snapshot in `file`, checked.
+    fn read_snapshot(&self, file: &str) -> Result<Snapshot, ArchiveError> {
+        let path = self.snapshots_dir().join(file);
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        Snapshot::decode(&bytes).map_err(|error| ArchiveError::Damaged {
+            path: path.clone(),
+            offset: 0,
+            error,
+        })
+    }
+
+    /// [`CommitLog::put_snapshot`]: the file is written and synced, then one synced index
+    /// transaction names it and forgets the records it covers, then the file it replaces is
+    /// removed.
+    pub fn put_snapshot(&self, snapshot: &Snapshot) -> Result<(), ArchiveError> {
+        let object = snapshot.object();
+        let at = snapshot.record_time();
+        let previous = self.snapshot_row(object)?;
+        let refused = |reason: String| ArchiveError::Refused(reason);
+        if previous
+            .as_ref()
+            .is_some_and(|(start, _)| start.seq > at.seq)
+        {
+            return Err(refused(format!(
+                "a snapshot at record {} of {} would move its history back (it starts at record {})",
+                at.seq,
+                object.class,
+                previous.as_ref().map_or(0, |(start, _)| start.seq)
+            )));
+        }
+        let held = match &previous {
+            Some((start, _)) if start.seq == at.seq => Some(start.checksum),
+            _ => self
+                .places(object, at.seq)?
+                .first()
+                .filter(|place| place.seq == at.seq)
+                .map(|place| place.checksum),
+        };
+        if held != Some(at.checksum) {
+            return Err(refused(format!(
+                "the snapshot's record {} of {} is not one the archive holds",
+                at.seq, object.class
+            )));
+        }
+        let dir = self.snapshots_dir();
+        let file = format!(
+            "{}-{}-{:020}.snap",
+            hex(object.class.as_bytes()),
+            hex(&object.id),
+            at.seq
+        );
+        let temporary = dir.join(format!("{file}.tmp"));
+        let path = dir.join(&file);
+        (|| {
+            let mut out = File::create(&temporary)?;
+            out.write_all(&snapshot.encode())?;
+            out.sync_all()?;
+            std::fs::rename(&temporary, &path)
+        })()
+        .map_err(io(&path))?;
+        sync_dir(&dir)?;
+        {
+            let inner = self.lock();
+            // Synced: the files this makes unneeded are removed after it, and must never be
+            // named by an index a power cut took back.
+            inner.index.execute_batch("PRAGMA synchronous = FULL")?;
+            let done = (|| -> Result<(), ArchiveError> {
+                let tx = inner.index.unchecked_transaction()?;
+                tx.execute(
+                    "INSERT INTO snapshots (class, id, seq, time_ms, checksum, file)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (class, id) DO UPDATE SET seq = excluded.seq,
+                         time_ms = excluded.time_ms, checksum = excluded.checksum,
+                         file = excluded.file",
+                    params![
+                        object.class,
+                        object.id.as_slice(),
+                        at.seq as i64,
+                        at.time_ms,
+                        at.checksum.0 as i64,
+                        file
+                    ],
+                )?;
+                tx.execute(
+                    "DELETE FROM records WHERE class = ?1 AND id = ?2 AND seq <= ?3",
+                    params![object.class, object.id.as_slice(), at.seq as i64],
+                )?;
+                tx.commit()?;
+                Ok(())
+            })();
+            inner.index.execute_batch("PRAGMA synchronous = NORMAL")?;
+            done?;
+        }
+        if let Some((_, old)) = previous.filter(|(_, old)| *old != file) {
+            remove_if_there(&dir.join(old))?;
+        }
+        Ok(())
+    }
+
+    /// [`CommitLog::reclaim`]: removes every segment before the one being appended to that
+    /// holds no retained record.
+    pub fn reclaim(&self) -> Result<ReclaimReport, ArchiveError> {
+        let inner = self.lock();
+        let live: std::collections::HashSet<u64> = {
+            let mut statement = inner
+                .index
+                .prepare("SELECT DISTINCT segment FROM records")?;
+            let rows = statement.query_map([], |row| row.get::<_, i64>(0))?;
+            rows.map(|row| row.map(|n| n as u64))
+                .collect::<Result<_, _>>()?
+        };
+        let dir = self.segments_dir();
+        let mut report = ReclaimReport::default();
+        let mut removed = Vec::new();
+        for number in segment_numbers(&dir)? {
+            if number >= inner.segment || live.contains(&number) {
+                continue;
+            }
+            let path = segment_path(&dir, number);
+            report.bytes += std::fs::metadata(&path).map_err(io(&path))?.len();
+            remove_if_there(&path)?;
+            report.files += 1;
+            removed.push(number as i64);
+        }
+        if removed.is_empty() {
+            return Ok(report);
+        }
+        sync_dir(&dir)?;
+        // The files went first: a crash between leaves rows of segments that are gone, which
+        // opening ignores (it reads the segments there are).
+        let mut statement = inner
+            .index
+            .prepare_cached("DELETE FROM segments WHERE segment = ?1")?;
+        for number in removed {
+            statement.execute([number])?;
+        }
+        Ok(report)
+    }
+
     fn roll(&self, inner: &mut Inner) -> Result<(), ArchiveError> {
         let next = inner.segment + 1;
         let path = create_segment(&self.segments_dir(), next)?;
@@ -290,7 +490,15 @@ impl LocalArchive {
 
     /// Where each record of `object` from number `from` on lies, in order.
     pub fn places(&self, object: &ObjectName, from: u64) -> Result<Vec<RecordPlace>, ArchiveError> {
-        let inner = self.lock();
+        self.places_locked(&self.lock(), object, from)
+    }
+
+    fn places_locked(
+        &self,
+        inner: &Inner,
+        object: &ObjectName,
+        from: u64,
+    ) -> Result<Vec<RecordPlace>, ArchiveError> {
         let mut statement = inner.index.prepare_cached(
             "SELECT seq, time_ms, checksum, segment, offset, len FROM records
              WHERE class = ?1 AND id = ?2 AND seq >= ?3 ORDER BY seq",
@@ -321,21 +529,51 @@ impl LocalArchive {
         Ok(place)
     }
 
-    /// The records of `object` numbered `from..=to`, read from the segments and checked
-    /// against the index (number, checksum, object).
+    /// The records of `object` numbered `from..=to` (its snapshot's record first when it lies
+    /// there), read from the segments and checked against the index (number, checksum,
+    /// object).
     pub fn records(
         &self,
         object: &ObjectName,
         from: u64,
         to: u64,
     ) -> Result<Vec<LogRecord>, ArchiveError> {
-        let places: Vec<RecordPlace> = self
-            .places(object, from)?
-            .into_iter()
-            .take_while(|place| place.seq <= to)
-            .collect();
+        match self.records_once(object, from, to) {
+            // A compaction that ran meanwhile removed a file the index named a moment ago:
+            // ask the index again.
+            Err(ArchiveError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                self.records_once(object, from, to)
+            }
+            other => other,
+        }
+    }
+
+    fn records_once(
+        &self,
+        object: &ObjectName,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<LogRecord>, ArchiveError> {
+        // One look at the index (under its lock) for both: a compaction in between would
+        // otherwise hand out its new snapshot's record twice.
+        let (start, places) = {
+            let inner = self.lock();
+            let places: Vec<RecordPlace> = self
+                .places_locked(&inner, object, from)?
+                .into_iter()
+                .take_while(|place| place.seq <= to)
+                .collect();
+            (self.snapshot_row_locked(&inner, object)?, places)
+        };
         let segments_dir = self.segments_dir();
-        let mut out = Vec::with_capacity(places.len());
+        let mut out = Vec::with_capacity(places.len() + 1);
+        if let Some((start, file)) = start
+            && (from..=to).contains(&start.seq)
+        {
+            out.push(self.read_snapshot_record(&file)?);
+        }
         for place in places {
             let path = segment_path(&segments_dir, place.segment);
             let mut file = File::open(&path).map_err(io(&path))?;
@@ -384,13 +622,44 @@ impl CommitLog for LocalArchive {
         object: &ObjectName,
         time_ms: i64,
     ) -> Result<Option<RecordTime>, LogError> {
-        Ok(self
-            .place_at_time(object, time_ms)?
-            .map(|place| RecordTime {
+        if let Some(place) = self.place_at_time(object, time_ms)? {
+            return Ok(Some(RecordTime {
                 seq: place.seq,
                 time_ms: place.time_ms,
                 checksum: place.checksum,
-            }))
+            }));
+        }
+        // Before every retained record: the snapshot's, if it is old enough.
+        Ok(self
+            .snapshot_row(object)?
+            .map(|(start, _)| start)
+            .filter(|start| start.time_ms <= time_ms))
+    }
+
+    fn history_start(&self, object: &ObjectName) -> Result<Option<RecordTime>, LogError> {
+        Ok(self.snapshot_row(object)?.map(|(start, _)| start))
+    }
+
+    fn snapshot(&self, object: &ObjectName) -> Result<Option<Snapshot>, LogError> {
+        let Some((start, file)) = self.snapshot_row(object)? else {
+            return Ok(None);
+        };
+        let snapshot = self.read_snapshot(&file)?;
+        if snapshot.record_time() != start || snapshot.object() != object {
+            return Err(LogError::Damaged(format!(
+                "snapshot file {file} does not hold record {} of {}",
+                start.seq, object.class
+            )));
+        }
+        Ok(Some(snapshot))
+    }
+
+    fn put_snapshot(&self, snapshot: &Snapshot) -> Result<(), LogError> {
+        LocalArchive::put_snapshot(self, snapshot).map_err(LogError::from)
+    }
+
+    fn reclaim(&self) -> Result<ReclaimReport, LogError> {
+        LocalArchive::reclaim(self).map_err(LogError::from)
     }
 
     fn objects(&self) -> Result<Vec<ObjectName>, LogError> {
@@ -467,6 +736,7 @@ impl From<ArchiveError> for LogError {
         match error {
             ArchiveError::Chain { class, seq, source } => LogError::Chain { class, seq, source },
             ArchiveError::Damaged { .. } => LogError::Damaged(error.to_string()),
+            ArchiveError::Refused(reason) => LogError::Conflict(reason),
             other => LogError::Store(other.to_string()),
         }
     }
@@ -486,10 +756,14 @@ pub struct ScanReport {
     /// A record cut short at the end of the last segment (segment number, byte): what a
     /// crash during an append leaves, never acknowledged; opening the archive cuts it.
     pub torn_tail: Option<(u64, u64)>,
+    /// Snapshots read and checked (objects whose history starts at one).
+    pub snapshots: usize,
 }
 
 /// Reads an archive folder without changing it (no index, no cut: safe beside a running
-/// node) and checks every object's chain from its first record, in segment order.
+/// node) and checks every object's chain from its first retained record (its snapshot's,
+/// whose file is checked whole), in segment order. Records a snapshot covers, still in a
+/// segment shared with retained ones, are passed over.
 pub fn scan(dir: &Path) -> Result<ScanReport, ArchiveError> {
     let segments_dir = dir.join("segments");
     let numbers = segment_numbers(&segments_dir)?;
@@ -497,13 +771,21 @@ pub fn scan(dir: &Path) -> Result<ScanReport, ArchiveError> {
         segments: numbers.len(),
         ..ScanReport::default()
     };
-    let mut heads: HashMap<ObjectName, Head> = HashMap::new();
+    let starts = read_snapshot_heads(&dir.join("snapshots"))?;
+    report.snapshots = starts.len();
+    let mut heads: HashMap<ObjectName, Head> = starts.clone();
     for (position, &number) in numbers.iter().enumerate() {
         let path = segment_path(&segments_dir, number);
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         let (entries, end) = read_segment_entries(&bytes);
         for entry in &entries {
             let record = &entry.record;
+            if starts
+                .get(&record.object)
+                .is_some_and(|start| record.seq <= start.seq)
+            {
+                continue;
+            }
             let head = heads.get(&record.object).copied().unwrap_or(Head::EMPTY);
             let next =
                 head.advance_to(record, entry.checksum)
@@ -543,9 +825,42 @@ pub fn scan(dir: &Path) -> Result<ScanReport, ArchiveError> {
     Ok(report)
 }
 
+/// The head of each object's newest snapshot file in `dir` (every file read and checked).
+fn read_snapshot_heads(dir: &Path) -> Result<HashMap<ObjectName, Head>, ArchiveError> {
+    let mut starts: HashMap<ObjectName, Head> = HashMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(starts),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "snap") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let snapshot = Snapshot::decode(&bytes).map_err(|error| ArchiveError::Damaged {
+            path: path.clone(),
+            offset: 0,
+            error,
+        })?;
+        let head = snapshot.head();
+        let start = starts.entry(snapshot.record.object).or_insert(head);
+        if head.seq > start.seq {
+            *start = head;
+        }
+    }
+    Ok(starts)
+}
+
 fn read_heads(index: &Connection) -> Result<HashMap<ObjectName, Head>, ArchiveError> {
-    let mut statement =
-        index.prepare("SELECT class, id, max(seq), checksum FROM records GROUP BY class, id")?;
+    // An object whose records were all compacted away has its head in its snapshot.
+    let mut statement = index.prepare(
+        "SELECT class, id, max(seq), checksum FROM (
+             SELECT class, id, seq, checksum FROM records
+             UNION ALL SELECT class, id, seq, checksum FROM snapshots)
+         GROUP BY class, id",
+    )?;
     let rows = statement.query_map([], |row| {
         let class: String = row.get(0)?;
         let id: Vec<u8> = row.get(1)?;
@@ -629,13 +944,14 @@ fn insert_place(
     Ok(())
 }
 
-/// Indexes what segment `number` holds beyond the index; on the last segment, a torn tail
-/// is cut off.
+/// Indexes what segment `number` holds beyond the index (but the records a snapshot in
+/// `starts` covers); on the last segment, a torn tail is cut off.
 fn catch_up(
     index: &Connection,
     segments_dir: &Path,
     number: u64,
     last: bool,
+    starts: &HashMap<ObjectName, u64>,
 ) -> Result<(), ArchiveError> {
     let path = segment_path(segments_dir, number);
     let indexed: u64 = index
@@ -661,8 +977,15 @@ fn catch_up(
             offset: indexed + entry.offset as u64,
             len: entry.len as u64,
         };
-        insert_place(index, &entry.record.object, &place)?;
         offset = place.offset + place.len;
+        if starts
+            .get(&entry.record.object)
+            .is_some_and(|start| entry.record.seq <= *start)
+        {
+            // Covered by the object's snapshot.
+            continue;
+        }
+        insert_place(index, &entry.record.object, &place)?;
     }
     match end {
         SegmentEnd::Clean => {}
@@ -696,6 +1019,146 @@ fn catch_up(
         params![number as i64, offset as i64],
     )?;
     Ok(())
+}
+
+/// Brings the index in step with the snapshot files of `snapshots_dir`, before the segments
+/// are caught up: each object's newest snapshot is its history's start. A newer file than the
+/// index names (a compaction whose index transaction a crash took, or an index rebuilt from
+/// nothing) is adopted, as that compaction would have: the records it covers are forgotten.
+/// Every other file (replaced snapshots, temporary files cut short) is removed. Only each
+/// file's record part is read: opening does not load images.
+fn adopt_snapshots(index: &Connection, snapshots_dir: &Path) -> Result<(), ArchiveError> {
+    let mut newest: HashMap<ObjectName, (RecordTime, String)> = HashMap::new();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(snapshots_dir)
+        .map_err(io(snapshots_dir))?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        files.push(name.clone());
+        if !name.ends_with(".snap") {
+            continue;
+        }
+        let path = entry.path();
+        let record = read_snapshot_record_at(&path)?;
+        let at = RecordTime {
+            seq: record.seq,
+            time_ms: record.time_ms,
+            checksum: record.checksum(),
+        };
+        match newest.get(&record.object) {
+            Some((known, _)) if known.seq >= at.seq => {}
+            _ => {
+                newest.insert(record.object, (at, name));
+            }
+        }
+    }
+    let tx = index.unchecked_transaction()?;
+    for (object, (at, file)) in &newest {
+        let named: Option<i64> = tx
+            .query_row(
+                "SELECT seq FROM snapshots WHERE class = ?1 AND id = ?2",
+                params![object.class, object.id.as_slice()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if named.is_some_and(|seq| seq as u64 >= at.seq) {
+            continue;
+        }
+        tx.execute(
+            "INSERT INTO snapshots (class, id, seq, time_ms, checksum, file)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (class, id) DO UPDATE SET seq = excluded.seq,
+                 time_ms = excluded.time_ms, checksum = excluded.checksum, file = excluded.file",
+            params![
+                object.class,
+                object.id.as_slice(),
+                at.seq as i64,
+                at.time_ms,
+                at.checksum.0 as i64,
+                file
+            ],
+        )?;
+        tx.execute(
+            "DELETE FROM records WHERE class = ?1 AND id = ?2 AND seq <= ?3",
+            params![object.class, object.id.as_slice(), at.seq as i64],
+        )?;
+    }
+    tx.commit()?;
+    let named: std::collections::HashSet<String> = {
+        let mut statement = index.prepare("SELECT file FROM snapshots")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut removed = false;
+    for name in files.into_iter().filter(|name| !named.contains(name)) {
+        remove_if_there(&snapshots_dir.join(name))?;
+        removed = true;
+    }
+    if removed {
+        sync_dir(snapshots_dir)?;
+    }
+    Ok(())
+}
+
+/// Where each object's history starts, by the index: the records a catch-up must not index
+/// again (a segment may still hold records a snapshot covers).
+fn snapshot_starts(index: &Connection) -> Result<HashMap<ObjectName, u64>, ArchiveError> {
+    let mut statement = index.prepare("SELECT class, id, seq FROM snapshots")?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, Vec<u8>>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut starts = HashMap::new();
+    for row in rows {
+        let (class, id, seq) = row?;
+        if let Ok(id) = <[u8; 32]>::try_from(id.as_slice()) {
+            starts.insert(ObjectName { class, id }, seq as u64);
+        }
+    }
+    Ok(starts)
+}
+
+/// The record of the snapshot file at `path`, read without its image.
+fn read_snapshot_record_at(path: &Path) -> Result<LogRecord, ArchiveError> {
+    let mut reader = File::open(path).map_err(io(path))?;
+    let mut header = [0u8; 9];
+    let damaged = |error| ArchiveError::Damaged {
+        path: path.to_path_buf(),
+        offset: 0,
+        error,
+    };
+    reader.read_exact(&mut header).map_err(|_| {
+        damaged(DecodeError::Incomplete {
+            needed: 9,
+            available: 0,
+        })
+    })?;
+    let len = Snapshot::record_part_len(&header).map_err(damaged)?;
+    let mut bytes = header.to_vec();
+    bytes.resize(len, 0);
+    reader.read_exact(&mut bytes[9..]).map_err(|_| {
+        damaged(DecodeError::Incomplete {
+            needed: len,
+            available: 0,
+        })
+    })?;
+    Snapshot::decode_record(&bytes).map_err(damaged)
+}
+
+fn remove_if_there(path: &Path) -> Result<(), ArchiveError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn segment_path(dir: &Path, number: u64) -> PathBuf {
@@ -749,22 +1212,24 @@ fn create_dir_durably(dir: &Path) -> Result<(), ArchiveError> {
 pub struct CopyReport {
     /// Segments copied.
     pub segments: usize,
-    /// Segment bytes copied.
+    /// Snapshot files copied.
+    pub snapshots: usize,
+    /// Bytes copied (segments and snapshots).
     pub bytes: u64,
 }
 
 /// Copies the archive in `from` to `to` (which must not hold one) consistently while a node
 /// may be appending to it: the index is copied first, as one SQLite snapshot (`VACUUM
 /// INTO`, read-only), then each segment up to the length that snapshot indexes (segments
-/// only grow, and a record reaches the index only after its bytes are synced). Records
-/// appended meanwhile are simply not in the copy. `progress` is told each segment's bytes.
+/// only grow, and a record reaches the index only after its bytes are synced) and each
+/// snapshot file it names. Records appended meanwhile are simply not in the copy. A file
+/// that a compaction removed meanwhile makes the copy start over (a few times at most).
+/// `progress` is told each file's bytes.
 pub fn copy_archive(
     from: &Path,
     to: &Path,
     mut progress: impl FnMut(u64),
 ) -> Result<CopyReport, ArchiveError> {
-    let segments_to = to.join("segments");
-    create_dir_durably(&segments_to)?;
     let index_to = to.join("index.sqlite");
     if index_to.exists() {
         return Err(ArchiveError::Io {
@@ -775,6 +1240,41 @@ pub fn copy_archive(
             ),
         });
     }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match copy_archive_once(from, to, &mut progress) {
+            Err(ArchiveError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempt < 5 =>
+            {
+                for leftover in [
+                    to.join("index.sqlite"),
+                    to.join("index.sqlite-wal"),
+                    to.join("index.sqlite-shm"),
+                ] {
+                    remove_if_there(&leftover)?;
+                }
+                for folder in [to.join("segments"), to.join("snapshots")] {
+                    if folder.is_dir() {
+                        std::fs::remove_dir_all(&folder).map_err(io(&folder))?;
+                    }
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+fn copy_archive_once(
+    from: &Path,
+    to: &Path,
+    progress: &mut impl FnMut(u64),
+) -> Result<CopyReport, ArchiveError> {
+    let segments_to = to.join("segments");
+    let snapshots_to = to.join("snapshots");
+    create_dir_durably(&segments_to)?;
+    create_dir_durably(&snapshots_to)?;
+    let index_to = to.join("index.sqlite");
     let source = Connection::open_with_flags(
         from.join("index.sqlite"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -792,29 +1292,57 @@ pub fn copy_archive(
         })?;
         rows.collect::<Result<_, _>>()?
     };
+    // An archive written before snapshots existed has no such table.
+    let snapshot_files: Vec<String> = match index.prepare("SELECT file FROM snapshots") {
+        Ok(mut statement) => statement
+            .query_map([], |row| row.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?,
+        Err(_) => Vec::new(),
+    };
     drop(index);
     let mut report = CopyReport::default();
     let segments_from = from.join("segments");
     for (number, len) in lengths {
         let source = segment_path(&segments_from, number);
-        let target = segment_path(&segments_to, number);
-        let mut reader = File::open(&source).map_err(io(&source))?.take(len);
-        let mut writer = File::create(&target).map_err(io(&target))?;
-        let copied = std::io::copy(&mut reader, &mut writer).map_err(io(&target))?;
-        if copied != len {
-            return Err(ArchiveError::Damaged {
-                path: source,
-                offset: copied,
-                error: DecodeError::Malformed {
-                    reason: format!("the index says the segment holds {len} bytes"),
-                },
-            });
-        }
-        writer.sync_all().map_err(io(&target))?;
+        // A segment reclaimed since the index was copied is missing: the caller starts over.
+        let copied = copy_file_prefix(&source, &segment_path(&segments_to, number), Some(len))?;
         report.segments += 1;
-        report.bytes += len;
-        progress(len);
+        report.bytes += copied;
+        progress(copied);
+    }
+    for file in snapshot_files {
+        let copied = copy_file_prefix(
+            &from.join("snapshots").join(&file),
+            &snapshots_to.join(&file),
+            None,
+        )?;
+        report.snapshots += 1;
+        report.bytes += copied;
+        progress(copied);
     }
     sync_dir(&segments_to)?;
+    sync_dir(&snapshots_to)?;
     Ok(report)
+}
+
+/// Copies `source` (its first `len` bytes, or all of it) to `target`, synced.
+fn copy_file_prefix(source: &Path, target: &Path, len: Option<u64>) -> Result<u64, ArchiveError> {
+    let reader = File::open(source).map_err(io(source))?;
+    let mut writer = File::create(target).map_err(io(target))?;
+    let copied = match len {
+        Some(len) => std::io::copy(&mut reader.take(len), &mut writer),
+        None => std::io::copy(&mut { reader }, &mut writer),
+    }
+    .map_err(io(target))?;
+    if let Some(len) = len.filter(|len| *len != copied) {
+        return Err(ArchiveError::Damaged {
+            path: source.to_path_buf(),
+            offset: copied,
+            error: DecodeError::Malformed {
+                reason: format!("the index says the segment holds {len} bytes"),
+            },
+        });
+    }
+    writer.sync_all().map_err(io(target))?;
+    Ok(copied)
 }

@@ -101,15 +101,33 @@ impl DatabaseImage {
 
 /// An object's database as it was after record `upto` of `log`, and the head it was built
 /// to (record `upto`, checked link by link): what a restore installs. `upto` 0 is the empty
-/// database (no bytes).
+/// database (no bytes). The image is built from the object's snapshot when its history
+/// starts at one; a point before it is [`LogError::BeforeHistory`].
 pub fn image_at(
     log: &dyn CommitLog,
     object: &ObjectName,
     upto: u64,
 ) -> Result<(Vec<u8>, Head), LogError> {
-    let records = log.records(object, 1, upto)?;
     let mut head = Head::EMPTY;
     let mut image = DatabaseImage::new();
+    if let Some(start) = log.history_start(object)? {
+        if upto < start.seq {
+            return Err(LogError::BeforeHistory {
+                class: object.class.clone(),
+                seq: upto,
+                start: start.seq,
+            });
+        }
+        let snapshot = log.snapshot(object)?.ok_or_else(|| {
+            LogError::Damaged(format!(
+                "the history of {} starts at a snapshot the log does not hold",
+                object.class
+            ))
+        })?;
+        head = snapshot.head();
+        image = DatabaseImage::from_bytes(snapshot.image, snapshot.record.page_size);
+    }
+    let records = log.records(object, head.seq + 1, upto)?;
     for record in &records {
         head = head.advance(record).map_err(|source| LogError::Chain {
             class: object.class.clone(),

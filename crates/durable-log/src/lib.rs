@@ -19,8 +19,9 @@
 //! functions of bytes: no I/O, no clock (a record's time is given to it), no threads.
 //! [`log`] is the seam every home of the records implements ([`CommitLog`]); [`archive`] is
 //! the node's own log on disk ([`LocalArchive`]: segment files and an index), which does I/O;
-//! `postgres` (feature `postgres`) is `PostgresLog`, the records in PostgreSQL. Retention, snapshots and the replication to PostgreSQL build on these;
-//! nothing in the runtime writes records yet.
+//! `postgres` (feature `postgres`) is `PostgresLog`, the records in PostgreSQL.
+//! [`retention`] keeps each object's history for a window and folds what is older into a
+//! [`snapshot`]; the runtime's `history` module writes the records and drives retention.
 
 pub mod archive;
 pub mod bookmark;
@@ -30,7 +31,9 @@ pub mod log;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod record;
+pub mod retention;
 pub mod segment;
+pub mod snapshot;
 
 pub use archive::{
     ArchiveError, CopyReport, LocalArchive, RecordPlace, ScanReport, copy_archive, scan,
@@ -38,11 +41,13 @@ pub use archive::{
 pub use bookmark::{Bookmark, BookmarkError};
 pub use chain::{ChainError, Head, verify_chain};
 pub use image::{DatabaseImage, ImageError, image_at};
-pub use log::{CommitLog, LogError, RecordTime, VerifyReport};
+pub use log::{CommitLog, LogError, ReclaimReport, RecordTime, VerifyReport};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresLog;
 pub use record::{
     AlarmChange, Checksum, DecodeError, EncodedRecord, LogRecord, ObjectName, PageImage,
     RecordKind, WalMark,
 };
+pub use retention::{CompactReport, Compaction, compact, compact_object};
 pub use segment::{SegmentEnd, SegmentEntry, read_segment, read_segment_entries};
+pub use snapshot::Snapshot;

@@ -10,6 +10,7 @@ use std::fmt;
 
 use crate::chain::{ChainError, Head};
 use crate::record::{Checksum, EncodedRecord, LogRecord, ObjectName};
+use crate::snapshot::Snapshot;
 
 /// Where a record sits in an object's history: what point-in-time recovery looks up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,15 @@ pub struct RecordTime {
     pub checksum: Checksum,
 }
 
+/// What [`CommitLog::reclaim`] freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReclaimReport {
+    /// Files removed (segments no retained record lies in, replaced snapshots).
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 /// What [`CommitLog::verify`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VerifyReport {
@@ -31,6 +41,8 @@ pub struct VerifyReport {
     pub records: u64,
     /// Their encoded bytes.
     pub bytes: u64,
+    /// Snapshots read and checked (objects whose history starts at one).
+    pub snapshots: usize,
 }
 
 /// Why a log refused or failed an operation.
@@ -61,6 +73,19 @@ pub enum LogError {
     /// key for a class: the log belongs to another data folder).
     #[error("{0}")]
     Conflict(String),
+    /// A point of history older than what the log retains was asked for: its records were
+    /// compacted into a snapshot taken later.
+    #[error(
+        "record {seq} of {class} is older than its retained history, which starts at record {start} (older records were compacted away: the history window has passed)"
+    )]
+    BeforeHistory {
+        /// The object's class.
+        class: String,
+        /// The record asked for.
+        seq: u64,
+        /// The first record the log still holds (its snapshot's).
+        start: u64,
+    },
 }
 
 /// The check [`CommitLog::put_class_key`] makes: the key stored for `class` (if any) against
@@ -97,10 +122,32 @@ pub trait CommitLog: Send + Sync + fmt::Debug {
     /// Where `object`'s chain ends ([`Head::EMPTY`] for an object without records).
     fn head(&self, object: &ObjectName) -> Result<Head, LogError>;
 
-    /// The records of `object` numbered `from..=to`, in order.
+    /// The records of `object` numbered `from..=to` that the log retains, in order: when
+    /// the object's history starts at a snapshot, its record is the first one there is
+    /// (records before it were compacted away).
     fn records(&self, object: &ObjectName, from: u64, to: u64) -> Result<Vec<LogRecord>, LogError>;
 
-    /// The last record of `object` taken at or before `time_ms`, if any.
+    /// Where `object`'s retained history starts: its snapshot's record (`None`: at its first
+    /// record, nothing was compacted).
+    fn history_start(&self, object: &ObjectName) -> Result<Option<RecordTime>, LogError>;
+
+    /// `object`'s snapshot (its database after its first retained record), if it has one.
+    fn snapshot(&self, object: &ObjectName) -> Result<Option<Snapshot>, LogError>;
+
+    /// Makes `snapshot` the start of its object's retained history: it is stored, and the
+    /// records up to its own are dropped. Its record must be one the log holds (the same
+    /// number and checksum), at or after the current start; anything else is refused with
+    /// [`LogError::Conflict`] and changes nothing.
+    fn put_snapshot(&self, snapshot: &Snapshot) -> Result<(), LogError>;
+
+    /// Frees the space that dropped records and replaced snapshots held (the local archive
+    /// removes segment files no retained record lies in). Nothing by default.
+    fn reclaim(&self) -> Result<ReclaimReport, LogError> {
+        Ok(ReclaimReport::default())
+    }
+
+    /// The last record of `object` taken at or before `time_ms` that the log retains (its
+    /// snapshot's record counts), if any.
     fn record_at_time(
         &self,
         object: &ObjectName,
@@ -124,20 +171,42 @@ pub trait CommitLog: Send + Sync + fmt::Debug {
     /// is never found by name again.
     fn forget_class_key(&self, class: &str) -> Result<(), LogError>;
 
-    /// Reads every record back and checks every object's chain, from its first record to
-    /// its head.
+    /// Reads every record back and checks every object's chain, from its first retained
+    /// record (its snapshot's, whose image is checked too) to its head.
     fn verify(&self) -> Result<VerifyReport, LogError> {
         let mut report = VerifyReport::default();
         for object in self.objects()? {
-            let records = self.records(&object, 1, u64::MAX)?;
-            let head =
-                crate::chain::verify_chain(&object, Head::EMPTY, &records).map_err(|source| {
-                    LogError::Chain {
-                        class: object.class.clone(),
-                        seq: records.last().map_or(0, |r| r.seq),
-                        source,
-                    }
+            let mut start = Head::EMPTY;
+            if let Some(at) = self.history_start(&object)? {
+                let snapshot = self.snapshot(&object)?.ok_or_else(|| {
+                    LogError::Damaged(format!(
+                        "the history of {} starts at a snapshot the log does not hold",
+                        object.class
+                    ))
                 })?;
+                if snapshot.head()
+                    != (Head {
+                        seq: at.seq,
+                        checksum: at.checksum,
+                    })
+                {
+                    return Err(LogError::Damaged(format!(
+                        "the snapshot of {} is not the one its history starts at (record {})",
+                        object.class, at.seq
+                    )));
+                }
+                start = snapshot.head();
+                report.snapshots += 1;
+                report.bytes += snapshot.image.len() as u64;
+            }
+            let records = self.records(&object, start.seq + 1, u64::MAX)?;
+            let head = crate::chain::verify_chain(&object, start, &records).map_err(|source| {
+                LogError::Chain {
+                    class: object.class.clone(),
+                    seq: records.last().map_or(0, |r| r.seq),
+                    source,
+                }
+            })?;
             let stored = self.head(&object)?;
             if head != stored {
                 return Err(LogError::Chain {

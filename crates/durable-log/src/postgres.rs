@@ -1,10 +1,12 @@
 //! [`PostgresLog`] (feature `postgres`): the records of every object in PostgreSQL, as a
 //! second home (replication) and the base a cluster's nodes share.
 //!
-//! Two tables (created by [`PostgresLog::connect`], versioned in `durable_log_schema`):
+//! Its tables (created by [`PostgresLog::connect`], versioned in `durable_log_schema`):
 //! `durable_object_head` (each object's head: its last record's number and checksum, the
-//! compare-and-set point) and `durable_commit_log` (each record, its number, time and checksum
-//! as columns, its encoded bytes as `bytea`). An append is one transaction of three
+//! compare-and-set point), `durable_commit_log` (each record, its number, time and checksum
+//! as columns, its encoded bytes as `bytea`), `durable_snapshot` (where an object's retained
+//! history starts once retention compacted it: that record and the database after it) and
+//! `durable_class_key` (the namespace keys). An append is one transaction of three
 //! statements, whatever its size (array parameters, `unnest`): the heads of new objects are
 //! created, every other head moves from exactly the record before the append's first one,
 //! then the records are inserted; a head that moved meanwhile (another writer)
@@ -23,9 +25,10 @@ use postgres::{Client, NoTls};
 use crate::chain::Head;
 use crate::log::{CommitLog, LogError, RecordTime};
 use crate::record::{Checksum, EncodedRecord, LogRecord, ObjectName};
+use crate::snapshot::Snapshot;
 
 /// The schema version this build creates and uses.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The commit log in a PostgreSQL database.
 pub struct PostgresLog {
@@ -188,7 +191,10 @@ fn migrate(client: &mut Client) -> Result<(), LogError> {
             )));
         }
         Some(v) if v == SCHEMA_VERSION => {}
-        Some(1) => tx.batch_execute(SCHEMA_V2).map_err(store)?,
+        Some(1) => tx
+            .batch_execute(&format!("{SCHEMA_V2}{SCHEMA_V3}"))
+            .map_err(store)?,
+        Some(2) => tx.batch_execute(SCHEMA_V3).map_err(store)?,
         _ => {
             tx.batch_execute(
                 "CREATE TABLE durable_object_head (
@@ -202,7 +208,8 @@ fn migrate(client: &mut Client) -> Result<(), LogError> {
                  INSERT INTO durable_log_schema (version) VALUES (1);",
             )
             .map_err(store)?;
-            tx.batch_execute(SCHEMA_V2).map_err(store)?;
+            tx.batch_execute(&format!("{SCHEMA_V2}{SCHEMA_V3}"))
+                .map_err(store)?;
         }
     }
     tx.commit().map_err(store)
@@ -212,6 +219,15 @@ fn migrate(client: &mut Client) -> Result<(), LogError> {
 const SCHEMA_V2: &str =
     "CREATE TABLE durable_class_key (class text PRIMARY KEY, key text NOT NULL);
      INSERT INTO durable_log_schema (version) VALUES (2);";
+
+/// Version 3: each object's snapshot, where its retained history starts (its record and
+/// the database after it); the records it covers are deleted.
+const SCHEMA_V3: &str = "CREATE TABLE durable_snapshot (
+         class text NOT NULL, id bytea NOT NULL, seq bigint NOT NULL,
+         time_ms bigint NOT NULL, checksum bigint NOT NULL,
+         record bytea NOT NULL, image bytea NOT NULL,
+         PRIMARY KEY (class, id));
+     INSERT INTO durable_log_schema (version) VALUES (3);";
 
 /// The columns of the head statements: class, id, start seq and checksum, end seq and
 /// checksum, one entry per run.
@@ -366,7 +382,10 @@ impl CommitLog for PostgresLog {
         let rows = self.with_client_again(|client| {
             client
                 .query(
-                    "SELECT seq, record FROM durable_commit_log
+                    "SELECT seq, record FROM durable_snapshot
+                     WHERE class = $1 AND id = $2 AND seq BETWEEN $3 AND $4
+                     UNION ALL
+                     SELECT seq, record FROM durable_commit_log
                      WHERE class = $1 AND id = $2 AND seq BETWEEN $3 AND $4 ORDER BY seq",
                     &[&object.class, &object.id.as_slice(), &(from as i64), &to],
                 )
@@ -398,8 +417,12 @@ impl CommitLog for PostgresLog {
         let row = self.with_client_again(|client| {
             client
                 .query_opt(
-                    "SELECT seq, time_ms, checksum FROM durable_commit_log
-                     WHERE class = $1 AND id = $2 AND time_ms <= $3 ORDER BY seq DESC LIMIT 1",
+                    "(SELECT seq, time_ms, checksum FROM durable_commit_log
+                      WHERE class = $1 AND id = $2 AND time_ms <= $3 ORDER BY seq DESC LIMIT 1)
+                     UNION ALL
+                     (SELECT seq, time_ms, checksum FROM durable_snapshot
+                      WHERE class = $1 AND id = $2 AND time_ms <= $3)
+                     ORDER BY seq DESC LIMIT 1",
                     &[&object.class, &object.id.as_slice(), &time_ms],
                 )
                 .map_err(store)
@@ -409,6 +432,112 @@ impl CommitLog for PostgresLog {
             time_ms: row.get(1),
             checksum: Checksum(row.get::<_, i64>(2) as u64),
         }))
+    }
+
+    fn history_start(&self, object: &ObjectName) -> Result<Option<RecordTime>, LogError> {
+        let row = self.with_client_again(|client| {
+            client
+                .query_opt(
+                    "SELECT seq, time_ms, checksum FROM durable_snapshot
+                     WHERE class = $1 AND id = $2",
+                    &[&object.class, &object.id.as_slice()],
+                )
+                .map_err(store)
+        })?;
+        Ok(row.map(|row| RecordTime {
+            seq: row.get::<_, i64>(0) as u64,
+            time_ms: row.get(1),
+            checksum: Checksum(row.get::<_, i64>(2) as u64),
+        }))
+    }
+
+    fn snapshot(&self, object: &ObjectName) -> Result<Option<Snapshot>, LogError> {
+        let row = self.with_client_again(|client| {
+            client
+                .query_opt(
+                    "SELECT seq, record, image FROM durable_snapshot WHERE class = $1 AND id = $2",
+                    &[&object.class, &object.id.as_slice()],
+                )
+                .map_err(store)
+        })?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let seq = row.get::<_, i64>(0) as u64;
+        let bytes: Vec<u8> = row.get(1);
+        let (record, _) = LogRecord::decode(&bytes).map_err(|error| {
+            LogError::Damaged(format!(
+                "the snapshot of {} at record {seq}: {error}",
+                object.class
+            ))
+        })?;
+        if record.seq != seq || &record.object != object {
+            return Err(LogError::Damaged(format!(
+                "the snapshot row of {} at record {seq} holds another record",
+                object.class
+            )));
+        }
+        Ok(Some(Snapshot {
+            record,
+            image: row.get(2),
+        }))
+    }
+
+    fn put_snapshot(&self, snapshot: &Snapshot) -> Result<(), LogError> {
+        let object = snapshot.object();
+        let at = snapshot.record_time();
+        let record = snapshot.record.encode();
+        self.with_client(|client| {
+            let mut tx = client.transaction().map_err(store)?;
+            // The snapshot's record must be one the log holds: a retained record, or the
+            // current snapshot's (put again).
+            let held: Option<i64> = tx
+                .query_opt(
+                    "SELECT checksum FROM durable_commit_log WHERE class = $1 AND id = $2 AND seq = $3
+                     UNION ALL
+                     SELECT checksum FROM durable_snapshot WHERE class = $1 AND id = $2 AND seq = $3",
+                    &[&object.class, &object.id.as_slice(), &(at.seq as i64)],
+                )
+                .map_err(store)?
+                .map(|row| row.get(0));
+            if held != Some(at.checksum.0 as i64) {
+                return Err(LogError::Conflict(format!(
+                    "the snapshot's record {} of {} is not one the log holds",
+                    at.seq, object.class
+                )));
+            }
+            let moved = tx
+                .execute(
+                    "INSERT INTO durable_snapshot (class, id, seq, time_ms, checksum, record, image)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (class, id) DO UPDATE SET seq = excluded.seq,
+                         time_ms = excluded.time_ms, checksum = excluded.checksum,
+                         record = excluded.record, image = excluded.image
+                     WHERE durable_snapshot.seq <= excluded.seq",
+                    &[
+                        &object.class,
+                        &object.id.as_slice(),
+                        &(at.seq as i64),
+                        &at.time_ms,
+                        &(at.checksum.0 as i64),
+                        &record,
+                        &snapshot.image,
+                    ],
+                )
+                .map_err(store)?;
+            if moved != 1 {
+                return Err(LogError::Conflict(format!(
+                    "a snapshot at record {} of {} would move its history back",
+                    at.seq, object.class
+                )));
+            }
+            tx.execute(
+                "DELETE FROM durable_commit_log WHERE class = $1 AND id = $2 AND seq <= $3",
+                &[&object.class, &object.id.as_slice(), &(at.seq as i64)],
+            )
+            .map_err(store)?;
+            tx.commit().map_err(store)
+        })
     }
 
     fn objects(&self) -> Result<Vec<ObjectName>, LogError> {

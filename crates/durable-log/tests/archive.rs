@@ -262,3 +262,134 @@ fn a_copy_taken_while_appends_go_on_holds_a_whole_prefix() {
     // Not over an archive that is there.
     assert!(durable_log::copy_archive(source.path(), copy.path(), |_| {}).is_err());
 }
+
+fn snapshot_files(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every image of `object` from record `from` to its head.
+fn images(log: &dyn CommitLog, object: &ObjectName, from: u64) -> Vec<(Vec<u8>, Head)> {
+    let head = log.head(object).unwrap().seq;
+    (from..=head)
+        .map(|seq| durable_log::image_at(log, object, seq).unwrap())
+        .collect()
+}
+
+#[test]
+fn compaction_frees_whole_segments_and_its_snapshots_survive_a_lost_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = [object(1), object(2)];
+    let archive = LocalArchive::open_with_segment_bytes(dir.path(), 4_096).unwrap();
+    // Records at 0, 1,000, ..., 29,000.
+    fill(&archive, &objects, 30);
+    let segments_before = segment_files(dir.path()).len();
+    assert!(segments_before >= 8, "{segments_before} segments");
+    let kept: Vec<_> = objects.iter().map(|o| images(&archive, o, 21)).collect();
+
+    let report = durable_log::compact(&archive, 20_500, |_, _| {}).unwrap();
+    assert_eq!((report.objects, report.compacted), (2, 2));
+    assert_eq!(report.records, 2 * 21);
+    assert!(report.reclaimed.files >= 4, "{report:?}");
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        segments_before - report.reclaimed.files
+    );
+    assert_eq!(snapshot_files(dir.path()).len(), 2);
+    let check = |log: &dyn CommitLog| {
+        for (o, kept) in objects.iter().zip(&kept) {
+            assert_eq!(log.history_start(o).unwrap().unwrap().seq, 21);
+            assert_eq!(&images(log, o, 21), kept);
+            assert!(matches!(
+                durable_log::image_at(log, o, 20),
+                Err(LogError::BeforeHistory { .. })
+            ));
+        }
+        let report = log.verify().unwrap();
+        assert_eq!((report.snapshots, report.records), (2, 2 * 9));
+    };
+    check(&archive);
+    let scanned = durable_log::scan(dir.path()).unwrap();
+    assert_eq!((scanned.snapshots, scanned.objects), (2, 2));
+
+    // Again later: the first snapshot is replaced, its file removed.
+    assert!(matches!(
+        durable_log::compact_object(&archive, &objects[0], 25_000).unwrap(),
+        durable_log::Compaction::Compacted { start: 26, .. }
+    ));
+    assert_eq!(snapshot_files(dir.path()).len(), 2);
+    drop(archive);
+
+    // The index is lost: the snapshots are adopted again and the segments re-indexed
+    // around them.
+    for name in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(name));
+    }
+    let archive = LocalArchive::open_with_segment_bytes(dir.path(), 4_096).unwrap();
+    assert_eq!(archive.history_start(&objects[0]).unwrap().unwrap().seq, 26);
+    assert_eq!(images(&archive, &objects[0], 26), kept[0][5..]);
+    assert_eq!(archive.history_start(&objects[1]).unwrap().unwrap().seq, 21);
+    assert_eq!(images(&archive, &objects[1], 21), kept[1]);
+    archive.verify().unwrap();
+    // And appends go on.
+    fill(&archive, &objects, 1);
+    assert_eq!(archive.head(&objects[0]).seq, 31);
+}
+
+#[test]
+fn a_compaction_cut_short_is_finished_on_open_and_leftovers_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = object(1);
+    let newer = {
+        let archive = LocalArchive::open(dir.path()).unwrap();
+        fill(&archive, std::slice::from_ref(&o), 10);
+        durable_log::compact_object(&archive, &o, 3_000).unwrap();
+        assert_eq!(archive.history_start(&o).unwrap().unwrap().seq, 4);
+        // A later snapshot whose file was written, but not its index transaction.
+        let (image, _) = durable_log::image_at(&archive, &o, 7).unwrap();
+        let record = archive.records(&o, 7, 7).unwrap().remove(0);
+        durable_log::Snapshot { record, image }
+    };
+    let snapshots = dir.path().join("snapshots");
+    std::fs::write(snapshots.join("cut-short.snap"), newer.encode()).unwrap();
+    std::fs::write(snapshots.join("half-written.snap.tmp"), b"DOSN").unwrap();
+    let archive = LocalArchive::open(dir.path()).unwrap();
+    assert_eq!(archive.history_start(&o).unwrap().unwrap().seq, 7);
+    assert_eq!(snapshot_files(dir.path()), ["cut-short.snap"]);
+    assert_eq!(archive.records(&o, 1, u64::MAX).unwrap().len(), 4);
+    archive.verify().unwrap();
+    drop(archive);
+
+    // A snapshot file that is damaged is an error, never skipped or removed.
+    let path = snapshots.join("cut-short.snap");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(durable_log::scan(dir.path()).is_err());
+    let archive = LocalArchive::open(dir.path()).unwrap();
+    assert!(matches!(archive.snapshot(&o), Err(LogError::Damaged(_))));
+    assert!(matches!(archive.verify(), Err(LogError::Damaged(_))));
+}
+
+#[test]
+fn a_copy_of_a_compacted_archive_holds_its_snapshots() {
+    let source = tempfile::tempdir().unwrap();
+    let archive = LocalArchive::open_with_segment_bytes(source.path(), 4_096).unwrap();
+    let objects = [object(1), object(2)];
+    fill(&archive, &objects, 20);
+    durable_log::compact(&archive, 9_000, |_, _| {}).unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let report = durable_log::copy_archive(source.path(), copy.path(), |_| {}).unwrap();
+    assert_eq!(report.snapshots, 2);
+    let copied = LocalArchive::open(copy.path()).unwrap();
+    for o in &objects {
+        assert_eq!(images(&copied, o, 10), images(&archive, o, 10));
+    }
+    assert_eq!(copied.verify().unwrap().snapshots, 2);
+}

@@ -4,8 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use durable_log::{
-    AlarmChange, Checksum, CommitLog, Head, LocalArchive, LogError, LogRecord, ObjectName,
-    PageImage, PostgresLog, RecordKind, verify_chain,
+    AlarmChange, Checksum, CommitLog, Compaction, Head, LocalArchive, LogError, LogRecord,
+    ObjectName, PageImage, PostgresLog, RecordKind, Snapshot, compact_object, image_at,
+    verify_chain,
 };
 use durable_pgtemp::TempPostgres;
 
@@ -176,6 +177,148 @@ fn suite(log: &dyn CommitLog, reopen: &dyn Fn() -> Box<dyn CommitLog>) {
     again.forget_class_key("Never").unwrap();
     again.put_class_key("Room", &"ef".repeat(32)).unwrap();
     assert_eq!(reopen().class_keys().unwrap()[1].1, "ef".repeat(32));
+
+    // One writer at a time: the local archive keeps where its segment ends in memory.
+    drop(again);
+    retention(reopen);
+}
+
+/// Retention: old records fold into a snapshot; every point from it on stays as it was.
+fn retention(reopen: &dyn Fn() -> Box<dyn CommitLog>) {
+    let log = reopen();
+    let log = log.as_ref();
+    let r = object("Retained", 1);
+    fill(log, std::slice::from_ref(&r), 10, 100_000);
+    let images: Vec<(Vec<u8>, Head)> = (0..=10).map(|s| image_at(log, &r, s).unwrap()).collect();
+    assert_eq!(log.history_start(&r).unwrap(), None);
+    assert!(log.snapshot(&r).unwrap().is_none());
+
+    // Keep from 104,500: the state then is record 5's (taken at 104,000).
+    let outcome = compact_object(log, &r, 104_500).unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Compaction::Compacted {
+                start: 5,
+                records: 5,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let start = log.history_start(&r).unwrap().unwrap();
+    assert_eq!((start.seq, start.time_ms), (5, 104_000));
+    assert_eq!(start.checksum, images[5].1.checksum);
+    let retained = log.records(&r, 1, u64::MAX).unwrap();
+    assert_eq!(
+        retained.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [5, 6, 7, 8, 9, 10],
+        "the snapshot's record first, then the records after it"
+    );
+    assert_eq!(log.records(&r, 5, 5).unwrap()[0].checksum(), start.checksum);
+    assert!(log.records(&r, 1, 4).unwrap().is_empty());
+    for (seq, image) in images.iter().enumerate().skip(5) {
+        assert_eq!(
+            &image_at(log, &r, seq as u64).unwrap(),
+            image,
+            "record {seq}"
+        );
+    }
+    for seq in 0..5 {
+        assert!(
+            matches!(
+                image_at(log, &r, seq),
+                Err(LogError::BeforeHistory { start: 5, .. })
+            ),
+            "record {seq} is gone"
+        );
+    }
+    assert_eq!(log.record_at_time(&r, 104_200).unwrap().unwrap().seq, 5);
+    assert_eq!(log.record_at_time(&r, 103_999).unwrap(), None);
+    assert_eq!(log.record_at_time(&r, 106_000).unwrap().unwrap().seq, 7);
+    assert_eq!(log.head(&r).unwrap(), images[10].1);
+    assert!(log.verify().unwrap().snapshots >= 1);
+    // Nothing more to fold with the same window.
+    assert_eq!(compact_object(log, &r, 104_500).unwrap(), Compaction::Kept);
+
+    // A snapshot of a record the log does not hold, or one going back, is refused.
+    let current = log.snapshot(&r).unwrap().unwrap();
+    let mut forged = current.clone();
+    forged.record.time_ms += 1;
+    assert!(matches!(
+        log.put_snapshot(&forged),
+        Err(LogError::Conflict(_))
+    ));
+    let older = Snapshot {
+        record: next(&r, images[3].1, 103_000),
+        image: images[4].0.clone(),
+    };
+    assert!(matches!(
+        log.put_snapshot(&older),
+        Err(LogError::Conflict(_))
+    ));
+    assert_eq!(log.history_start(&r).unwrap().unwrap().seq, 5);
+
+    // An object quiet for longer than the window: everything folds, its head included, and
+    // it goes on from there, over a restart.
+    assert!(matches!(
+        compact_object(log, &r, i64::MAX).unwrap(),
+        Compaction::Compacted { start: 10, .. }
+    ));
+    assert_eq!(log.records(&r, 10, 10).unwrap().len(), 1);
+    let again = reopen();
+    let log = again.as_ref();
+    assert_eq!(log.head(&r).unwrap(), images[10].1);
+    assert!(log.objects().unwrap().contains(&r));
+    assert_eq!(image_at(log, &r, 10).unwrap(), images[10]);
+    fill(log, std::slice::from_ref(&r), 1, 200_000);
+    assert_eq!(log.head(&r).unwrap().seq, 11);
+    assert_eq!(log.records(&r, 1, u64::MAX).unwrap().len(), 2);
+    log.verify().unwrap();
+
+    // Folding is only done when what leaves the log weighs half the image: a few small
+    // records over a large database stay.
+    let big = object("Retained", 2);
+    let first = LogRecord {
+        db_pages: 40,
+        pages: (1..=40)
+            .map(|page| PageImage {
+                page,
+                data: vec![page as u8; 512],
+            })
+            .collect(),
+        ..next(&big, Head::EMPTY, 300_000)
+    };
+    log.append(std::slice::from_ref(&first)).unwrap();
+    let mut head = Head {
+        seq: 1,
+        checksum: first.checksum(),
+    };
+    for n in 1..=3 {
+        let small = LogRecord {
+            db_pages: 40,
+            pages: vec![PageImage {
+                page: 3,
+                data: vec![n; 512],
+            }],
+            ..next(&big, head, 300_000 + i64::from(n) * 1_000)
+        };
+        head = Head {
+            seq: small.seq,
+            checksum: small.checksum(),
+        };
+        log.append(&[small]).unwrap();
+    }
+    assert!(matches!(
+        compact_object(log, &big, 300_000).unwrap(),
+        Compaction::Compacted { start: 1, .. }
+    ));
+    assert_eq!(
+        compact_object(log, &big, 303_000).unwrap(),
+        Compaction::Kept,
+        "three small records against a 20 KiB database"
+    );
+    assert_eq!(log.records(&big, 1, u64::MAX).unwrap().len(), 4);
 }
 
 #[test]
