@@ -80,10 +80,6 @@ pub use durable_macros::{durable_object, rpc};
 /// with [`Storage::set_alarm`](crate::storage::Storage::set_alarm), delivered at least once.
 #[doc(inline)]
 pub use durable_runtime::AlarmInfo;
-/// Where every object's history is kept: the local archive (the default), PostgreSQL, or
-/// nowhere (the [recovery guide](crate::guides::recovery)).
-#[doc(inline)]
-pub use durable_runtime::CommitLogSetting;
 /// A class's instances run one event at a time between awaits, behind an input gate, and
 /// are reset on a panic: the [execution model](crate::guides::execution_model).
 #[doc(inline)]
@@ -103,6 +99,10 @@ pub use durable_runtime::{
     MigrationError, Namespace, NodeHealth, RawStub, Request, Response, RpcCall, Runtime,
     RuntimeBuilder, ScheduledAlarm, ShardHealth, StartError, Stub, SystemClock, http,
 };
+/// Where every object's history is kept: the local archive (the default), PostgreSQL, or
+/// nowhere (the [recovery guide](crate::guides::recovery)).
+#[doc(inline)]
+pub use durable_runtime::{CommitLogSetting, CompactReport};
 
 /// An object's storage: SQL, KV, transactions, the alarm and `sync()`.
 ///

@@ -588,3 +588,102 @@ async fn a_class_deleted_and_created_again_starts_empty_and_never_brings_back_it
     assert_eq!(journal.entries().await.unwrap(), Vec::<i64>::new());
     runtime.shutdown();
 }
+
+#[tokio::test]
+async fn history_older_than_the_window_folds_into_snapshots_and_every_point_inside_it_stays() {
+    let test = TestEnv::new(with_log(CommitLogSetting::Local)).unwrap();
+    let clock = std::sync::Arc::clone(test.clock());
+    let env = test.env();
+    let busy = journals(&env).get_by_name("busy");
+    let quiet = journals(&env).get_by_name("quiet");
+    quiet.add(100).await.unwrap();
+    let mut old = Vec::new();
+    for n in 0..6 {
+        clock.advance_ms(1_000);
+        busy.add(n).await.unwrap();
+        old.push(busy.bookmark().await.unwrap());
+    }
+    // A month and a day later (the window is 30 days): three more writes.
+    clock.advance_ms(31 * 24 * 3_600_000);
+    let mut recent = Vec::new();
+    for n in 6..9 {
+        clock.advance_ms(1_000);
+        busy.add(n).await.unwrap();
+        recent.push(busy.bookmark().await.unwrap());
+    }
+    let window_start = clock.now_ms() - 30 * 24 * 3_600_000;
+    // Nothing is older than the window yet... until retention runs.
+    let report = test.runtime().compact_history().unwrap();
+    assert_eq!(report.compacted, 2, "{report:?}");
+    assert_eq!(report.records, 1 + 6, "{report:?}");
+    // Again: nothing more to fold.
+    assert_eq!(test.runtime().compact_history().unwrap().compacted, 0);
+
+    // Every point inside the window is still there: the window's start (the last write
+    // before it) and each write after it.
+    let at_start = busy.bookmark_at(window_start).await.unwrap();
+    assert_eq!(&at_start, old.last().unwrap());
+    busy.restore(at_start).await.unwrap();
+    assert!(evict(&busy, EvictSockets::Close).await.unwrap());
+    assert_eq!(busy.entries().await.unwrap(), [0, 1, 2, 3, 4, 5]);
+    busy.restore(recent[1].clone()).await.unwrap();
+    assert!(evict(&busy, EvictSockets::Close).await.unwrap());
+    assert_eq!(busy.entries().await.unwrap(), [0, 1, 2, 3, 4, 5, 6, 7]);
+    // A point folded away is refused with a clear error, and nothing changes.
+    let err = busy.restore(old[2].clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+    assert!(err.message().contains("older than the history"), "{err}");
+    assert!(evict(&busy, EvictSockets::Close).await.unwrap());
+    assert_eq!(busy.entries().await.unwrap(), [0, 1, 2, 3, 4, 5, 6, 7]);
+
+    // The quiet object's whole history is its snapshot: it opens after a restart, and its
+    // database comes back from the snapshot when it is lost.
+    let copy = crash_copy(test.data_dir());
+    let db = db_of(&env, copy.path(), "quiet");
+    let quiet_name = log_name(&env, "quiet");
+    drop((busy, quiet, test));
+    for file in [db.clone(), wal_of(&db)] {
+        let _ = std::fs::remove_file(file);
+    }
+    let runtime = with_log(CommitLogSetting::Local)(Runtime::builder().data_dir(copy.path()))
+        .build()
+        .unwrap();
+    let env = runtime.env();
+    assert_eq!(
+        journals(&env).get_by_name("quiet").entries().await.unwrap(),
+        [100]
+    );
+    journals(&env).get_by_name("quiet").add(101).await.unwrap();
+    assert_eq!(
+        journals(&env).get_by_name("busy").entries().await.unwrap(),
+        [0, 1, 2, 3, 4, 5, 6, 7]
+    );
+    runtime.shutdown();
+    let archive = LocalArchive::open(&copy.path().join("log")).unwrap();
+    let report = archive.verify().unwrap();
+    assert_eq!(report.snapshots, 2, "{report:?}");
+    assert!(archive.history_start(&quiet_name).unwrap().is_some());
+    assert_eq!(
+        CommitLog::records(&archive, &quiet_name, 1, u64::MAX)
+            .unwrap()
+            .len(),
+        2,
+        "the snapshot's record and the write after the restart"
+    );
+}
+
+#[tokio::test]
+async fn retention_settings_are_checked_and_compacting_without_a_log_says_so() {
+    for bad in [
+        Runtime::builder().retention_interval(Duration::ZERO),
+        Runtime::builder().history_window(Duration::ZERO),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let err = bad.data_dir(dir.path()).build().unwrap_err();
+        assert!(err.to_string().contains("is 0"), "{err}");
+    }
+    let test = TestEnv::new(with_log(CommitLogSetting::Off)).unwrap();
+    let err = test.runtime().compact_history().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.message().contains("no commit log"), "{err}");
+}

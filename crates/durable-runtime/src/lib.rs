@@ -55,6 +55,7 @@ pub use alarm::{AlarmInfo, ScheduledAlarm};
 pub use body::{Body, BodySender, Request, Response};
 pub use clock::SystemClock;
 pub use descriptors::{DescriptorBudget, FDS_PER_DATABASE, raise_nofile_limit};
+pub use durable_log::CompactReport;
 pub use durable_storage::{
     CommitFrames, DurabilityMode, FromSqlValue, IntoSqlParam, ListOptions, SYNC_LATENCY_BUCKETS,
     SqlCursor, SqlError, SqlParams, SqlRow, SqlValue, SqliteCode, ValueError, WalFrame,

@@ -10,17 +10,18 @@
 //! record holding all of it, and a restore asked for with
 //! `on_next_session_restore_bookmark` is applied and written forward. Bookmarks
 //! ([`Bookmark`](durable_log::Bookmark)) name points of an object's history for
-//! point-in-time recovery.
+//! point-in-time recovery; `retention` folds history older than the window into snapshots.
 //!
 //! The rule that makes repair possible: the database file never holds a commit its log
 //! lacks (the commit pipeline checkpoints only acknowledged commits), so whatever the local
 //! WAL holds past the log's head was never acknowledged to anyone.
 
 mod reconcile;
+mod retention;
 mod writer;
 
 pub(crate) use reconcile::Reconciled;
-pub(crate) use writer::History;
+pub(crate) use writer::{History, RetentionSettings};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -82,6 +83,21 @@ impl CommitLogSetting {
             }
         }
         Ok(writers)
+    }
+}
+
+impl CommitLogSetting {
+    /// The handle the retention thread works through: the local archive itself (one
+    /// archive, one appender); for PostgreSQL a connection of its own, so folding a large
+    /// history never holds up a writer.
+    pub(crate) fn maintenance(
+        &self,
+        log: &Arc<dyn CommitLog>,
+    ) -> Result<Arc<dyn CommitLog>, LogError> {
+        Ok(match self {
+            CommitLogSetting::Postgres { url } => Arc::new(durable_log::PostgresLog::connect(url)?),
+            _ => Arc::clone(log),
+        })
     }
 }
 
@@ -159,6 +175,19 @@ impl History {
         };
         if bookmark.seq > head.seq {
             return Err(not_ours());
+        }
+        let start = self
+            .log()
+            .history_start(object)
+            .map_err(writer::log_failure)?;
+        if let Some(start) = start.filter(|start| bookmark.seq < start.seq) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the bookmark {bookmark} is older than the history this object keeps, which starts at {} (older history is folded away once it leaves the history window)",
+                    Bookmark::new(start.seq, start.checksum)
+                ),
+            ));
         }
         if bookmark.seq == 0 {
             return (bookmark.checksum == Checksum::GENESIS)

@@ -32,6 +32,17 @@ const MAX_BATCH_COMMITS: usize = 4096;
 /// Page bytes one append carries at most (a larger commit still goes, alone).
 const MAX_BATCH_BYTES: usize = 32 << 20;
 
+/// How the retention thread runs.
+#[derive(Debug)]
+pub(crate) struct RetentionSettings {
+    /// Its own handle of the log.
+    pub(crate) log: Arc<dyn CommitLog>,
+    /// How much history is kept.
+    pub(crate) window: Duration,
+    /// How often it runs.
+    pub(crate) every: Duration,
+}
+
 /// What the runtime knows of one object's history.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ObjectLog {
@@ -95,6 +106,8 @@ pub(crate) struct History {
     pub(crate) storage_timeout: Duration,
     /// The data folder's disk, told when the log finds it full.
     space: Option<Arc<DiskSpace>>,
+    /// The thread that folds history older than the window into snapshots.
+    retention: super::retention::Retention,
 }
 
 impl std::fmt::Debug for History {
@@ -106,13 +119,21 @@ impl std::fmt::Debug for History {
 impl History {
     /// Starts one writer thread per handle of `writers` (the log itself for the local
     /// archive; several connections to PostgreSQL, whose appends of different objects then
-    /// run at once). `writers[0]` also serves reads.
+    /// run at once), and the retention thread on `retention.log` (see
+    /// [`RetentionSettings`]). `writers[0]` also serves reads.
     pub(crate) fn start(
         writers: Vec<Arc<dyn CommitLog>>,
         clock: Arc<dyn Clock>,
         storage_timeout: Duration,
         space: Option<Arc<DiskSpace>>,
+        retention: RetentionSettings,
     ) -> std::io::Result<Arc<Self>> {
+        let retention = super::retention::Retention::start(
+            retention.log,
+            Arc::clone(&clock),
+            retention.window,
+            retention.every,
+        )?;
         let log = Arc::clone(writers.first().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "no commit log handle")
         })?);
@@ -154,7 +175,14 @@ impl History {
             clock,
             storage_timeout,
             space,
+            retention,
         }))
+    }
+
+    /// Folds history older than the window into snapshots now (the retention thread does it
+    /// every interval).
+    pub(crate) fn compact_now(&self) -> Result<durable_log::CompactReport, Error> {
+        self.retention.run_now()
     }
 
     /// The log.
@@ -237,6 +265,7 @@ impl History {
     /// Appends what is queued and stops the writers (the runtime is stopping; the shards
     /// made their last commits).
     pub(crate) fn stop(&self) {
+        self.retention.stop();
         drop(lock(&self.queues).take());
         for thread in std::mem::take(&mut *lock(&self.threads)) {
             if thread.join().is_err() {

@@ -21,7 +21,7 @@ use crate::commit::{CommitObserver, CommitServices};
 use crate::core::{AdmissionLimits, ObjectKey};
 use crate::data_dir::DataDir;
 use crate::descriptors::DescriptorBudget;
-use crate::history::{CommitLogSetting, History};
+use crate::history::{CommitLogSetting, History, RetentionSettings};
 use crate::migrations::{self, Migration};
 use crate::monitor::Monitor;
 use crate::object::{ClassVTable, DurableObject};
@@ -297,6 +297,12 @@ impl RuntimeBuilder {
         })
     }
 
+    /// How often history older than the window is folded into snapshots
+    /// ([`RuntimeConfig::retention_interval`]).
+    pub fn retention_interval(self, every: Duration) -> Self {
+        self.set("retention_interval", move |c| c.retention_interval = every)
+    }
+
     /// How far back point-in-time recovery reaches ([`RuntimeConfig::history_window`]).
     pub fn history_window(self, window: Duration) -> Self {
         self.set("history_window", move |c| c.history_window = window)
@@ -362,11 +368,19 @@ impl RuntimeBuilder {
                 History::start(
                     config
                         .commit_log
-                        .writers(log)
+                        .writers(Arc::clone(&log))
                         .map_err(|source| StartError::CommitLog { source })?,
                     Arc::clone(&self.clock),
                     config.storage_timeout,
                     Some(Arc::clone(&space)),
+                    RetentionSettings {
+                        log: config
+                            .commit_log
+                            .maintenance(&log)
+                            .map_err(|source| StartError::CommitLog { source })?,
+                        window: config.history_window,
+                        every: config.retention_interval,
+                    },
                 )
                 .map_err(|source| StartError::Thread {
                     thread: "commit log",

@@ -85,8 +85,12 @@ pub struct RuntimeConfig {
     /// folder). With PostgreSQL, a commit's outputs wait until it is in PostgreSQL.
     pub commit_log: CommitLogSetting,
     /// How far back point-in-time recovery reaches (default 30 days, as Cloudflare's):
-    /// `get_bookmark_for_time` refuses older times.
+    /// `get_bookmark_for_time` refuses older times, and older history is folded into
+    /// snapshots.
     pub history_window: Duration,
+    /// How often the retention thread folds history older than `history_window` into
+    /// snapshots and frees the space it held (default: every hour).
+    pub retention_interval: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -115,6 +119,7 @@ impl Default for RuntimeConfig {
             hibernation_timeout: Duration::from_millis(limits::DEFAULT_HIBERNATION_TIMEOUT_MS),
             commit_log: CommitLogSetting::Local,
             history_window: Duration::from_secs(30 * 24 * 60 * 60),
+            retention_interval: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -181,6 +186,19 @@ impl RuntimeConfig {
             return invalid(
                 "alarm_max_wait",
                 "is 0; the scheduler would never sleep".to_owned(),
+            );
+        }
+        if self.retention_interval.is_zero() {
+            return invalid(
+                "retention_interval",
+                "is 0; the retention thread would never sleep (use an hour, the default)"
+                    .to_owned(),
+            );
+        }
+        if self.history_window.is_zero() {
+            return invalid(
+                "history_window",
+                "is 0; no point of history could be restored (use 30 days, the default)".to_owned(),
             );
         }
         Ok(())

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
-use durable_core::ObjectId;
+use durable_core::{Error, ErrorKind, ObjectId};
 
 pub use builder::RuntimeBuilder;
 pub use config::RuntimeConfig;
@@ -179,6 +179,21 @@ impl Runtime {
     pub fn metrics_handle(&self) -> MetricsHandle {
         MetricsHandle {
             shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Folds every object's history older than the window
+    /// ([`RuntimeConfig::history_window`]) into snapshots now, and frees the space it held;
+    /// the retention thread does the same every [`RuntimeConfig::retention_interval`].
+    /// Bookmarks inside the window keep naming the same states. Fails when the runtime keeps
+    /// no commit log, or the log fails (retryable).
+    pub fn compact_history(&self) -> Result<durable_log::CompactReport, Error> {
+        match &self.shared.commits.history {
+            Some(history) => history.compact_now(),
+            None => Err(Error::new(
+                ErrorKind::InvalidInput,
+                "this runtime keeps no commit log (commit_log is off): there is no history to compact",
+            )),
         }
     }
 
