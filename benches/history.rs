@@ -303,6 +303,17 @@ fn main() {
         "restore of a {:.0} MB object from the local archive: {seconds:.2} s",
         size as f64 / 1e6
     );
+    // Its history folded into a snapshot (as retention does once it leaves the window).
+    let started = Instant::now();
+    let folded = durable_log::compact(&archive, i64::MAX, |_, _| {}).expect("compact");
+    let compact_seconds = started.elapsed().as_secs_f64();
+    let (seconds, _) = restore_time(&archive, &object, scratch.path());
+    println!(
+        "folding its {} records into a snapshot: {compact_seconds:.2} s ({} segment files, {:.0} MB freed); restore from the snapshot: {seconds:.2} s",
+        folded.records,
+        folded.reclaimed.files,
+        folded.reclaimed.bytes as f64 / 1e6
+    );
     let replicated = bench_dir();
     let object = big_object(
         &driver,
