@@ -4,11 +4,13 @@
 //! (`segments/00000000000000000001.seg`, rolled past [`SEGMENT_BYTES`]): one file written
 //! sequentially and one fsync per append, however many objects the append holds. The
 //! segments are the truth. An index (`index.sqlite`: which record of which object lies where,
-//! with its time and checksum) makes an object's history readable without a scan; it is
-//! written after the segment is synced, so after a crash it may lag: opening the archive
-//! indexes what the segments hold beyond it, and cuts a torn tail off the last segment (a
-//! record whose write was cut short was never acknowledged as archived). Damage anywhere else
-//! is an error, never skipped.
+//! with its time and checksum) makes an object's history readable without a scan. An append
+//! is acknowledged once its segment bytes are synced; the index takes appended records in
+//! batches, off that path (when [`INDEX_BATCH`] are waiting, when anything reads it, when the
+//! writer is idle, at close), so after a crash it may lag: opening the archive indexes what
+//! the segments hold beyond it, and cuts a torn tail off the last segment (a record whose
+//! write was cut short was never acknowledged as archived). Damage anywhere else is an
+//! error, never skipped.
 //!
 //! An append continues each object's chain from its head (the chain rule of [`crate::chain`]);
 //! one that does not is refused whole, before anything is written.
@@ -38,6 +40,10 @@ use crate::snapshot::Snapshot;
 
 /// A segment is closed and the next one started once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Appended records the index takes at once (earlier when something reads it, or the
+/// writer is idle: [`CommitLog::idle`]).
+pub const INDEX_BATCH: usize = 2048;
 
 /// What can go wrong in the archive.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +130,10 @@ struct Inner {
     file: File,
     len: u64,
     heads: HashMap<ObjectName, Head>,
+    /// Records appended (durable in their segment) that the index does not hold yet.
+    pending: Vec<(ObjectName, RecordPlace)>,
+    /// How far each segment those records lie in is indexed once they are.
+    pending_ends: Vec<(u64, u64)>,
 }
 
 impl LocalArchive {
@@ -186,12 +196,27 @@ impl LocalArchive {
                 file,
                 len,
                 heads,
+                pending: Vec::new(),
+                pending_ends: Vec::new(),
             }),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The archive, its index holding every appended record: what every reader of the index
+    /// takes.
+    fn indexed(&self) -> Result<std::sync::MutexGuard<'_, Inner>, ArchiveError> {
+        let mut inner = self.lock();
+        flush_index(&mut inner)?;
+        Ok(inner)
+    }
+
+    /// Brings the index up to the segments now (appends index their records in batches).
+    pub fn flush_index(&self) -> Result<(), ArchiveError> {
+        self.indexed().map(drop)
     }
 
     /// Appends `records` (of any objects; each object's in order, continuing its head),
@@ -234,7 +259,7 @@ impl LocalArchive {
         let mut places = Vec::with_capacity(records.len());
         for record in records {
             places.push((
-                record,
+                record.object.clone(),
                 RecordPlace {
                     seq: record.seq,
                     time_ms: record.time_ms,
@@ -258,20 +283,21 @@ impl LocalArchive {
             return Err(io(&path)(error));
         }
         let len = inner.len + bytes.len() as u64;
-        let indexed = index_places(&inner.index, &places, segment, len);
-        if let Err(error) = indexed {
-            // The records are in the segment but not in the index: take them out again, so
-            // the append failed whole (a crash before this cut lets the next open index
-            // them from the segment: they were synced, and continue their chains).
-            let _ = inner
-                .file
-                .set_len(inner.len)
-                .and_then(|()| inner.file.sync_data());
-            return Err(error);
+        // Durable now. The index learns of them later, many appends at once (it may lag the
+        // segments anyway: opening catches it up from them).
+        inner.pending.extend(places);
+        match inner.pending_ends.last_mut() {
+            Some((last, end)) if *last == segment => *end = len,
+            _ => inner.pending_ends.push((segment, len)),
         }
         inner.len = len;
         for (object, head) in heads {
             inner.heads.insert(object.clone(), head);
+        }
+        if inner.pending.len() >= INDEX_BATCH {
+            // A failure here leaves them pending: the next read, or the next batch, tries
+            // again (and reports it).
+            let _ = flush_index(&mut inner);
         }
         Ok(())
     }
@@ -289,7 +315,7 @@ impl LocalArchive {
         &self,
         object: &ObjectName,
     ) -> Result<Option<(RecordTime, String)>, ArchiveError> {
-        self.snapshot_row_locked(&self.lock(), object)
+        self.snapshot_row_locked(&*self.indexed()?, object)
     }
 
     fn snapshot_row_locked(
@@ -383,7 +409,7 @@ impl LocalArchive {
         .map_err(io(&path))?;
         sync_dir(&dir)?;
         {
-            let inner = self.lock();
+            let inner = self.indexed()?;
             // Synced: the files this makes unneeded are removed after it, and must never be
             // named by an index a power cut took back.
             inner.index.execute_batch("PRAGMA synchronous = FULL")?;
@@ -423,7 +449,7 @@ impl LocalArchive {
     /// [`CommitLog::reclaim`]: removes every segment before the one being appended to that
     /// holds no retained record.
     pub fn reclaim(&self) -> Result<ReclaimReport, ArchiveError> {
-        let inner = self.lock();
+        let inner = self.indexed()?;
         let live: std::collections::HashSet<u64> = {
             let mut statement = inner
                 .index
@@ -490,7 +516,7 @@ impl LocalArchive {
 
     /// Where each record of `object` from number `from` on lies, in order.
     pub fn places(&self, object: &ObjectName, from: u64) -> Result<Vec<RecordPlace>, ArchiveError> {
-        self.places_locked(&self.lock(), object, from)
+        self.places_locked(&*self.indexed()?, object, from)
     }
 
     fn places_locked(
@@ -516,7 +542,7 @@ impl LocalArchive {
         object: &ObjectName,
         time_ms: i64,
     ) -> Result<Option<RecordPlace>, ArchiveError> {
-        let inner = self.lock();
+        let inner = self.indexed()?;
         let place = inner
             .index
             .query_row(
@@ -559,7 +585,7 @@ impl LocalArchive {
         // One look at the index (under its lock) for both: a compaction in between would
         // otherwise hand out its new snapshot's record twice.
         let (start, places) = {
-            let inner = self.lock();
+            let inner = self.indexed()?;
             let places: Vec<RecordPlace> = self
                 .places_locked(&inner, object, from)?
                 .into_iter()
@@ -604,9 +630,20 @@ impl LocalArchive {
     }
 }
 
+impl Drop for LocalArchive {
+    fn drop(&mut self) {
+        // What is still pending is in the segments: the next open indexes it if this fails.
+        let _ = flush_index(self.inner.get_mut().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
 impl CommitLog for LocalArchive {
     fn append_encoded(&self, records: &[EncodedRecord]) -> Result<(), LogError> {
         LocalArchive::append_encoded(self, records).map_err(LogError::from)
+    }
+
+    fn idle(&self) -> Result<(), LogError> {
+        self.flush_index().map_err(LogError::from)
     }
 
     fn head(&self, object: &ObjectName) -> Result<Head, LogError> {
@@ -892,32 +929,35 @@ fn place_of_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordPlace> {
     })
 }
 
-/// Indexes `places` (of segment `segment`, now `len` bytes long) in one transaction, every
-/// statement prepared once per connection: an append pays for running them, not parsing.
-fn index_places(
-    index: &Connection,
-    places: &[(&EncodedRecord, RecordPlace)],
-    segment: u64,
-    len: u64,
-) -> Result<(), ArchiveError> {
+/// Indexes the records appended since the last time, in one transaction, every statement
+/// prepared once per connection; on failure they stay pending.
+fn flush_index(inner: &mut Inner) -> Result<(), ArchiveError> {
+    if inner.pending.is_empty() {
+        return Ok(());
+    }
+    let index = &inner.index;
     index.prepare_cached("BEGIN")?.execute([])?;
     let done = (|| -> Result<(), ArchiveError> {
-        for (record, place) in places {
-            insert_place(index, &record.object, place)?;
+        for (object, place) in &inner.pending {
+            insert_place(index, object, place)?;
         }
-        index
-            .prepare_cached(
-                "INSERT INTO segments (segment, indexed_len) VALUES (?1, ?2)
-                 ON CONFLICT (segment) DO UPDATE SET indexed_len = excluded.indexed_len",
-            )?
-            .execute(params![segment as i64, len as i64])?;
+        let mut statement = index.prepare_cached(
+            "INSERT INTO segments (segment, indexed_len) VALUES (?1, ?2)
+             ON CONFLICT (segment) DO UPDATE SET indexed_len = excluded.indexed_len",
+        )?;
+        for (segment, len) in &inner.pending_ends {
+            statement.execute(params![*segment as i64, *len as i64])?;
+        }
         index.prepare_cached("COMMIT")?.execute([])?;
         Ok(())
     })();
     if done.is_err() && !index.is_autocommit() {
         let _ = index.execute_batch("ROLLBACK");
     }
-    done
+    done?;
+    inner.pending.clear();
+    inner.pending_ends.clear();
+    Ok(())
 }
 
 fn insert_place(
@@ -1220,11 +1260,12 @@ pub struct CopyReport {
 
 /// Copies the archive in `from` to `to` (which must not hold one) consistently while a node
 /// may be appending to it: the index is copied first, as one SQLite snapshot (`VACUUM
-/// INTO`, read-only), then each segment up to the length that snapshot indexes (segments
-/// only grow, and a record reaches the index only after its bytes are synced) and each
-/// snapshot file it names. Records appended meanwhile are simply not in the copy. A file
-/// that a compaction removed meanwhile makes the copy start over (a few times at most).
-/// `progress` is told each file's bytes.
+/// INTO`, read-only), then each snapshot file it names, then every segment as far as it
+/// holds whole records now (the node indexes its appends in batches, so the segments may hold
+/// records the index does not yet: opening the copy indexes them, as after a crash). So the
+/// copy holds every record appended before it started. A file that a compaction removed
+/// meanwhile makes the copy start over (a few times at most). `progress` is told each file's
+/// bytes.
 pub fn copy_archive(
     from: &Path,
     to: &Path,
@@ -1301,22 +1342,30 @@ fn copy_archive_once(
     };
     drop(index);
     let mut report = CopyReport::default();
-    let segments_from = from.join("segments");
-    for (number, len) in lengths {
-        let source = segment_path(&segments_from, number);
-        // A segment reclaimed since the index was copied is missing: the caller starts over.
-        let copied = copy_file_prefix(&source, &segment_path(&segments_to, number), Some(len))?;
-        report.segments += 1;
+    for file in snapshot_files {
+        let copied = copy_file(
+            &from.join("snapshots").join(&file),
+            &snapshots_to.join(&file),
+        )?;
+        report.snapshots += 1;
         report.bytes += copied;
         progress(copied);
     }
-    for file in snapshot_files {
-        let copied = copy_file_prefix(
-            &from.join("snapshots").join(&file),
-            &snapshots_to.join(&file),
-            None,
+    // The segments the index names (each at least as long as it says), then any started
+    // since (their records not indexed yet).
+    let segments_from = from.join("segments");
+    let newest_named = lengths.last().map_or(0, |(number, _)| *number);
+    let newer = segment_numbers(&segments_from)?
+        .into_iter()
+        .filter(|number| *number > newest_named)
+        .map(|number| (number, 0));
+    for (number, indexed) in lengths.into_iter().chain(newer) {
+        let copied = copy_whole_records(
+            &segment_path(&segments_from, number),
+            &segment_path(&segments_to, number),
+            indexed,
         )?;
-        report.snapshots += 1;
+        report.segments += 1;
         report.bytes += copied;
         progress(copied);
     }
@@ -1325,24 +1374,38 @@ fn copy_archive_once(
     Ok(report)
 }
 
-/// Copies `source` (its first `len` bytes, or all of it) to `target`, synced.
-fn copy_file_prefix(source: &Path, target: &Path, len: Option<u64>) -> Result<u64, ArchiveError> {
-    let reader = File::open(source).map_err(io(source))?;
-    let mut writer = File::create(target).map_err(io(target))?;
-    let copied = match len {
-        Some(len) => std::io::copy(&mut reader.take(len), &mut writer),
-        None => std::io::copy(&mut { reader }, &mut writer),
-    }
-    .map_err(io(target))?;
-    if let Some(len) = len.filter(|len| *len != copied) {
+/// Copies the segment at `source` as far as it holds whole records (a record being
+/// appended right now is left out), synced; the first `indexed` bytes must be there.
+fn copy_whole_records(source: &Path, target: &Path, indexed: u64) -> Result<u64, ArchiveError> {
+    let bytes = std::fs::read(source).map_err(io(source))?;
+    if (bytes.len() as u64) < indexed {
         return Err(ArchiveError::Damaged {
             path: source.to_path_buf(),
-            offset: copied,
+            offset: bytes.len() as u64,
             error: DecodeError::Malformed {
-                reason: format!("the index says the segment holds {len} bytes"),
+                reason: format!("the index says the segment holds {indexed} bytes"),
             },
         });
     }
+    let start = indexed as usize;
+    let (_, end) = read_segment_entries(&bytes[start..]);
+    let whole = match end {
+        SegmentEnd::Clean => bytes.len(),
+        SegmentEnd::Torn { offset } | SegmentEnd::Damaged { offset, .. } => start + offset,
+    };
+    let mut writer = File::create(target).map_err(io(target))?;
+    writer
+        .write_all(&bytes[..whole])
+        .and_then(|()| writer.sync_all())
+        .map_err(io(target))?;
+    Ok(whole as u64)
+}
+
+/// Copies the file at `source` to `target`, synced.
+fn copy_file(source: &Path, target: &Path) -> Result<u64, ArchiveError> {
+    let mut reader = File::open(source).map_err(io(source))?;
+    let mut writer = File::create(target).map_err(io(target))?;
+    let copied = std::io::copy(&mut reader, &mut writer).map_err(io(target))?;
     writer.sync_all().map_err(io(target))?;
     Ok(copied)
 }

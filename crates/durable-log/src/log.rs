@@ -119,6 +119,13 @@ pub trait CommitLog: Send + Sync + fmt::Debug {
     /// numbered it).
     fn append_encoded(&self, records: &[EncodedRecord]) -> Result<(), LogError>;
 
+    /// Told by a writer that no append is waiting: a log that defers work (the local archive
+    /// indexes appended records in batches) does it now, so readers in other processes (a
+    /// backup) see every appended record soon. Nothing by default.
+    fn idle(&self) -> Result<(), LogError> {
+        Ok(())
+    }
+
     /// Where `object`'s chain ends ([`Head::EMPTY`] for an object without records).
     fn head(&self, object: &ObjectName) -> Result<Head, LogError>;
 

@@ -393,3 +393,39 @@ fn a_copy_of_a_compacted_archive_holds_its_snapshots() {
     }
     assert_eq!(copied.verify().unwrap().snapshots, 2);
 }
+
+#[test]
+fn appends_the_index_has_not_taken_yet_are_in_a_copy_and_survive_a_crash() {
+    let source = tempfile::tempdir().unwrap();
+    let archive = LocalArchive::open_with_segment_bytes(source.path(), 4_096).unwrap();
+    let objects = [object(1), object(2)];
+    // Few enough records that the index takes none of them until something reads it.
+    fill(&archive, &objects, 12);
+    // A record being written right now: half of it is in the last segment.
+    let half = next(&objects[0], archive.head(&objects[0]), 99_000).encode();
+    let last = segment_files(source.path()).pop().unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .unwrap();
+    std::io::Write::write_all(&mut file, &half[..half.len() / 2]).unwrap();
+
+    let copy = tempfile::tempdir().unwrap();
+    durable_log::copy_archive(source.path(), copy.path(), |_| {}).unwrap();
+    let copied = LocalArchive::open(copy.path()).unwrap();
+    for o in &objects {
+        assert_eq!(copied.head(o), archive.head(o));
+        assert_eq!(copied.records(o, 1, u64::MAX).unwrap().len(), 12);
+    }
+    copied.verify().unwrap();
+
+    // A crash (no clean close: the index never took them): the next open indexes them from
+    // the segments and cuts the half record.
+    let heads = objects.clone().map(|o| archive.head(&o));
+    std::mem::forget(archive);
+    let archive = LocalArchive::open_with_segment_bytes(source.path(), 4_096).unwrap();
+    assert_eq!(objects.clone().map(|o| archive.head(&o)), heads);
+    assert_eq!(archive.verify().unwrap().records, 24);
+    fill(&archive, &objects, 1);
+    assert_eq!(archive.verify().unwrap().records, 26);
+}

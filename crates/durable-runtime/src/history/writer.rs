@@ -27,6 +27,10 @@ use durable_storage::{CommitFrames, DiskSpace};
 
 use crate::commit::{CapturedCommit, CommitAck, CommitObserver};
 
+/// A writer with nothing to append for this long tells its log it is idle
+/// ([`CommitLog::idle`]: the local archive indexes what it appended).
+const IDLE_AFTER: Duration = Duration::from_millis(100);
+
 /// Commits one append carries at most.
 const MAX_BATCH_COMMITS: usize = 4096;
 /// Page bytes one append carries at most (a larger commit still goes, alone).
@@ -148,7 +152,21 @@ impl History {
                     let (objects, clock) = (Arc::clone(&objects), Arc::clone(&clock));
                     let space = space.clone();
                     move || {
-                        while let Ok(first) = rx.recv() {
+                        loop {
+                            let first = match rx.recv_timeout(IDLE_AFTER) {
+                                Ok(first) => first,
+                                Err(mpsc::RecvTimeoutError::Timeout) => {
+                                    if let Err(error) = writer.idle() {
+                                        tracing::warn!(%error, "the commit log's deferred work failed; it is tried again");
+                                    }
+                                    // Until the next job: told once per quiet spell.
+                                    match rx.recv() {
+                                        Ok(first) => first,
+                                        Err(_) => break,
+                                    }
+                                }
+                                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                            };
                             let jobs = gather(first, &rx);
                             write_batch(
                                 &*writer,
