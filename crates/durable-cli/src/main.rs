@@ -1,13 +1,19 @@
 //! `durable`, the operator's tool. Commands so far:
 //!
 //! ```text
+//! durable objects list --data DIR [--namespace NS] [--prefix P] [--json]
+//! durable sql --data DIR NS OBJECT "QUERY" [--limit N] [--json]
+//! durable kv get --data DIR NS OBJECT KEY [--json]
+//! durable kv list --data DIR NS OBJECT [--prefix P] [--start-after KEY] [--limit N] [--json]
+//! durable alarm get --data DIR NS OBJECT [--json]
 //! durable log verify --data DIR [--postgres URL] [--json]
 //! durable backup --data DIR --to PATH [--json]
 //! durable restore --data DIR (--from PATH | --from-postgres URL) [--namespace NS]
 //!                 [--object NAME_OR_ID] [--at RFC3339_TIME_OR_BOOKMARK] [--json]
 //! ```
 //!
-//! `backup` and `restore` are in their modules; each prints one line (or, with `--json`, one
+//! The inspection commands (`objects`, `sql`, `kv`, `alarm`) are in `inspect`; `backup` and
+//! `restore` are in their modules; each prints one line (or, with `--json`, one
 //! JSON object) and exits 0, or says what is wrong on standard error and exits 2.
 //!
 //! `log verify` reads every record of the node's commit log (the local archive in
@@ -19,6 +25,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A command-line tool speaks to its terminal.
 
 mod backup;
+mod inspect;
 mod progress;
 mod restore;
 
@@ -45,6 +52,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The objects of a data folder.
+    #[command(subcommand)]
+    Objects(inspect::ObjectsCommand),
+    /// Run a read-only SQL query in one object's database.
+    Sql(inspect::SqlArgs),
+    /// One object's key-value entries.
+    #[command(subcommand)]
+    Kv(inspect::KvCommand),
+    /// One object's alarm.
+    #[command(subcommand)]
+    Alarm(inspect::AlarmCommand),
     /// The commit log.
     #[command(subcommand)]
     Log(LogCommand),
@@ -84,6 +102,14 @@ enum Outcome {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Objects(inspect::ObjectsCommand::List(args)) => match inspect::list(&args) {
+            // The listing was printed as it streamed.
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => report(args.json(), Err(error)),
+        },
+        Command::Sql(args) => report(args.json(), inspect::sql(&args)),
+        Command::Kv(command) => report(command.json(), inspect::kv(&command)),
+        Command::Alarm(command) => report(command.json(), inspect::alarm(&command)),
         Command::Log(LogCommand::Verify(args)) => verify(&args),
         Command::Backup(args) => report(args.json(), backup::backup(&args)),
         Command::Restore(args) => report(args.json(), restore::restore(&args)),
@@ -153,6 +179,11 @@ fn parse_id(text: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(id)
+}
+
+/// Bytes as lowercase hex digits.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Now, in milliseconds since the Unix epoch.

@@ -156,7 +156,7 @@ pub(crate) fn restore(args: &RestoreArgs) -> anyhow::Result<(Value, String)> {
             })?;
             written += 1;
         }
-        let db = layout.object_db(&object.class, &hex(&object.id));
+        let db = layout.object_db(&object.class, &crate::hex(&object.id));
         durable_storage::install_database(&db, &image)?;
         let request = DataLayout::restore_request_of(&db);
         if request.exists() {
@@ -194,7 +194,7 @@ pub(crate) fn restore(args: &RestoreArgs) -> anyhow::Result<(Value, String)> {
             "objects": objects.len(),
             "bytes": bytes,
             "records_written": written,
-            "objects_restored": objects.iter().map(|o| json!({"namespace": o.class, "id": hex(&o.id)})).collect::<Vec<_>>(),
+            "objects_restored": objects.iter().map(|o| json!({"namespace": o.class, "id": crate::hex(&o.id)})).collect::<Vec<_>>(),
         }),
         text,
     ))
@@ -337,12 +337,8 @@ fn page_size(image: &[u8]) -> u32 {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn name(object: &ObjectName) -> String {
-    format!("{} {}", object.class, hex(&object.id))
+    format!("{} {}", object.class, crate::hex(&object.id))
 }
 
 #[cfg(test)]

@@ -295,6 +295,8 @@ impl ObjectDirectory {
                     .borrow_mut()
                     .insert(event.key, Rc::clone(&instance));
                 self.shared.active_objects.fetch_add(1, Ordering::Relaxed);
+                let now = self.shared.clock.now_ms();
+                self.shared.catalog.seen(class_name, &event.id, now);
                 tracing::debug!(namespace = class_name, object_id = %event.id, "object activated");
                 Ok(instance)
             }
@@ -486,6 +488,10 @@ impl Host for ObjectDirectory {
         if registered {
             instances.remove(&instance.key);
             self.shared.active_objects.fetch_sub(1, Ordering::Relaxed);
+            let now = self.shared.clock.now_ms();
+            self.shared
+                .catalog
+                .seen(instance.class_name, &instance.id, now);
         }
     }
 

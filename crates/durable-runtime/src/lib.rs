@@ -21,7 +21,9 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod alarm;
+mod batch_writer;
 mod body;
+mod catalog;
 mod clock;
 pub mod commit;
 mod core;

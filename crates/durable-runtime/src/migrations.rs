@@ -369,9 +369,25 @@ fn rename_class(disk: &Disk<'_>, from: &str, to: &str) -> Result<(), MigrationEr
     sync_dir(&layout.namespaces_dir())?;
     sync_dir(&layout.objects_dir())?;
     alarms.rename_class(from, to)?;
+    update_catalog(layout, |catalog| catalog.rename_class(from, to));
     // The key now belongs to the new name (stored in the log when the runtime starts); the
     // objects' histories go on under it from their first records.
     forget_key(log, from)
+}
+
+/// Applies a class's rename or deletion to the object catalog, if the data folder has one
+/// (it only holds names for tools: a failure is logged, not fatal).
+fn update_catalog(
+    layout: &DataLayout,
+    change: impl FnOnce(&durable_storage::ObjectCatalog) -> Result<(), durable_storage::CatalogError>,
+) {
+    let path = layout.catalog();
+    if !path.exists() {
+        return;
+    }
+    if let Err(error) = durable_storage::ObjectCatalog::open(&path).and_then(|c| change(&c)) {
+        tracing::warn!(%error, "the object catalog could not follow a class migration");
+    }
 }
 
 /// Removes `class`'s key from the commit log: a class created again later under the name
@@ -393,6 +409,7 @@ fn delete_class(disk: &Disk<'_>, class: &str) -> Result<(), MigrationError> {
     } = *disk;
     forget_key(log, class)?;
     alarms.remove_class(class)?;
+    update_catalog(layout, |catalog| catalog.remove_class(class));
     let objects = layout.class_dir(class);
     if objects.exists() {
         fs::remove_dir_all(&objects).map_err(|err| io_fail("remove", &objects, err))?;

@@ -43,6 +43,8 @@ pub(crate) struct RuntimeShared {
     pub(crate) alarms: Arc<AlarmScheduler>,
     pub(crate) hubs: Arc<Hubs>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Objects' names and activity, for operators' tools.
+    pub(crate) catalog: crate::catalog::Catalog,
 }
 
 impl RuntimeShared {

@@ -6,6 +6,7 @@
 //! <data>/MIGRATIONS                            one line per applied migration: "<tag> <sha-256>"
 //! <data>/namespaces/<Class>.key                the namespace key of class <Class>, 64 hex digits
 //! <data>/alarms.sqlite                         the node's alarm index (+ -wal, -shm)
+//! <data>/catalog.sqlite                        objects' names and last activity, bindings
 //! <data>/RESERVE                               allocated space given up when the disk is full
 //! <data>/log/                                  the local archive of every object's history
 //!                                              (segments/<n>.seg, index.sqlite)
@@ -48,6 +49,11 @@ impl DataLayout {
     /// The node's alarm index database.
     pub fn alarm_index(&self) -> PathBuf {
         self.root.join("alarms.sqlite")
+    }
+
+    /// The node's object catalog (names, last activity, bindings).
+    pub fn catalog(&self) -> PathBuf {
+        self.root.join("catalog.sqlite")
     }
 
     /// The disk reserve: space set aside so deletes can run when the disk is full.

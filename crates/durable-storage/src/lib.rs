@@ -25,12 +25,14 @@
 pub mod alarm_index;
 pub mod authorizer;
 pub mod batch;
+pub mod catalog;
 pub mod cursor;
 pub mod database;
 pub mod dirs;
 pub mod durability;
 pub mod error;
 pub mod files;
+pub mod inspect;
 pub mod kv;
 pub mod layout;
 mod program;
@@ -42,6 +44,7 @@ pub mod wal;
 pub use alarm_index::{
     AlarmEntry, AlarmIndex, IndexChange, RebuildReason, Rebuilt, class_databases, object_databases,
 };
+pub use catalog::{CatalogEntry, CatalogError, ObjectCatalog, ObjectSeen};
 pub use cursor::{SqlCursor, SqlRow};
 pub use database::{CommitTicket, DatabaseOptions, DurabilityMode, ObjectDatabase};
 pub use durability::{
@@ -54,6 +57,9 @@ pub use error::{
 pub use files::{
     DatabaseFileError, FilePages, SettledDatabase, discard_wal, forget_shared_memory,
     install_database, read_file_pages, settle_database, snapshot_database,
+};
+pub use inspect::{
+    InspectError, ListFilter, ObjectListing, ObjectReader, QueryResult, list_objects,
 };
 pub use kv::ListOptions;
 pub use layout::DataLayout;

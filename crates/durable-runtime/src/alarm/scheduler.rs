@@ -14,7 +14,7 @@ use durable_storage::{AlarmEntry, AlarmIndex, AlarmIndexError, IndexChange};
 use tokio::sync::{Notify, oneshot};
 
 use super::ScheduledAlarm;
-use super::index_writer::IndexWriter;
+use super::index_writer::{IndexWriter, start_index_writer};
 use crate::core::{AlarmTimetable, ObjectKey};
 
 /// The node's alarm scheduler state.
@@ -31,7 +31,7 @@ impl AlarmScheduler {
     pub(crate) fn new(index: AlarmIndex) -> std::io::Result<Self> {
         let index = Arc::new(index);
         Ok(Self {
-            writer: IndexWriter::start(Arc::clone(&index))?,
+            writer: start_index_writer(Arc::clone(&index))?,
             index,
             table: Mutex::new(AlarmTimetable::default()),
             wake: Notify::new(),

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::{Runtime, RuntimeConfig, StartError};
 use crate::alarm::{AlarmScheduler, delivery};
+use crate::catalog::Catalog;
 use crate::clock::SystemClock;
 use crate::commit::{CommitObserver, CommitServices};
 use crate::core::{AdmissionLimits, ObjectKey};
@@ -415,6 +416,20 @@ impl RuntimeBuilder {
             },
         ));
         let hubs = Arc::new(Hubs::new(Arc::clone(&router), Arc::clone(&self.clock)));
+        let catalog = {
+            let mut bindings: Vec<(String, String)> = namespaces
+                .bindings
+                .iter()
+                .map(|(binding, &index)| {
+                    (
+                        binding.clone(),
+                        namespaces.shared[index as usize].class_name.to_owned(),
+                    )
+                })
+                .collect();
+            bindings.sort();
+            Catalog::start(data.layout(), &bindings)
+        };
         let shared = Arc::new(RuntimeShared {
             config,
             max_open_databases,
@@ -429,6 +444,7 @@ impl RuntimeBuilder {
             alarms,
             hubs,
             metrics: Arc::default(),
+            catalog,
         });
         let alarms_pending = load_alarms(&shared)?;
         // A clock set by hand (a test's) wakes the scheduler at once, not at its next look.

@@ -216,8 +216,9 @@ impl Runtime {
         if let Some(history) = &self.shared.commits.history {
             history.stop();
         }
-        // Last: index changes made by the shards' final commits.
+        // Last: index changes made by the shards' final commits, and their activity.
         self.shared.alarms.stop_writer();
+        self.shared.catalog.stop();
     }
 }
 

@@ -1,0 +1,504 @@
+//! Looking inside a data folder: `durable objects list`, `durable sql`, `durable kv get|list`
+//! and `durable alarm get`.
+//!
+//! These commands only read, straight from the files (`durable_storage::inspect`), so they
+//! work whether or not a node is running on the folder: SQLite's WAL mode lets them read
+//! beside the node's writes, each command seeing one consistent state of each object. A
+//! statement that writes is refused (the database is opened read-only): writes go through
+//! the running object, so that they reach its commit log and alarm index.
+//!
+//! A namespace is named by its binding (`COUNTER`, as the node's catalog records it) or its
+//! class (`Counter`); an object by its name or its 64-hex-digit id (checked against the
+//! namespace's key). `--json` prints JSON: one object per line for `objects list` (it
+//! streams), one document otherwise.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Subcommand};
+use durable_core::NamespaceKey;
+use durable_storage::{
+    DataLayout, ListFilter, ObjectCatalog, ObjectListing, ObjectReader, QueryResult, SqlValue,
+};
+use serde_json::{Value, json};
+
+/// `durable objects ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ObjectsCommand {
+    /// List the objects of the data folder: namespace, id, name, size, last activity and
+    /// pending alarm (streamed: any number of objects in constant memory).
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// The node's data folder.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Only this namespace (its binding or its class).
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+    /// Only objects whose name or id starts with this.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which object a command is about.
+#[derive(Debug, Args)]
+pub(crate) struct ObjectArgs {
+    /// The node's data folder.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// The namespace: its binding (`COUNTER`) or its class (`Counter`).
+    namespace: String,
+    /// The object: its name, or its 64-hex-digit id.
+    object: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SqlArgs {
+    #[command(flatten)]
+    target: ObjectArgs,
+    /// The query (it may only read).
+    query: String,
+    /// Rows shown at most.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `durable kv ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum KvCommand {
+    /// One entry's value, decoded.
+    Get(KvGetArgs),
+    /// Entries in key order, decoded.
+    List(KvListArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KvGetArgs {
+    #[command(flatten)]
+    target: ObjectArgs,
+    /// The key.
+    key: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KvListArgs {
+    #[command(flatten)]
+    target: ObjectArgs,
+    /// Only keys starting with this.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Only keys after this one.
+    #[arg(long, value_name = "KEY")]
+    start_after: Option<String>,
+    /// Entries shown at most.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `durable alarm ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum AlarmCommand {
+    /// The object's alarm, if it has one.
+    Get(AlarmGetArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AlarmGetArgs {
+    #[command(flatten)]
+    target: ObjectArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ListArgs {
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+}
+
+impl SqlArgs {
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+}
+
+impl KvCommand {
+    pub(crate) fn json(&self) -> bool {
+        match self {
+            KvCommand::Get(args) => args.json,
+            KvCommand::List(args) => args.json,
+        }
+    }
+}
+
+impl AlarmCommand {
+    pub(crate) fn json(&self) -> bool {
+        match self {
+            AlarmCommand::Get(args) => args.json,
+        }
+    }
+}
+
+/// One object, found.
+struct Target {
+    class: String,
+    id: String,
+    name: Option<String>,
+    db: PathBuf,
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{} {name:?} ({})", self.class, self.id),
+            None => format!("{} {}", self.class, self.id),
+        }
+    }
+
+    fn reader(&self) -> anyhow::Result<ObjectReader> {
+        ObjectReader::open(&self.db)?.ok_or_else(|| {
+            anyhow!(
+                "{} has no data: it has never stored anything",
+                self.describe()
+            )
+        })
+    }
+}
+
+/// The class a namespace argument names: a binding the catalog records, or a class with a
+/// key in the data folder.
+fn resolve_namespace(layout: &DataLayout, namespace: &str) -> anyhow::Result<String> {
+    let classes: Vec<String> = crate::local_keys(layout)?
+        .into_iter()
+        .map(|(class, _)| class)
+        .collect();
+    if classes.iter().any(|class| class == namespace) {
+        return Ok(namespace.to_owned());
+    }
+    let bindings = match ObjectCatalog::open_read_only(&layout.catalog())? {
+        Some(catalog) => catalog.bindings()?,
+        None => Vec::new(),
+    };
+    if let Some((_, class)) = bindings.iter().find(|(binding, _)| binding == namespace) {
+        return Ok(class.clone());
+    }
+    let known: Vec<String> = classes
+        .iter()
+        .map(|class| {
+            let names: Vec<&str> = bindings
+                .iter()
+                .filter(|(_, c)| c == class)
+                .map(|(b, _)| b.as_str())
+                .collect();
+            if names.is_empty() {
+                class.clone()
+            } else {
+                format!("{class} (binding {})", names.join(", "))
+            }
+        })
+        .collect();
+    if known.is_empty() {
+        bail!("unknown namespace {namespace:?}: the data folder has no namespaces yet");
+    }
+    bail!(
+        "unknown namespace {namespace:?}: the data folder has {}",
+        known.join(", ")
+    )
+}
+
+/// The object `args` names.
+fn resolve(args: &ObjectArgs) -> anyhow::Result<Target> {
+    let layout = crate::data_folder(&args.data)?;
+    let class = resolve_namespace(&layout, &args.namespace)?;
+    let key_hex = std::fs::read_to_string(layout.namespace_key(&class))
+        .with_context(|| format!("read the key of namespace {class}"))?;
+    let key = NamespaceKey::from_hex(key_hex.trim())
+        .map_err(|e| anyhow!("the key of namespace {class} is damaged: {e}"))?;
+    let object = args.object.as_str();
+    let (id, name) = if crate::parse_id(object).is_some() {
+        let id = key
+            .id_from_string(object)
+            .map_err(|e| anyhow!("{object} is not an object of namespace {class}: {e}"))?;
+        let name = ObjectCatalog::open_read_only(&layout.catalog())?
+            .map(|catalog| catalog.entry(&class, &id.to_string()))
+            .transpose()?
+            .flatten()
+            .and_then(|entry| entry.name);
+        (id.to_string(), name)
+    } else if object.is_empty() {
+        bail!("give an object's name or its 64-hex-digit id");
+    } else {
+        (
+            key.id_from_name(object).to_string(),
+            Some(object.to_owned()),
+        )
+    };
+    let db = layout.object_db(&class, &id);
+    Ok(Target {
+        class,
+        id,
+        name,
+        db,
+    })
+}
+
+/// `durable objects list`: streams one line (or JSON line) per object.
+pub(crate) fn list(args: &ListArgs) -> anyhow::Result<(Value, String)> {
+    let layout = crate::data_folder(&args.data)?;
+    let filter = ListFilter {
+        class: args
+            .namespace
+            .as_deref()
+            .map(|ns| resolve_namespace(&layout, ns))
+            .transpose()?,
+        prefix: args.prefix.clone(),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if !args.json {
+        writeln!(
+            out,
+            "{:<16} {:<64} {:<24} {:>10} {:<20} ALARM",
+            "NAMESPACE", "ID", "NAME", "BYTES", "LAST ACTIVE"
+        )?;
+    }
+    let mut failed = None;
+    let listed = durable_storage::list_objects(&layout, &filter, |object| {
+        let written = if args.json {
+            writeln!(out, "{}", listing_json(&object))
+        } else {
+            writeln!(out, "{}", listing_line(&object))
+        };
+        match written {
+            Ok(()) => true,
+            Err(error) => {
+                failed = Some(error);
+                false
+            }
+        }
+    })?;
+    if let Some(error) = failed {
+        return Err(error.into());
+    }
+    if !args.json {
+        writeln!(out, "({listed} objects)")?;
+    }
+    out.flush()?;
+    Ok((json!({ "objects": listed }), format!("{listed} objects")))
+}
+
+fn listing_json(object: &ObjectListing) -> Value {
+    json!({
+        "namespace": object.class,
+        "id": object.id,
+        "name": object.name,
+        "bytes": object.bytes,
+        "last_active": object.last_active_ms.map(time_text),
+        "last_active_ms": object.last_active_ms,
+        "alarm": object.alarm_ms.map(time_text),
+        "alarm_ms": object.alarm_ms,
+    })
+}
+
+fn listing_line(object: &ObjectListing) -> String {
+    format!(
+        "{:<16} {:<64} {:<24} {:>10} {:<20} {}",
+        object.class,
+        object.id,
+        object.name.as_deref().unwrap_or("-"),
+        object.bytes,
+        object.last_active_ms.map_or("-".into(), time_text),
+        object.alarm_ms.map_or("-".into(), time_text),
+    )
+}
+
+/// A time in milliseconds since the Unix epoch, as RFC 3339 (UTC, seconds).
+pub(crate) fn time_text(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// `durable sql`.
+pub(crate) fn sql(args: &SqlArgs) -> anyhow::Result<(Value, String)> {
+    let target = resolve(&args.target)?;
+    let reader = target.reader()?;
+    let result = reader.query(&args.query, args.limit).map_err(|error| {
+        let text = error.to_string();
+        if text.contains("readonly") || text.contains("read-only") {
+            anyhow!(
+                "the statement writes, and `durable sql` only reads (the database is opened read-only): change data through the object itself"
+            )
+        } else {
+            anyhow!("{text}")
+        }
+    })?;
+    let document = json!({
+        "object": target_json(&target),
+        "columns": result.columns,
+        "rows": result
+            .rows
+            .iter()
+            .map(|row| row.iter().map(value_json).collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+    });
+    Ok((document, table(&result)))
+}
+
+fn target_json(target: &Target) -> Value {
+    json!({ "namespace": target.class, "id": target.id, "name": target.name })
+}
+
+/// A SQL value as JSON: blobs as `{"blob": "<hex>"}`.
+fn value_json(value: &SqlValue) -> Value {
+    match value {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(n) => json!(n),
+        SqlValue::Real(x) => json!(x),
+        SqlValue::Text(text) => json!(text),
+        SqlValue::Blob(bytes) => json!({ "blob": crate::hex(bytes) }),
+    }
+}
+
+fn value_text(value: &SqlValue) -> String {
+    match value {
+        SqlValue::Null => "NULL".into(),
+        SqlValue::Integer(n) => n.to_string(),
+        SqlValue::Real(x) => x.to_string(),
+        SqlValue::Text(text) => text.clone(),
+        SqlValue::Blob(bytes) => format!("x'{}'", crate::hex(bytes)),
+    }
+}
+
+/// Rows as an aligned text table, with a count below.
+fn table(result: &QueryResult) -> String {
+    let cells: Vec<Vec<String>> = result
+        .rows
+        .iter()
+        .map(|row| row.iter().map(value_text).collect())
+        .collect();
+    let mut widths: Vec<usize> = result.columns.iter().map(|c| c.chars().count()).collect();
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |row: &[String]| {
+        row.iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = Vec::new();
+    out.push(line(&result.columns));
+    out.push(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-"),
+    );
+    for row in &cells {
+        out.push(line(row));
+    }
+    let rows = cells.len();
+    out.push(format!("({rows} row{})", if rows == 1 { "" } else { "s" }));
+    out.join("\n")
+}
+
+/// A stored KV value, decoded as JSON (values are self-describing MessagePack).
+fn decode_value(bytes: &[u8]) -> Value {
+    durable_core::codec::decode::<Value>(bytes)
+        .unwrap_or_else(|_| json!({ "undecodable": crate::hex(bytes) }))
+}
+
+/// `durable kv get|list`.
+pub(crate) fn kv(command: &KvCommand) -> anyhow::Result<(Value, String)> {
+    match command {
+        KvCommand::Get(args) => {
+            let target = resolve(&args.target)?;
+            let value = target
+                .reader()?
+                .kv_get(&args.key)?
+                .map(|v| decode_value(&v));
+            let text = match &value {
+                Some(value) => value.to_string(),
+                None => format!("no entry {:?} in {}", args.key, target.describe()),
+            };
+            Ok((
+                json!({ "object": target_json(&target), "key": args.key, "value": value }),
+                text,
+            ))
+        }
+        KvCommand::List(args) => {
+            let target = resolve(&args.target)?;
+            let entries =
+                target
+                    .reader()?
+                    .kv_list(&args.prefix, args.start_after.as_deref(), args.limit)?;
+            let decoded: Vec<(String, Value)> = entries
+                .into_iter()
+                .map(|(key, bytes)| (key, decode_value(&bytes)))
+                .collect();
+            let mut text: Vec<String> = decoded
+                .iter()
+                .map(|(key, value)| format!("{key}\t{value}"))
+                .collect();
+            text.push(format!("({} entries)", decoded.len()));
+            Ok((
+                json!({
+                    "object": target_json(&target),
+                    "entries": decoded
+                        .iter()
+                        .map(|(key, value)| json!({ "key": key, "value": value }))
+                        .collect::<Vec<_>>(),
+                }),
+                text.join("\n"),
+            ))
+        }
+    }
+}
+
+/// `durable alarm get`.
+pub(crate) fn alarm(command: &AlarmCommand) -> anyhow::Result<(Value, String)> {
+    match command {
+        AlarmCommand::Get(args) => {
+            let target = resolve(&args.target)?;
+            let alarm = match ObjectReader::open(&target.db)? {
+                Some(reader) => reader.alarm()?,
+                None => None,
+            };
+            let text = match alarm {
+                Some(ms) => format!("{} ({ms})", time_text(ms)),
+                None => format!("{} has no alarm", target.describe()),
+            };
+            Ok((
+                json!({
+                    "object": target_json(&target),
+                    "alarm": alarm.map(time_text),
+                    "alarm_ms": alarm,
+                }),
+                text,
+            ))
+        }
+    }
+}

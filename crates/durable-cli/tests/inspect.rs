@@ -1,0 +1,296 @@
+//! `durable objects list`, `durable sql`, `durable kv` and `durable alarm`, run as an
+//! operator runs them, on a data folder a real runtime is using: what they show, and the
+//! mistakes they refuse with a clear error.
+#![allow(clippy::unwrap_used, missing_debug_implementations)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use durable_objects::prelude::*;
+use durable_objects::{ManualClock, Runtime};
+use serde::{Deserialize, Serialize};
+use support::{durable, text};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Topic {
+    title: String,
+    pinned: bool,
+}
+
+#[durable_object]
+pub struct Room {
+    state: State,
+}
+
+impl DurableObject for Room {
+    fn new(state: State, _env: Env) -> Self {
+        Self { state }
+    }
+
+    async fn alarm(&self, _info: AlarmInfo) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[rpc]
+impl Room {
+    pub async fn post(&self, author: String, text: String) -> Result<()> {
+        let sql = self.state.storage().sql();
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, author TEXT, text TEXT)",
+            (),
+        )?;
+        sql.exec(
+            "INSERT INTO messages (author, text) VALUES (?1, ?2)",
+            (author, text),
+        )?;
+        Ok(())
+    }
+
+    pub async fn set_topic(&self, title: String) -> Result<()> {
+        let kv = self.state.storage().kv();
+        kv.put(
+            "topic",
+            &Topic {
+                title,
+                pinned: true,
+            },
+        )?;
+        kv.put("visits", &3)
+    }
+
+    pub async fn remind_at(&self, ms: i64) -> Result<()> {
+        self.state.storage().set_alarm(ms).await
+    }
+}
+
+const START: i64 = 1_800_000_000_000;
+
+fn start(data: &Path) -> Runtime {
+    Runtime::builder()
+        .data_dir(data)
+        .bind::<Room>("ROOMS")
+        .clock(Arc::new(ManualClock::new(START)) as Arc<dyn durable_objects::Clock>)
+        .build()
+        .unwrap()
+}
+
+fn rooms(runtime: &Runtime) -> Namespace<Room> {
+    runtime.env().namespace::<Room>("ROOMS").unwrap()
+}
+
+/// `durable ARGS --json`, which must succeed: its report.
+fn ok(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let output = durable(&all);
+    assert!(output.status.success(), "{args:?}: {}", text(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(value["ok"], true, "{value}");
+    value["report"].clone()
+}
+
+/// `durable ARGS`, which must fail (exit 2) saying `expected`.
+fn refused(args: &[&str], expected: &str) {
+    let output = durable(args);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+    assert!(
+        text(&output).contains(expected),
+        "{args:?}: {}",
+        text(&output)
+    );
+}
+
+/// `objects list ... --json`: one JSON object per line.
+fn listed(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["objects", "list"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let output = durable(&all);
+    assert!(output.status.success(), "{args:?}: {}", text(&output));
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// `objects list ARGS`, once `named` of the objects listed show their names.
+fn until_named(args: &[&str], named: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let all = listed(args);
+        if all.iter().filter(|o| o["name"].is_string()).count() >= named {
+            return all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "names never reached the catalog: {all:?}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[tokio::test]
+async fn every_command_reads_a_folder_a_node_is_using() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let runtime = start(&data);
+    let ns = rooms(&runtime);
+    let one = ns.get_by_name("room-1");
+    one.post("ada".into(), "hello".into()).await.unwrap();
+    one.post("bob".into(), "hi ada".into()).await.unwrap();
+    one.set_topic("launch".into()).await.unwrap();
+    one.remind_at(START + 60_000).await.unwrap();
+    ns.get_by_name("room-2")
+        .post("cy".into(), "anyone?".into())
+        .await
+        .unwrap();
+    // An object made from a random id has no name.
+    let unique = ns.new_unique_id();
+    ns.get(&unique)
+        .post("dee".into(), "first".into())
+        .await
+        .unwrap();
+    let id1 = ns.id_from_name("room-1").to_string();
+
+    // Listing: every object, with its name where it has one, while the node runs (the
+    // catalog takes names a moment after the objects start: wait for them).
+    let all = until_named(&["--data", d], 2);
+    assert_eq!(all.len(), 3, "{all:?}");
+    let room1 = all.iter().find(|o| o["id"] == id1.as_str()).unwrap();
+    assert_eq!(room1["namespace"], "Room");
+    assert_eq!(room1["name"], "room-1");
+    assert!(room1["bytes"].as_u64().unwrap() > 4096, "{room1}");
+    assert_eq!(room1["alarm_ms"], START + 60_000);
+    assert!(room1["last_active_ms"].as_i64().is_some(), "{room1}");
+    let nameless = all
+        .iter()
+        .find(|o| o["id"] == unique.to_string().as_str())
+        .unwrap();
+    assert!(nameless["name"].is_null(), "{nameless}");
+    // Filters: by binding or class, by name or id prefix.
+    assert_eq!(listed(&["--data", d, "--namespace", "ROOMS"]).len(), 3);
+    assert_eq!(listed(&["--data", d, "--namespace", "Room"]).len(), 3);
+    let by_name = listed(&["--data", d, "--prefix", "room-"]);
+    assert_eq!(by_name.len(), 2);
+    assert_eq!(listed(&["--data", d, "--prefix", &id1[..10]]).len(), 1);
+    // As text: a header, a line per object, a count.
+    let output = durable(&["objects", "list", "--data", d]);
+    let shown = text(&output);
+    assert!(shown.starts_with("NAMESPACE"), "{shown}");
+    assert!(shown.contains("room-2"), "{shown}");
+    assert!(shown.trim_end().ends_with("(3 objects)"), "{shown}");
+
+    // SQL, by name or by id; as JSON or as a table.
+    let query = "SELECT author, text FROM messages ORDER BY id";
+    let report = ok(&["sql", "--data", d, "ROOMS", "room-1", query]);
+    assert_eq!(report["columns"], serde_json::json!(["author", "text"]));
+    assert_eq!(
+        report["rows"],
+        serde_json::json!([["ada", "hello"], ["bob", "hi ada"]])
+    );
+    assert_eq!(report["object"]["name"], "room-1");
+    let by_id = ok(&["sql", "--data", d, "Room", &id1, query]);
+    assert_eq!(by_id["rows"], report["rows"]);
+    assert_eq!(by_id["object"]["name"], "room-1", "the catalog names it");
+    let table = text(&durable(&["sql", "--data", d, "Room", "room-1", query]));
+    assert!(table.contains("author | text"), "{table}");
+    assert!(table.contains("bob    | hi ada"), "{table}");
+    assert!(table.contains("(2 rows)"), "{table}");
+    let limited = ok(&["sql", "--data", d, "Room", "room-1", query, "--limit", "1"]);
+    assert_eq!(limited["rows"].as_array().unwrap().len(), 1);
+
+    // KV, decoded; the alarm.
+    let topic = ok(&["kv", "get", "--data", d, "ROOMS", "room-1", "topic"]);
+    assert_eq!(
+        topic["value"],
+        serde_json::json!({"title": "launch", "pinned": true})
+    );
+    let missing = ok(&["kv", "get", "--data", d, "ROOMS", "room-1", "nope"]);
+    assert!(missing["value"].is_null());
+    let entries = ok(&["kv", "list", "--data", d, "ROOMS", "room-1"]);
+    let keys: Vec<&str> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["topic", "visits"]);
+    let after = ok(&[
+        "kv",
+        "list",
+        "--data",
+        d,
+        "ROOMS",
+        "room-1",
+        "--start-after",
+        "topic",
+    ]);
+    assert_eq!(after["entries"][0]["value"], 3);
+    let prefixed = ok(&[
+        "kv", "list", "--data", d, "ROOMS", "room-1", "--prefix", "vi",
+    ]);
+    assert_eq!(prefixed["entries"].as_array().unwrap().len(), 1);
+    let alarm = ok(&["alarm", "get", "--data", d, "ROOMS", "room-1"]);
+    assert_eq!(alarm["alarm_ms"], START + 60_000);
+    assert!(ok(&["alarm", "get", "--data", d, "ROOMS", "room-2"])["alarm"].is_null());
+
+    // Mistakes: clear errors, nothing changed.
+    refused(
+        &[
+            "sql",
+            "--data",
+            d,
+            "ROOMS",
+            "room-1",
+            "DELETE FROM messages",
+        ],
+        "only reads",
+    );
+    refused(
+        &["sql", "--data", d, "CHATS", "room-1", query],
+        "unknown namespace \"CHATS\": the data folder has Room (binding ROOMS)",
+    );
+    refused(
+        &["sql", "--data", d, "ROOMS", "room-1", "SELEC 1"],
+        "syntax error",
+    );
+    let foreign = "ab".repeat(32);
+    refused(
+        &["sql", "--data", d, "ROOMS", &foreign, query],
+        "is not an object of namespace Room",
+    );
+    refused(
+        &["sql", "--data", d, "ROOMS", "room-9", query],
+        "has no data: it has never stored anything",
+    );
+    refused(
+        &["objects", "list", "--data", dir.path().to_str().unwrap()],
+        "is not a data folder",
+    );
+    refused(
+        &["objects", "list", "--data", d, "--namespace", "Nope"],
+        "unknown namespace",
+    );
+    let report = ok(&[
+        "sql",
+        "--data",
+        d,
+        "ROOMS",
+        "room-1",
+        "SELECT count(*) AS n FROM messages",
+    ]);
+    assert_eq!(report["rows"], serde_json::json!([[2]]));
+    runtime.shutdown();
+
+    // After a restart the names are still known.
+    let runtime = start(&data);
+    let listed_again = listed(&["--data", d, "--prefix", "room-2"]);
+    assert_eq!(listed_again.len(), 1);
+    assert_eq!(listed_again[0]["name"], "room-2");
+    runtime.shutdown();
+}
