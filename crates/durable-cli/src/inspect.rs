@@ -1,11 +1,13 @@
 //! Looking inside a data folder: `durable objects list`, `durable sql`, `durable kv get|list`
 //! and `durable alarm get`.
 //!
-//! These commands only read, straight from the files (`durable_storage::inspect`), so they
-//! work whether or not a node is running on the folder: SQLite's WAL mode lets them read
-//! beside the node's writes, each command seeing one consistent state of each object. A
-//! statement that writes is refused (the database is opened read-only): writes go through
-//! the running object, so that they reach its commit log and alarm index.
+//! Reads come straight from the files (`durable_storage::inspect`), so they work whether or
+//! not a node is running on the folder: SQLite's WAL mode lets them read beside the node's
+//! writes, each command seeing one consistent state of each object. A statement that writes
+//! is refused without `--write` (the database is opened read-only). Writes (`sql --write`,
+//! `kv put|delete`, `alarm set|delete`) run inside the object, through the admin API of the
+//! node running on the folder (`admin_client`), so they reach its commit log and alarm
+//! index like the object's own writes.
 //!
 //! A namespace is named by its binding (`COUNTER`, as the node's catalog records it) or its
 //! class (`Counter`); an object by its name or its 64-hex-digit id (checked against the
@@ -18,6 +20,8 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use durable_core::NamespaceKey;
+
+use crate::admin_client::{AdminApi, segment};
 use durable_storage::{
     DataLayout, ListFilter, ObjectCatalog, ObjectListing, ObjectReader, QueryResult, SqlValue,
 };
@@ -68,6 +72,10 @@ pub(crate) struct SqlArgs {
     /// Rows shown at most.
     #[arg(long, default_value_t = 1000)]
     limit: usize,
+    /// Let the statement write: it runs inside the object, through the running node's admin
+    /// API.
+    #[arg(long)]
+    write: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -80,6 +88,23 @@ pub(crate) enum KvCommand {
     Get(KvGetArgs),
     /// Entries in key order, decoded.
     List(KvListArgs),
+    /// Store a value (JSON) under a key, inside the object (through the running node).
+    Put(KvPutArgs),
+    /// Delete a key, inside the object (through the running node).
+    Delete(KvGetArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KvPutArgs {
+    #[command(flatten)]
+    target: ObjectArgs,
+    /// The key.
+    key: String,
+    /// The value, as JSON (`42`, `"text"`, `{"a": 1}`).
+    value: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +141,21 @@ pub(crate) struct KvListArgs {
 pub(crate) enum AlarmCommand {
     /// The object's alarm, if it has one.
     Get(AlarmGetArgs),
+    /// Set the object's alarm (through the running node).
+    Set(AlarmSetArgs),
+    /// Delete the object's alarm (through the running node).
+    Delete(AlarmGetArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AlarmSetArgs {
+    #[command(flatten)]
+    target: ObjectArgs,
+    /// When: an RFC 3339 time (`2026-12-03T10:00:00Z`) or milliseconds since the Unix epoch.
+    at: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -142,8 +182,9 @@ impl SqlArgs {
 impl KvCommand {
     pub(crate) fn json(&self) -> bool {
         match self {
-            KvCommand::Get(args) => args.json,
+            KvCommand::Get(args) | KvCommand::Delete(args) => args.json,
             KvCommand::List(args) => args.json,
+            KvCommand::Put(args) => args.json,
         }
     }
 }
@@ -151,7 +192,8 @@ impl KvCommand {
 impl AlarmCommand {
     pub(crate) fn json(&self) -> bool {
         match self {
-            AlarmCommand::Get(args) => args.json,
+            AlarmCommand::Get(args) | AlarmCommand::Delete(args) => args.json,
+            AlarmCommand::Set(args) => args.json,
         }
     }
 }
@@ -337,13 +379,46 @@ pub(crate) fn time_text(ms: i64) -> String {
 
 /// `durable sql`.
 pub(crate) fn sql(args: &SqlArgs) -> anyhow::Result<(Value, String)> {
+    if args.write {
+        let answer = admin_call(
+            &args.target,
+            "POST",
+            "/sql",
+            Some(&json!({ "query": args.query, "write": true })),
+        )?;
+        let result = QueryResult {
+            columns: answer["columns"]
+                .as_array()
+                .map(|c| {
+                    c.iter()
+                        .map(|c| c.as_str().unwrap_or("").to_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            rows: answer["rows"]
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|row| {
+                            row.as_array()
+                                .map(|row| row.iter().map(json_value).collect())
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let written = answer["rows_written"].as_u64().unwrap_or(0);
+        let text = format!("{}\n({written} rows written)", table(&result));
+        return Ok((answer, text));
+    }
     let target = resolve(&args.target)?;
     let reader = target.reader()?;
     let result = reader.query(&args.query, args.limit).map_err(|error| {
         let text = error.to_string();
         if text.contains("readonly") || text.contains("read-only") {
             anyhow!(
-                "the statement writes, and `durable sql` only reads (the database is opened read-only): change data through the object itself"
+                "the statement writes: add --write to run it inside the object (through the running node's admin API)"
             )
         } else {
             anyhow!("{text}")
@@ -431,9 +506,58 @@ fn decode_value(bytes: &[u8]) -> Value {
         .unwrap_or_else(|_| json!({ "undecodable": crate::hex(bytes) }))
 }
 
-/// `durable kv get|list`.
+/// A SQL value from the admin API's JSON.
+fn json_value(value: &Value) -> SqlValue {
+    match value {
+        Value::Null => SqlValue::Null,
+        Value::Number(n) => n.as_i64().map_or_else(
+            || SqlValue::Real(n.as_f64().unwrap_or(0.0)),
+            SqlValue::Integer,
+        ),
+        Value::String(text) => SqlValue::Text(text.clone()),
+        other => SqlValue::Text(other.to_string()),
+    }
+}
+
+/// Sends `method` to the object's admin route `suffix` (after `/api/objects/{ns}/{object}`)
+/// of the node running on the data folder.
+fn admin_call(
+    target: &ObjectArgs,
+    method: &str,
+    suffix: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Value> {
+    let layout = crate::data_folder(&target.data)?;
+    let api = AdminApi::of(&layout)?;
+    let path = format!(
+        "/api/objects/{}/{}{suffix}",
+        segment(&target.namespace),
+        segment(&target.object)
+    );
+    api.call(method, &path, body)
+}
+
+/// `durable kv get|list|put|delete`.
 pub(crate) fn kv(command: &KvCommand) -> anyhow::Result<(Value, String)> {
     match command {
+        KvCommand::Put(args) => {
+            let value: Value = serde_json::from_str(&args.value).map_err(|e| {
+                anyhow!("the value is not JSON ({e}): quote text as JSON, for example '\"hello\"'")
+            })?;
+            let path = format!("/kv/{}", segment(&args.key));
+            let answer = admin_call(&args.target, "PUT", &path, Some(&value))?;
+            Ok((answer, format!("stored {:?}", args.key)))
+        }
+        KvCommand::Delete(args) => {
+            let path = format!("/kv/{}", segment(&args.key));
+            let answer = admin_call(&args.target, "DELETE", &path, None)?;
+            let text = if answer["deleted"] == true {
+                format!("deleted {:?}", args.key)
+            } else {
+                format!("no entry {:?}", args.key)
+            };
+            Ok((answer, text))
+        }
         KvCommand::Get(args) => {
             let target = resolve(&args.target)?;
             let value = target
@@ -478,9 +602,38 @@ pub(crate) fn kv(command: &KvCommand) -> anyhow::Result<(Value, String)> {
     }
 }
 
-/// `durable alarm get`.
+/// An alarm time given as RFC 3339 text or milliseconds since the Unix epoch.
+fn parse_time(text: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
+        anyhow!("{text:?} is not a time: give RFC 3339 (2026-12-03T10:00:00Z) or milliseconds since the Unix epoch")
+    })?;
+    let ms = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| anyhow!("{text:?} is before 1970"))?
+        .as_millis();
+    Ok(i64::try_from(ms)?)
+}
+
+/// `durable alarm get|set|delete`.
 pub(crate) fn alarm(command: &AlarmCommand) -> anyhow::Result<(Value, String)> {
     match command {
+        AlarmCommand::Set(args) => {
+            let ms = parse_time(&args.at)?;
+            let answer = admin_call(
+                &args.target,
+                "PUT",
+                "/alarm",
+                Some(&json!({ "time_ms": ms })),
+            )?;
+            Ok((answer, format!("alarm set for {} ({ms})", time_text(ms))))
+        }
+        AlarmCommand::Delete(args) => {
+            let answer = admin_call(&args.target, "DELETE", "/alarm", None)?;
+            Ok((answer, "alarm deleted".to_owned()))
+        }
         AlarmCommand::Get(args) => {
             let target = resolve(&args.target)?;
             let alarm = match ObjectReader::open(&target.db)? {

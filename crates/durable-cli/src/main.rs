@@ -2,10 +2,12 @@
 //!
 //! ```text
 //! durable objects list --data DIR [--namespace NS] [--prefix P] [--json]
-//! durable sql --data DIR NS OBJECT "QUERY" [--limit N] [--json]
-//! durable kv get --data DIR NS OBJECT KEY [--json]
+//! durable sql --data DIR NS OBJECT "QUERY" [--write] [--limit N] [--json]
+//! durable kv get|delete --data DIR NS OBJECT KEY [--json]
 //! durable kv list --data DIR NS OBJECT [--prefix P] [--start-after KEY] [--limit N] [--json]
-//! durable alarm get --data DIR NS OBJECT [--json]
+//! durable kv put --data DIR NS OBJECT KEY JSON_VALUE [--json]
+//! durable alarm get|delete --data DIR NS OBJECT [--json]
+//! durable alarm set --data DIR NS OBJECT RFC3339_TIME_OR_MS [--json]
 //! durable log verify --data DIR [--postgres URL] [--json]
 //! durable backup --data DIR --to PATH [--json]
 //! durable restore --data DIR (--from PATH | --from-postgres URL) [--namespace NS]
@@ -24,6 +26,7 @@
 //! database it cannot reach).
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A command-line tool speaks to its terminal.
 
+mod admin_client;
 mod backup;
 mod inspect;
 mod progress;
@@ -179,6 +182,29 @@ fn parse_id(text: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(id)
+}
+
+/// Takes the data folder's lock, as a node does (`None`: a running node holds it).
+fn try_hold(layout: &DataLayout) -> anyhow::Result<Option<std::fs::File>> {
+    let path = layout.lock_file();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("lock {}", path.display()))
+        }
+    }
+}
+
+/// True if a running node holds the data folder.
+fn node_holds(layout: &DataLayout) -> anyhow::Result<bool> {
+    Ok(try_hold(layout)?.is_none())
 }
 
 /// Bytes as lowercase hex digits.

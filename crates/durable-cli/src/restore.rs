@@ -202,23 +202,12 @@ pub(crate) fn restore(args: &RestoreArgs) -> anyhow::Result<(Value, String)> {
 
 /// Holds the data folder's lock, as a node does: refused while one runs there.
 fn hold(layout: &DataLayout) -> anyhow::Result<File> {
-    let path = layout.lock_file();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("open {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
+    crate::try_hold(layout)?.ok_or_else(|| {
+        anyhow::anyhow!(
             "{} is in use by a running node: stop it before restoring into its data folder",
             layout.root().display()
-        ),
-        Err(std::fs::TryLockError::Error(err)) => {
-            Err(err).with_context(|| format!("lock {}", path.display()))
-        }
-    }
+        )
+    })
 }
 
 /// Brings the namespace keys of the history into the data folder (and into the node's

@@ -249,7 +249,7 @@ async fn every_command_reads_a_folder_a_node_is_using() {
             "room-1",
             "DELETE FROM messages",
         ],
-        "only reads",
+        "the statement writes: add --write",
     );
     refused(
         &["sql", "--data", d, "CHATS", "room-1", query],
@@ -293,4 +293,166 @@ async fn every_command_reads_a_folder_a_node_is_using() {
     assert_eq!(listed_again.len(), 1);
     assert_eq!(listed_again[0]["name"], "room-2");
     runtime.shutdown();
+}
+
+const CONFIG: &str = r#"{
+    "durable_objects": { "bindings": [{ "name": "ROOMS", "class_name": "Room" }] },
+    "migrations": [{ "tag": "v1", "new_sqlite_classes": ["Room"] }]
+}"#;
+
+async fn serve(data: &Path, admin: bool) -> durable_server::testing::RunningServer {
+    let config =
+        durable_server::config::Config::parse(CONFIG, durable_server::config::Format::Jsonc)
+            .unwrap();
+    let mut builder = durable_server::Server::builder(config)
+        .class::<Room>()
+        .data_dir(data);
+    if admin {
+        builder = builder.admin_listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
+    durable_server::testing::start_server(builder)
+        .await
+        .unwrap()
+}
+
+/// `durable ARGS` run off the test's async threads (the server answers on them).
+async fn durable_off_thread(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        durable(&args)
+    })
+    .await
+    .unwrap()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_run_inside_the_objects_through_the_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+
+    // No node running: writes say what to do, and change nothing.
+    let server = serve(&data, false).await;
+    let rooms = server.env().namespace::<Room>("ROOMS").unwrap();
+    rooms
+        .get_by_name("room-1")
+        .post("ada".into(), "hello".into())
+        .await
+        .unwrap();
+    // A node without its admin API.
+    let output = durable_off_thread(strings(&[
+        "kv", "put", "--data", d, "ROOMS", "room-1", "topic", "\"x\"",
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("admin API off"), "{}", text(&output));
+    server.stop().await.unwrap();
+    let output = durable_off_thread(strings(&[
+        "kv", "put", "--data", d, "ROOMS", "room-1", "topic", "\"x\"",
+    ]))
+    .await;
+    assert!(
+        text(&output).contains("no node is running"),
+        "{}",
+        text(&output)
+    );
+
+    let server = serve(&data, true).await;
+    let run = |args: &[&str]| {
+        let mut all = strings(args);
+        all.push("--json".into());
+        durable_off_thread(all)
+    };
+    let output = run(&[
+        "kv",
+        "put",
+        "--data",
+        d,
+        "ROOMS",
+        "room-1",
+        "topic",
+        r#"{"title": "launch", "pinned": true}"#,
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output));
+    let got = ok(&["kv", "get", "--data", d, "ROOMS", "room-1", "topic"]);
+    assert_eq!(got["value"]["title"], "launch");
+    let output = run(&["kv", "delete", "--data", d, "ROOMS", "room-1", "topic"]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(ok(&["kv", "get", "--data", d, "ROOMS", "room-1", "topic"])["value"].is_null());
+    let output = run(&[
+        "alarm",
+        "set",
+        "--data",
+        d,
+        "ROOMS",
+        "room-1",
+        "2027-01-01T00:00:00Z",
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        ok(&["alarm", "get", "--data", d, "ROOMS", "room-1"])["alarm"],
+        "2027-01-01T00:00:00Z"
+    );
+    let output = run(&["alarm", "delete", "--data", d, "ROOMS", "room-1"]).await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(ok(&["alarm", "get", "--data", d, "ROOMS", "room-1"])["alarm"].is_null());
+    let output = run(&[
+        "sql",
+        "--data",
+        d,
+        "ROOMS",
+        "room-1",
+        "INSERT INTO messages (author, text) VALUES ('ops', 'maintenance at noon')",
+        "--write",
+    ])
+    .await;
+    assert!(output.status.success(), "{}", text(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["report"]["rows_written"], 1);
+    let rows = ok(&[
+        "sql",
+        "--data",
+        d,
+        "ROOMS",
+        "room-1",
+        "SELECT author FROM messages ORDER BY id",
+    ]);
+    assert_eq!(rows["rows"], serde_json::json!([["ada"], ["ops"]]));
+
+    // Mistakes: clear errors.
+    for (args, expected) in [
+        (
+            vec![
+                "kv", "put", "--data", d, "ROOMS", "room-1", "topic", "not json",
+            ],
+            "is not JSON",
+        ),
+        (
+            vec!["alarm", "set", "--data", d, "ROOMS", "room-1", "tomorrow"],
+            "is not a time",
+        ),
+        (
+            vec!["kv", "put", "--data", d, "CHATS", "room-1", "k", "1"],
+            "unknown namespace",
+        ),
+        (
+            vec!["sql", "--data", d, "ROOMS", "room-1", "SELEC 1", "--write"],
+            "syntax error",
+        ),
+    ] {
+        let output = durable_off_thread(strings(&args)).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(
+            text(&output).contains(expected),
+            "{args:?}: {}",
+            text(&output)
+        );
+    }
+    server.stop().await.unwrap();
 }

@@ -94,15 +94,17 @@ pub use durable_runtime::RuntimeConfig;
 /// [WebSockets guide](crate::guides::websockets).
 #[doc(inline)]
 pub use durable_runtime::State;
+/// Where every object's history is kept: the local archive (the default), PostgreSQL, or
+/// nowhere (the [recovery guide](crate::guides::recovery)).
+#[doc(inline)]
+pub use durable_runtime::{
+    Admin, AdminNamespace, AdminRows, AdminTarget, CommitLogSetting, CompactReport,
+};
 pub use durable_runtime::{
     Body, BodySender, DescriptorBudget, Env, MetricsHandle, MetricsSnapshot, Migration,
     MigrationError, Namespace, NodeHealth, RawStub, Request, Response, RpcCall, Runtime,
     RuntimeBuilder, ScheduledAlarm, ShardHealth, StartError, Stub, SystemClock, http,
 };
-/// Where every object's history is kept: the local archive (the default), PostgreSQL, or
-/// nowhere (the [recovery guide](crate::guides::recovery)).
-#[doc(inline)]
-pub use durable_runtime::{CommitLogSetting, CompactReport};
 
 /// An object's storage: SQL, KV, transactions, the alarm and `sync()`.
 ///

@@ -20,6 +20,7 @@
 //! [`durable_core::Clock`].
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod admin;
 mod alarm;
 mod batch_writer;
 mod body;
@@ -53,6 +54,7 @@ mod websocket;
 
 /// The `http` crate, for building requests and responses (`http::StatusCode`, `http::Method`).
 pub use ::http;
+pub use admin::{Admin, AdminNamespace, AdminRows, AdminTarget};
 pub use alarm::{AlarmInfo, ScheduledAlarm};
 pub use body::{Body, BodySender, Request, Response};
 pub use clock::SystemClock;

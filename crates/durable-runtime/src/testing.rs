@@ -23,9 +23,7 @@ use tokio::sync::oneshot;
 use crate::alarm::AlarmInfo;
 use crate::core::ObjectKey;
 use crate::env::{Env, Namespace};
-use crate::event::{Payload, Reply, RunInObject};
 use crate::object::DurableObject;
-use crate::rpc::RpcValue;
 use crate::runtime::{Runtime, RuntimeBuilder, StartError};
 use crate::shard::{Control, InstanceStatus};
 use crate::shared::RuntimeShared;
@@ -473,41 +471,16 @@ where
     Fut: Future<Output = R> + 'static,
     R: Send + 'static,
 {
-    let run: RunInObject = Box::new(move |object: Rc<dyn Any>, state: Box<dyn Any>| {
-        Box::pin(async move {
-            let object = object.downcast::<T>().map_err(|_| {
-                Error::new(
-                    ErrorKind::Internal,
-                    "run_in_durable_object: the object is not of the stub's class",
-                )
-            })?;
-            let state = *state.downcast::<State>().map_err(|_| {
-                Error::new(
-                    ErrorKind::Internal,
-                    "run_in_durable_object: no State came with the object",
-                )
-            })?;
-            let value = f(object, state).await;
-            Ok(RpcValue::Local(Box::new(value)))
-        })
-    });
-    let (reply, answer) = oneshot::channel();
-    stub.raw().send(Payload::Run(run), Reply::Rpc(reply));
-    let value = answer.await.map_err(|_| {
-        Error::disconnected("the object's shard stopped before the closure returned")
-    })??;
-    match value {
-        RpcValue::Local(value) => value.downcast::<R>().map(|value| *value).map_err(|_| {
+    crate::admin::run_in_object(stub.raw(), move |object: Rc<dyn Any>, state| async move {
+        let object = object.downcast::<T>().map_err(|_| {
             Error::new(
                 ErrorKind::Internal,
-                "run_in_durable_object: the closure's value came back as another type",
+                "run_in_durable_object: the object is not of the stub's class",
             )
-        }),
-        RpcValue::Encoded(_) => Err(Error::new(
-            ErrorKind::Internal,
-            "run_in_durable_object: the closure's value came back encoded",
-        )),
-    }
+        })?;
+        Ok(f(object, state).await)
+    })
+    .await?
 }
 
 /// Runs the object's alarm now, if it has one set: deletes the alarm, then calls the

@@ -17,9 +17,10 @@
 //!   `max_open_databases`, `disk_reserve_bytes`, `storage_timeout_ms`, `max_connections`,
 //!   `header_timeout_ms`, `keep_alive_timeout_ms`, `shutdown_timeout_ms`, `durability`
 //!   (`"group_commit"` or `"fsync_each_commit"`), `commit_log` (`"local"`, the default, or
-//!   `"off"`), `history_days` (how far back point-in-time recovery reaches, default 30), and
+//!   `"off"`), `history_days` (how far back point-in-time recovery reaches, default 30),
 //!   `replication.postgres` (a `postgres://` URL: every commit is in PostgreSQL before its
-//!   outputs leave; it then holds the history instead of the local archive).
+//!   outputs leave; it then holds the history instead of the local archive), and
+//!   `admin.listen` (where the admin API and console listen; off when unset).
 //!
 //! Wrangler's deployment keys (`name`, `main`, `compatibility_date`, `routes`, ...) are
 //! accepted and ignored. Keys that would change behaviour if they were honoured are refused
@@ -148,6 +149,8 @@ pub struct Config {
     pub vars: Vec<(String, String)>,
     /// Where to listen (`durable.listen`).
     pub listen: Option<SocketAddr>,
+    /// Where the admin API and console listen (`durable.admin.listen`; off when unset).
+    pub admin_listen: Option<SocketAddr>,
     /// The data folder (`durable.data_dir`), relative to the working directory.
     pub data_dir: Option<PathBuf>,
     /// How long shutdown waits for in-flight work (`durable.shutdown_timeout_ms`, default 30 s).
@@ -733,6 +736,17 @@ struct RawOwn {
     commit_log: Option<RawCommitLog>,
     history_days: Option<u64>,
     replication: Option<RawReplication>,
+    admin: Option<RawAdmin>,
+}
+
+/// `durable.admin`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object with \"listen\": \"127.0.0.1:8788\""
+)]
+struct RawAdmin {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -869,6 +883,14 @@ impl RawConfig {
         if own.history_days == Some(0) {
             return Err("durable.history_days is 0; use at least 1 (the default is 30)".to_owned());
         }
+        let admin_listen = match own.admin.and_then(|admin| admin.listen) {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "durable.admin.listen is {text:?}; use an address such as \"127.0.0.1:8788\" (the admin API and console are off when it is not set)"
+                )
+            })?),
+        };
         Ok(Config {
             path: None,
             bindings,
@@ -879,6 +901,7 @@ impl RawConfig {
                 .map(|(name, value)| (name, value.0))
                 .collect(),
             listen: own.listen.map(|addr| addr.0),
+            admin_listen,
             data_dir: own.data_dir,
             shutdown_timeout: millis(own.shutdown_timeout_ms),
             connections: ConnectionSettings {

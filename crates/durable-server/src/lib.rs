@@ -77,6 +77,7 @@
 //! Dependency direction: this crate uses `durable-runtime`; nothing below it knows of HTTP
 //! servers or configuration files.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;

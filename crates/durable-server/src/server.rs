@@ -30,7 +30,7 @@ use crate::cli::{Args, usage};
 use crate::config::{Config, ConfigError, Format};
 use crate::connections::{self, ConnectionLimits};
 use crate::front::ShutdownSignal;
-use crate::metrics;
+use crate::{admin, metrics};
 
 /// Where the server listens when neither the configuration nor a flag says.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -66,6 +66,14 @@ pub enum ServerError {
     /// The configuration could not be read or is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The admin API's token (or address file) could not be read or written.
+    #[error("admin API: {}: {source}", path.display())]
+    AdminToken {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
 }
 
 /// What a server binary's command line asks for.
@@ -85,6 +93,7 @@ pub struct ServerBuilder {
     config: Config,
     runtime: RuntimeBuilder,
     listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     router: Option<MakeRouter>,
 }
@@ -141,6 +150,7 @@ impl ServerBuilder {
             config,
             runtime: Runtime::builder(),
             listen: None,
+            admin_listen: None,
             data_dir: None,
             router: None,
         }
@@ -155,6 +165,13 @@ impl ServerBuilder {
     /// Listens on `addr` (over the configuration's `durable.listen`).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
+        self
+    }
+
+    /// Serves the admin API and console on `addr` (over the configuration's
+    /// `durable.admin.listen`; off when neither says).
+    pub fn admin_listen(mut self, addr: SocketAddr) -> Self {
+        self.admin_listen = Some(addr);
         self
     }
 
@@ -241,6 +258,19 @@ impl ServerBuilder {
             Some(make) => make(runtime.env()),
             None => Router::new(),
         };
+        let admin = match self.admin_listen.or(config.admin_listen) {
+            None => {
+                // A file left by a run with the admin API on would point `durable` at nothing.
+                let stale = durable_storage::DataLayout::new(&data_dir).admin_address();
+                if let Err(error) = std::fs::remove_file(&stale)
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(%error, "could not remove {}", stale.display());
+                }
+                None
+            }
+            Some(addr) => Some(bind_admin(&runtime, &data_dir, addr).await?),
+        };
         tracing::info!(
             listen = %local_addr,
             data_dir = %data_dir.display(),
@@ -256,8 +286,49 @@ impl ServerBuilder {
             local_addr,
             shutdown_timeout: config.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
             limits,
+            admin,
         })
     }
+}
+
+/// The admin listener: its socket, its routes, where it listens.
+#[derive(Debug)]
+struct AdminListener {
+    listener: TcpListener,
+    router: Router,
+    addr: SocketAddr,
+}
+
+/// Opens the admin API's socket, with its token (made at the first start) and the file that
+/// tells `durable` where it listens.
+async fn bind_admin(
+    runtime: &Runtime,
+    data_dir: &std::path::Path,
+    addr: SocketAddr,
+) -> Result<AdminListener, ServerError> {
+    let layout = durable_storage::DataLayout::new(data_dir);
+    let token = admin::token(&layout).map_err(|source| ServerError::AdminToken {
+        path: layout.admin_token(),
+        source,
+    })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Listen { addr, source })?;
+    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    admin::write_private(&layout.admin_address(), &format!("{addr}\n")).map_err(|source| {
+        ServerError::AdminToken {
+            path: layout.admin_address(),
+            source,
+        }
+    })?;
+    let state = admin::AdminState::new(runtime.admin(), runtime.metrics_handle(), token);
+    let router = admin::router(state.clone()).with_state(state);
+    tracing::info!(admin = %addr, "admin API ready (bearer token in the data folder's admin.token)");
+    Ok(AdminListener {
+        listener,
+        router,
+        addr,
+    })
 }
 
 /// A runtime with an HTTP front, ready to serve.
@@ -269,6 +340,7 @@ pub struct Server {
     local_addr: SocketAddr,
     shutdown_timeout: Duration,
     limits: ConnectionLimits,
+    admin: Option<AdminListener>,
 }
 
 /// What the request middleware shares.
@@ -287,6 +359,12 @@ impl Server {
     /// The address the server listens on (the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the admin API listens on, if it is on (the real port when 0 was asked
+    /// for).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|admin| admin.addr)
     }
 
     /// The environment the router was built with.
@@ -311,8 +389,21 @@ impl Server {
             local_addr: _,
             shutdown_timeout,
             limits,
+            admin,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
+        if let Some(admin) = admin {
+            let mut stopped = stop_rx.clone();
+            tokio::spawn(async move {
+                let serving =
+                    axum::serve(admin.listener, admin.router).with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    });
+                if let Err(error) = serving.await {
+                    tracing::error!(%error, "the admin API stopped");
+                }
+            });
+        }
         let front = Arc::new(Front {
             stop: stop_rx.clone(),
             responses: Default::default(),

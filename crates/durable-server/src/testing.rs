@@ -472,6 +472,7 @@ impl TestWebSocket {
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
     env: Env,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     serving: tokio::task::JoinHandle<Result<(), ServerError>>,
@@ -507,6 +508,7 @@ pub async fn start_server(builder: ServerBuilder) -> Result<RunningServer, Serve
     }
     let server: Server = builder.bind().await?;
     let addr = server.local_addr();
+    let admin = server.admin_addr();
     let env = server.env();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run_until(async move {
@@ -514,6 +516,7 @@ pub async fn start_server(builder: ServerBuilder) -> Result<RunningServer, Serve
     }));
     Ok(RunningServer {
         addr,
+        admin,
         env,
         stop: Some(stop),
         serving,
@@ -537,6 +540,12 @@ impl RunningServer {
     /// ```
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the admin API listens on, when the builder turned it on
+    /// ([`ServerBuilder::admin_listen`](crate::server::ServerBuilder::admin_listen)).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// `http://127.0.0.1:<port><path>` (see [`addr`](Self::addr) for an example).

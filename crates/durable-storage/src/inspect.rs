@@ -216,10 +216,7 @@ impl ObjectReader {
     /// that writes fails) and returns at most `limit` rows.
     pub fn query(&self, query: &str, limit: usize) -> Result<QueryResult, InspectError> {
         let mut statement = self.conn.prepare(query).map_err(sql)?;
-        let columns: Vec<String> = statement
-            .column_names()
-            .map(str::to_owned)
-            .collect();
+        let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
         let width = columns.len();
         let mut rows = Vec::new();
         let mut cursor = statement.query([]).map_err(sql)?;

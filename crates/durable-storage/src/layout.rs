@@ -7,6 +7,8 @@
 //! <data>/namespaces/<Class>.key                the namespace key of class <Class>, 64 hex digits
 //! <data>/alarms.sqlite                         the node's alarm index (+ -wal, -shm)
 //! <data>/catalog.sqlite                        objects' names and last activity, bindings
+//! <data>/admin.token                           the admin API's bearer token (owner-only)
+//! <data>/admin.address                         where the running node's admin API listens
 //! <data>/RESERVE                               allocated space given up when the disk is full
 //! <data>/log/                                  the local archive of every object's history
 //!                                              (segments/<n>.seg, index.sqlite)
@@ -49,6 +51,16 @@ impl DataLayout {
     /// The node's alarm index database.
     pub fn alarm_index(&self) -> PathBuf {
         self.root.join("alarms.sqlite")
+    }
+
+    /// The admin API's bearer token (owner-only), made at the first start with the API on.
+    pub fn admin_token(&self) -> PathBuf {
+        self.root.join("admin.token")
+    }
+
+    /// Where the running node's admin API listens (written at each start with it on).
+    pub fn admin_address(&self) -> PathBuf {
+        self.root.join("admin.address")
     }
 
     /// The node's object catalog (names, last activity, bindings).

@@ -197,6 +197,11 @@ impl Runtime {
         }
     }
 
+    /// Operator access to any object by namespace and name or id (the admin API's).
+    pub fn admin(&self) -> crate::Admin {
+        crate::Admin::new(Arc::clone(&self.shared))
+    }
+
     /// Stops the shards and waits for their threads to end.
     pub fn shutdown(mut self) {
         self.stop();
