@@ -409,7 +409,15 @@ pub(crate) fn sql(args: &SqlArgs) -> anyhow::Result<(Value, String)> {
                 .unwrap_or_default(),
         };
         let written = answer["rows_written"].as_u64().unwrap_or(0);
-        let text = format!("{}\n({written} rows written)", table(&result));
+        let written = format!(
+            "({written} row{} written)",
+            if written == 1 { "" } else { "s" }
+        );
+        let text = if result.columns.is_empty() {
+            written
+        } else {
+            format!("{}\n{written}", table(&result))
+        };
         return Ok((answer, text));
     }
     let target = resolve(&args.target)?;
@@ -500,12 +508,6 @@ fn table(result: &QueryResult) -> String {
     out.join("\n")
 }
 
-/// A stored KV value, decoded as JSON (values are self-describing MessagePack).
-fn decode_value(bytes: &[u8]) -> Value {
-    durable_core::codec::decode::<Value>(bytes)
-        .unwrap_or_else(|_| json!({ "undecodable": crate::hex(bytes) }))
-}
-
 /// A SQL value from the admin API's JSON.
 fn json_value(value: &Value) -> SqlValue {
     match value {
@@ -563,7 +565,7 @@ pub(crate) fn kv(command: &KvCommand) -> anyhow::Result<(Value, String)> {
             let value = target
                 .reader()?
                 .kv_get(&args.key)?
-                .map(|v| decode_value(&v));
+                .map(|v| durable_storage::display_value(&v));
             let text = match &value {
                 Some(value) => value.to_string(),
                 None => format!("no entry {:?} in {}", args.key, target.describe()),
@@ -581,7 +583,7 @@ pub(crate) fn kv(command: &KvCommand) -> anyhow::Result<(Value, String)> {
                     .kv_list(&args.prefix, args.start_after.as_deref(), args.limit)?;
             let decoded: Vec<(String, Value)> = entries
                 .into_iter()
-                .map(|(key, bytes)| (key, decode_value(&bytes)))
+                .map(|(key, bytes)| (key, durable_storage::display_value(&bytes)))
                 .collect();
             let mut text: Vec<String> = decoded
                 .iter()

@@ -289,6 +289,7 @@ fn the_runtime_modules_form_layers_without_cycles() {
         "alarm::scheduler",
         "alarm::index_writer",
         "alarm",
+        "batch_writer",
     ];
     for module in commit_path {
         for target in &imports[module] {

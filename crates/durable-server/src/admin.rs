@@ -427,13 +427,6 @@ struct KvQuery {
     limit: Option<usize>,
 }
 
-/// A stored KV value, decoded as JSON (values are self-describing MessagePack).
-pub(crate) fn decode_value(bytes: &[u8]) -> Value {
-    durable_core::codec::decode::<Value>(bytes).unwrap_or_else(
-        |_| json!({ "undecodable": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>() }),
-    )
-}
-
 /// KV entries of the object's files, decoded.
 pub(crate) async fn read_kv(
     state: &AdminState,
@@ -450,7 +443,7 @@ pub(crate) async fn read_kv(
         Ok(reader
             .kv_list(&prefix, start_after.as_deref(), limit)?
             .into_iter()
-            .map(|(key, bytes)| (key, decode_value(&bytes)))
+            .map(|(key, bytes)| (key, durable_storage::display_value(&bytes)))
             .collect())
     })
     .await
@@ -487,7 +480,9 @@ async fn kv_get(
     let db = state.admin.database_path(&target);
     let wanted = key.clone();
     let value = blocking(move || match ObjectReader::open(&db)? {
-        Some(reader) => Ok(reader.kv_get(&wanted)?.map(|bytes| decode_value(&bytes))),
+        Some(reader) => Ok(reader
+            .kv_get(&wanted)?
+            .map(|bytes| durable_storage::display_value(&bytes))),
         None => Ok(None),
     })
     .await?;

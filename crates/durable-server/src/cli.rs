@@ -1,5 +1,5 @@
 //! Command-line flags shared by server binaries: `--listen ADDR`, `--data DIR`,
-//! `--config FILE`, `--help`.
+//! `--config FILE`, `--admin-listen ADDR`, `--help`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,9 +14,11 @@ pub enum ArgsError {
         /// The flag.
         flag: &'static str,
     },
-    /// `--listen` with something that is not a socket address.
-    #[error("--listen {value:?} is not an address such as 127.0.0.1:8787")]
+    /// `--listen` or `--admin-listen` with something that is not a socket address.
+    #[error("{flag} {value:?} is not an address such as 127.0.0.1:8787")]
     BadAddress {
+        /// The flag.
+        flag: &'static str,
         /// What was given.
         value: String,
     },
@@ -38,6 +40,9 @@ pub struct Args {
     pub data: Option<PathBuf>,
     /// `--config FILE`.
     pub config: Option<PathBuf>,
+    /// `--admin-listen ADDR`: the admin API and console (off unless this or the
+    /// configuration's `durable.admin.listen` says).
+    pub admin_listen: Option<SocketAddr>,
     /// `--help` was given.
     pub help: bool,
 }
@@ -45,10 +50,12 @@ pub struct Args {
 /// The text of `--help` for a binary called `name`.
 pub fn usage(name: &str) -> String {
     format!(
-        "usage: {name} [--listen ADDR] [--data DIR] [--config FILE]\n\n\
-         --listen ADDR   address to listen on (default 127.0.0.1:8787)\n\
-         --data DIR      data folder (default ./.durable)\n\
-         --config FILE   wrangler.jsonc, wrangler.json or wrangler.toml\n\
+        "usage: {name} [--listen ADDR] [--data DIR] [--config FILE] [--admin-listen ADDR]\n\n\
+         --listen ADDR         address to listen on (default 127.0.0.1:8787)\n\
+         --data DIR            data folder (default ./.durable)\n\
+         --config FILE         wrangler.jsonc, wrangler.json or wrangler.toml\n\
+         --admin-listen ADDR   serve the admin API there (off by default; its bearer token\n\
+         \x20                     is made in the data folder, as admin.token)\n\
          \n\
          Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more detail.\n"
     )
@@ -76,8 +83,17 @@ impl Args {
                 "--listen" => {
                     let text = value("--listen")?;
                     parsed.listen = Some(text.parse().map_err(|_| ArgsError::BadAddress {
+                        flag: "--listen",
                         value: text.clone(),
                     })?);
+                }
+                "--admin-listen" => {
+                    let text = value("--admin-listen")?;
+                    parsed.admin_listen =
+                        Some(text.parse().map_err(|_| ArgsError::BadAddress {
+                            flag: "--admin-listen",
+                            value: text.clone(),
+                        })?);
                 }
                 "--data" => parsed.data = Some(value("--data")?.into()),
                 "--config" => parsed.config = Some(value("--config")?.into()),
@@ -109,14 +125,17 @@ mod tests {
             "--data=/tmp/d",
             "--config",
             "w.toml",
+            "--admin-listen=127.0.0.1:9",
         ])
         .unwrap();
+        assert_eq!(args.admin_listen, Some("127.0.0.1:9".parse().unwrap()));
         assert_eq!(args.listen, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(args.data, Some(PathBuf::from("/tmp/d")));
         assert_eq!(args.config, Some(PathBuf::from("w.toml")));
         assert_eq!(
             parse(&["--listen", "localhost"]),
             Err(ArgsError::BadAddress {
+                flag: "--listen",
                 value: "localhost".into()
             })
         );

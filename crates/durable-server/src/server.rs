@@ -141,6 +141,9 @@ impl ServerBuilder {
         if let Some(data) = args.data {
             builder = builder.data_dir(data);
         }
+        if let Some(admin) = args.admin_listen {
+            builder = builder.admin_listen(admin);
+        }
         Ok(Launch::Serve(Box::new(builder)))
     }
 

@@ -342,6 +342,62 @@ impl ObjectReader {
     }
 }
 
+/// A stored KV value as JSON, for people: values are self-describing MessagePack, so maps,
+/// arrays, text and numbers come out as they were stored; bytes come out as text when they
+/// are UTF-8 (`{"hex": ...}` otherwise); bytes that are not MessagePack come out as
+/// `{"undecodable": "<hex>"}`.
+pub fn display_value(bytes: &[u8]) -> serde_json::Value {
+    let mut rest = bytes;
+    match rmpv::decode::read_value(&mut rest) {
+        Ok(value) if rest.is_empty() => json_of(&value),
+        _ => serde_json::json!({ "undecodable": hex(bytes) }),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn json_of(value: &rmpv::Value) -> serde_json::Value {
+    use rmpv::Value;
+    use serde_json::json;
+    match value {
+        Value::Nil => serde_json::Value::Null,
+        Value::Boolean(b) => json!(b),
+        Value::Integer(n) => n
+            .as_i64()
+            .map(|n| json!(n))
+            .or_else(|| n.as_u64().map(|n| json!(n)))
+            .unwrap_or(serde_json::Value::Null),
+        Value::F32(x) => json!(x),
+        Value::F64(x) => json!(x),
+        Value::String(text) => match text.as_str() {
+            Some(text) => json!(text),
+            None => json!({ "hex": hex(text.as_bytes()) }),
+        },
+        Value::Binary(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => json!(text),
+            Err(_) => json!({ "hex": hex(bytes) }),
+        },
+        Value::Array(items) => serde_json::Value::Array(items.iter().map(json_of).collect()),
+        Value::Map(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|(key, value)| {
+                    let key = match key {
+                        Value::String(text) => {
+                            text.as_str().map_or_else(|| key.to_string(), str::to_owned)
+                        }
+                        other => other.to_string(),
+                    };
+                    (key, json_of(value))
+                })
+                .collect(),
+        ),
+        Value::Ext(kind, bytes) => json!({ "ext": kind, "hex": hex(bytes) }),
+    }
+}
+
 fn value_of(value: rusqlite::types::ValueRef<'_>) -> SqlValue {
     use rusqlite::types::ValueRef;
     match value {
@@ -350,5 +406,35 @@ fn value_of(value: rusqlite::types::ValueRef<'_>) -> SqlValue {
         ValueRef::Real(x) => SqlValue::Real(x),
         ValueRef::Text(text) => SqlValue::Text(String::from_utf8_lossy(text).into_owned()),
         ValueRef::Blob(bytes) => SqlValue::Blob(bytes.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_values_show_as_json() {
+        #[derive(serde::Serialize)]
+        struct Topic {
+            title: String,
+            tags: Vec<u8>,
+        }
+        let encoded = rmp_serde::to_vec_named(&Topic {
+            title: "launch".into(),
+            tags: vec![1, 2],
+        })
+        .unwrap();
+        assert_eq!(
+            display_value(&encoded),
+            json!({"title": "launch", "tags": [1, 2]})
+        );
+        let text_bytes = rmp_serde::to_vec(&serde_bytes::Bytes::new(b"\"dark\"")).unwrap();
+        assert_eq!(display_value(&text_bytes), json!("\"dark\""));
+        let raw = rmp_serde::to_vec(&serde_bytes::Bytes::new(&[0xff, 0x00])).unwrap();
+        assert_eq!(display_value(&raw), json!({"hex": "ff00"}));
+        assert_eq!(display_value(&[0x92, 0x01]), json!({"undecodable": "9201"}));
+        assert_eq!(display_value(&[0x01, 0x02]), json!({"undecodable": "0102"}));
     }
 }

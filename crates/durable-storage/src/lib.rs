@@ -59,7 +59,7 @@ pub use files::{
     install_database, read_file_pages, settle_database, snapshot_database,
 };
 pub use inspect::{
-    InspectError, ListFilter, ObjectListing, ObjectReader, QueryResult, list_objects,
+    InspectError, ListFilter, ObjectListing, ObjectReader, QueryResult, display_value, list_objects,
 };
 pub use kv::ListOptions;
 pub use layout::DataLayout;
