@@ -98,7 +98,7 @@ pub use durable_runtime::State;
 /// nowhere (the [recovery guide](crate::guides::recovery)).
 #[doc(inline)]
 pub use durable_runtime::{
-    Admin, AdminNamespace, AdminRows, AdminTarget, CommitLogSetting, CompactReport,
+    Admin, AdminNamespace, AdminRows, AdminSocket, AdminTarget, CommitLogSetting, CompactReport,
 };
 pub use durable_runtime::{
     Body, BodySender, DescriptorBudget, Env, MetricsHandle, MetricsSnapshot, Migration,

@@ -61,6 +61,15 @@ pub struct AdminRows {
     pub rows_written: u64,
 }
 
+/// One hibernatable WebSocket of an object, as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSocket {
+    /// The tags it was accepted with.
+    pub tags: Vec<String>,
+    /// Its serialized attachment, if it has one (self-describing MessagePack).
+    pub attachment: Option<Vec<u8>>,
+}
+
 /// Operator access to the objects of a running node (see the module's doc).
 #[derive(Clone)]
 pub struct Admin {
@@ -168,6 +177,26 @@ impl Admin {
         self.shared
             .layout
             .object_db(&target.class, &target.id.to_string())
+    }
+
+    /// The object's open hibernatable WebSockets, in accept order (read from the node's
+    /// memory: it does not wake the object).
+    pub fn web_sockets(&self, target: &AdminTarget) -> Vec<AdminSocket> {
+        let key = crate::core::ObjectKey::new(target.ns, &target.id);
+        let Some(hub) = self.shared.hubs.get(&key) else {
+            return Vec::new();
+        };
+        let sockets: Vec<_> = hub.inner().sockets.values().cloned().collect();
+        sockets
+            .iter()
+            .map(|socket| {
+                let state = socket.state();
+                AdminSocket {
+                    tags: state.tags.clone(),
+                    attachment: state.attachment.clone(),
+                }
+            })
+            .collect()
     }
 
     /// Runs `f` inside the object, as an event of its own (see the module's doc), and

@@ -57,6 +57,31 @@ impl AdminState {
             token: token.into(),
         }
     }
+
+    /// True if `given` is the token (compared in time that does not depend on where it
+    /// differs).
+    pub(crate) fn token_matches(&self, given: &str) -> bool {
+        same(given.as_bytes(), self.token.as_bytes())
+    }
+
+    /// True if the request carries the token: `Authorization: Bearer`, or the console's
+    /// cookie.
+    pub(crate) fn authorized(&self, headers: &http::HeaderMap) -> bool {
+        let bearer = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if bearer.is_some_and(|given| self.token_matches(given.trim())) {
+            return true;
+        }
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .any(|(name, value)| name == crate::console::COOKIE && self.token_matches(value))
+    }
 }
 
 /// The node's admin token: read from the data folder, or created there (owner-only) at the
@@ -122,12 +147,7 @@ pub(crate) fn router(state: AdminState) -> Router<AdminState> {
 
 /// Refuses a request without the bearer token (401), before any handler runs.
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    if given.is_some_and(|given| same(given.trim().as_bytes(), state.token.as_bytes())) {
+    if state.authorized(request.headers()) {
         return next.run(request).await;
     }
     let mut response = ApiError::new(

@@ -82,6 +82,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod connections;
+mod console;
 mod framing;
 pub mod front;
 pub mod metrics;

@@ -325,8 +325,10 @@ async fn bind_admin(
         }
     })?;
     let state = admin::AdminState::new(runtime.admin(), runtime.metrics_handle(), token);
-    let router = admin::router(state.clone()).with_state(state);
-    tracing::info!(admin = %addr, "admin API ready (bearer token in the data folder's admin.token)");
+    let router = admin::router(state.clone())
+        .merge(crate::console::router(state.clone()))
+        .with_state(state);
+    tracing::info!(admin = %addr, console = %format!("http://{addr}/login"), "admin API and console ready (the token is the data folder's admin.token)");
     Ok(AdminListener {
         listener,
         router,
