@@ -38,11 +38,14 @@ pub fn config_with(dir: &Path, extra: &str) -> PathBuf {
 impl Demo {
     /// Starts the binary with `--data data --listen 127.0.0.1:0` and `config` if given.
     pub fn start(data: &Path, config: Option<&Path>) -> Demo {
-        Self::spawn(
-            Command::new(env!("CARGO_BIN_EXE_durable-demo")),
-            data,
-            config,
-        )
+        Self::start_on(data, config, "127.0.0.1:0")
+    }
+
+    /// [`start`](Demo::start), listening on `listen` (to come back where it was).
+    pub fn start_on(data: &Path, config: Option<&Path>, listen: &str) -> Demo {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_durable-demo"));
+        command.arg("--listen").arg(listen);
+        Self::spawn(command, data, config)
     }
 
     /// [`start`](Demo::start), in a process allowed only `files` open file descriptors (soft
@@ -52,14 +55,14 @@ impl Demo {
         command
             .arg("-c")
             .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_durable-demo"));
+            .arg(env!("CARGO_BIN_EXE_durable-demo"))
+            .arg("--listen")
+            .arg("127.0.0.1:0");
         Self::spawn(command, data, config)
     }
 
     fn spawn(mut command: Command, data: &Path, config: Option<&Path>) -> Demo {
         command
-            .arg("--listen")
-            .arg("127.0.0.1:0")
             .arg("--data")
             .arg(data)
             .env("RUST_LOG", "warn")
