@@ -199,11 +199,11 @@ impl AlarmCommand {
 }
 
 /// One object, found.
-struct Target {
-    class: String,
-    id: String,
-    name: Option<String>,
-    db: PathBuf,
+pub(crate) struct Target {
+    pub(crate) class: String,
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) db: PathBuf,
 }
 
 impl Target {
@@ -226,7 +226,7 @@ impl Target {
 
 /// The class a namespace argument names: a binding the catalog records, or a class with a
 /// key in the data folder.
-fn resolve_namespace(layout: &DataLayout, namespace: &str) -> anyhow::Result<String> {
+pub(crate) fn resolve_namespace(layout: &DataLayout, namespace: &str) -> anyhow::Result<String> {
     let classes: Vec<String> = crate::local_keys(layout)?
         .into_iter()
         .map(|(class, _)| class)
@@ -268,12 +268,20 @@ fn resolve_namespace(layout: &DataLayout, namespace: &str) -> anyhow::Result<Str
 /// The object `args` names.
 fn resolve(args: &ObjectArgs) -> anyhow::Result<Target> {
     let layout = crate::data_folder(&args.data)?;
-    let class = resolve_namespace(&layout, &args.namespace)?;
+    resolve_in(&layout, &args.namespace, &args.object)
+}
+
+/// The object `object` (a name or an id) of `namespace` (a binding or a class) in `layout`.
+pub(crate) fn resolve_in(
+    layout: &DataLayout,
+    namespace: &str,
+    object: &str,
+) -> anyhow::Result<Target> {
+    let class = resolve_namespace(layout, namespace)?;
     let key_hex = std::fs::read_to_string(layout.namespace_key(&class))
         .with_context(|| format!("read the key of namespace {class}"))?;
     let key = NamespaceKey::from_hex(key_hex.trim())
         .map_err(|e| anyhow!("the key of namespace {class} is damaged: {e}"))?;
-    let object = args.object.as_str();
     let (id, name) = if crate::parse_id(object).is_some() {
         let id = key
             .id_from_string(object)
@@ -449,7 +457,7 @@ fn target_json(target: &Target) -> Value {
 }
 
 /// A SQL value as JSON: blobs as `{"blob": "<hex>"}`.
-fn value_json(value: &SqlValue) -> Value {
+pub(crate) fn value_json(value: &SqlValue) -> Value {
     match value {
         SqlValue::Null => Value::Null,
         SqlValue::Integer(n) => json!(n),

@@ -8,13 +8,16 @@
 //! durable kv put --data DIR NS OBJECT KEY JSON_VALUE [--json]
 //! durable alarm get|delete --data DIR NS OBJECT [--json]
 //! durable alarm set --data DIR NS OBJECT RFC3339_TIME_OR_MS [--json]
+//! durable export --data DIR --to PATH [--namespace NS] [--object NAME_OR_ID] [--json]
+//! durable import --data DIR --from PATH [--json]
 //! durable log verify --data DIR [--postgres URL] [--json]
 //! durable backup --data DIR --to PATH [--json]
 //! durable restore --data DIR (--from PATH | --from-postgres URL) [--namespace NS]
 //!                 [--object NAME_OR_ID] [--at RFC3339_TIME_OR_BOOKMARK] [--json]
 //! ```
 //!
-//! The inspection commands (`objects`, `sql`, `kv`, `alarm`) are in `inspect`; `backup` and
+//! The inspection commands (`objects`, `sql`, `kv`, `alarm`) are in `inspect`, `export` and
+//! `import` in `export`; `backup` and
 //! `restore` are in their modules; each prints one line (or, with `--json`, one
 //! JSON object) and exits 0, or says what is wrong on standard error and exits 2.
 //!
@@ -28,6 +31,7 @@
 
 mod admin_client;
 mod backup;
+mod export;
 mod inspect;
 mod progress;
 mod restore;
@@ -66,6 +70,10 @@ enum Command {
     /// One object's alarm.
     #[command(subcommand)]
     Alarm(inspect::AlarmCommand),
+    /// Write objects (SQL schema and rows, KV, alarm) to a JSON-lines file.
+    Export(export::ExportArgs),
+    /// Write an export's objects into the running node's objects.
+    Import(export::ImportArgs),
     /// The commit log.
     #[command(subcommand)]
     Log(LogCommand),
@@ -113,6 +121,8 @@ fn main() -> ExitCode {
         Command::Sql(args) => report(args.json(), inspect::sql(&args)),
         Command::Kv(command) => report(command.json(), inspect::kv(&command)),
         Command::Alarm(command) => report(command.json(), inspect::alarm(&command)),
+        Command::Export(args) => report(args.json(), export::export(&args)),
+        Command::Import(args) => report(args.json(), export::import(&args)),
         Command::Log(LogCommand::Verify(args)) => verify(&args),
         Command::Backup(args) => report(args.json(), backup::backup(&args)),
         Command::Restore(args) => report(args.json(), restore::restore(&args)),

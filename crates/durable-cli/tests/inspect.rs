@@ -456,3 +456,196 @@ async fn writes_run_inside_the_objects_through_the_running_node() {
     }
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_moves_objects_to_another_node_and_a_cut_short_file_imports_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = dir.path().join("from");
+    let to = dir.path().join("to");
+    let (f, t) = (from.to_str().unwrap(), to.to_str().unwrap());
+    let file = dir.path().join("rooms.jsonl");
+    let file_text = file.to_str().unwrap();
+
+    let source = serve(&from, false).await;
+    let rooms = source.env().namespace::<Room>("ROOMS").unwrap();
+    let one = rooms.get_by_name("room-1");
+    one.post("ada".into(), "hello".into()).await.unwrap();
+    one.post("bob".into(), "a blob? no, text".into())
+        .await
+        .unwrap();
+    one.set_topic("launch".into()).await.unwrap();
+    one.remind_at(4_102_444_800_000).await.unwrap();
+    rooms
+        .get_by_name("room-2")
+        .post("cy".into(), "anyone?".into())
+        .await
+        .unwrap();
+    // Exported while the node runs (a read).
+    let report = ok(&[
+        "export",
+        "--data",
+        f,
+        "--to",
+        file_text,
+        "--namespace",
+        "ROOMS",
+    ]);
+    assert_eq!(report["objects"], 2, "{report}");
+    assert_eq!(report["rows"], 3);
+    assert_eq!(report["kv_entries"], 2);
+    let exported = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        exported
+            .lines()
+            .any(|l| l.contains("\"schema\"") && l.contains("CREATE TABLE"))
+    );
+    assert!(
+        exported.lines().any(|l| l.contains("\"launch\"")),
+        "KV decoded for people"
+    );
+    source.stop().await.unwrap();
+
+    // Mistakes of export.
+    refused(
+        &[
+            "export",
+            "--data",
+            f,
+            "--to",
+            file_text,
+            "--namespace",
+            "ROOMS",
+        ],
+        "never overwrites",
+    );
+    refused(
+        &[
+            "export",
+            "--data",
+            f,
+            "--to",
+            "/tmp/x.jsonl",
+            "--object",
+            "room-1",
+        ],
+        "--object needs --namespace",
+    );
+
+    // Into another node (its own keys: objects are found by name).
+    let target = serve(&to, true).await;
+    let t_rooms = target.env().namespace::<Room>("ROOMS").unwrap();
+    t_rooms
+        .get_by_name("room-3")
+        .post("dee".into(), "already here".into())
+        .await
+        .unwrap();
+    let import_args = |path: &str| strings(&["import", "--data", t, "--from", path, "--json"]);
+    let output = durable_off_thread(import_args(file_text)).await;
+    assert!(output.status.success(), "{}", text(&output));
+    let rows = ok(&[
+        "sql",
+        "--data",
+        t,
+        "ROOMS",
+        "room-1",
+        "SELECT author, text FROM messages ORDER BY id",
+    ]);
+    assert_eq!(
+        rows["rows"],
+        serde_json::json!([["ada", "hello"], ["bob", "a blob? no, text"]])
+    );
+    let topic = ok(&["kv", "get", "--data", t, "ROOMS", "room-1", "topic"]);
+    assert_eq!(
+        topic["value"],
+        serde_json::json!({"title": "launch", "pinned": true})
+    );
+    let alarm = ok(&["alarm", "get", "--data", t, "ROOMS", "room-1"]);
+    assert_eq!(alarm["alarm_ms"], 4_102_444_800_000i64);
+    assert_eq!(
+        ok(&[
+            "sql",
+            "--data",
+            t,
+            "ROOMS",
+            "room-2",
+            "SELECT count(*) FROM messages"
+        ])["rows"],
+        serde_json::json!([[1]])
+    );
+
+    // A file cut short (a partial copy) or damaged: refused whole, nothing written.
+    let count = |name: &str| {
+        ok(&[
+            "sql",
+            "--data",
+            t,
+            "ROOMS",
+            name,
+            "SELECT count(*) FROM messages",
+        ])["rows"][0][0]
+            .as_i64()
+            .unwrap()
+    };
+    let before = (count("room-1"), count("room-2"));
+    let lines: Vec<&str> = exported.lines().collect();
+    let cases = [
+        (
+            "cut.jsonl",
+            lines[..lines.len() - 1].join("\n"),
+            "cut short",
+        ),
+        (
+            "torn.jsonl",
+            format!(
+                "{}\n{}",
+                lines[..lines.len() - 1].join("\n"),
+                &lines[lines.len() - 1][..5]
+            ),
+            "damaged or cut short",
+        ),
+        (
+            "foreign.jsonl",
+            "{\"hello\": 1}\n".to_owned(),
+            "not an export",
+        ),
+        (
+            "miscounted.jsonl",
+            exported.replace("\"objects\":2", "\"objects\":3"),
+            "is damaged",
+        ),
+    ];
+    for (name, content, expected) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let output = durable_off_thread(strings(&[
+            "import",
+            "--data",
+            t,
+            "--from",
+            path.to_str().unwrap(),
+        ]))
+        .await;
+        assert_eq!(output.status.code(), Some(2), "{name}: {}", text(&output));
+        assert!(
+            text(&output).contains(expected),
+            "{name}: {}",
+            text(&output)
+        );
+        assert!(text(&output).contains("nothing was imported"), "{name}");
+    }
+    assert_eq!((count("room-1"), count("room-2")), before);
+    // Imported twice: the rows are there already; the object's import is undone whole.
+    let output = durable_off_thread(import_args(file_text)).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("UNIQUE"), "{}", text(&output));
+    assert_eq!((count("room-1"), count("room-2")), before);
+    target.stop().await.unwrap();
+
+    // Without a running node, an import says what to do.
+    let output = durable_off_thread(import_args(file_text)).await;
+    assert!(
+        text(&output).contains("no node is running"),
+        "{}",
+        text(&output)
+    );
+}

@@ -99,6 +99,7 @@ pub use durable_runtime::State;
 #[doc(inline)]
 pub use durable_runtime::{
     Admin, AdminNamespace, AdminRows, AdminSocket, AdminTarget, CommitLogSetting, CompactReport,
+    ImportReport, ObjectContent,
 };
 pub use durable_runtime::{
     Body, BodySender, DescriptorBudget, Env, MetricsHandle, MetricsSnapshot, Migration,

@@ -61,6 +61,32 @@ pub struct AdminRows {
     pub rows_written: u64,
 }
 
+/// One object's content to import (what `durable export` wrote of it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectContent {
+    /// The `CREATE` statements of its tables and indexes, in order.
+    pub schema: Vec<String>,
+    /// Rows by table: each row's values, in the table's column order.
+    pub rows: Vec<(String, Vec<Vec<SqlValue>>)>,
+    /// KV entries, their values as stored (encoded).
+    pub kv: Vec<(String, Vec<u8>)>,
+    /// Its alarm, in milliseconds since the Unix epoch.
+    pub alarm_ms: Option<i64>,
+}
+
+/// What [`Admin::import`] wrote into one object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Tables and indexes created (those already there with the same definition are kept).
+    pub created: usize,
+    /// Rows inserted.
+    pub rows: u64,
+    /// KV entries stored.
+    pub kv: usize,
+    /// True if the alarm was set.
+    pub alarm: bool,
+}
+
 /// One hibernatable WebSocket of an object, as the console shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSocket {
@@ -223,6 +249,63 @@ impl Admin {
                 rows,
                 rows_written,
             })
+        })
+        .await
+    }
+
+    /// Writes `content` into the object, as one transaction: all of it, or (on any error:
+    /// a table there with another definition, a row that conflicts) none of it. A table or
+    /// index already there with the same definition (one the class's `init` creates) is
+    /// kept; rows are inserted; KV entries are stored as they were exported.
+    pub async fn import(
+        &self,
+        target: &AdminTarget,
+        content: ObjectContent,
+    ) -> Result<ImportReport> {
+        self.run(target, move |state| async move {
+            let storage = state.storage();
+            let inner = storage.clone();
+            storage
+                .transaction(|_txn| async move {
+                    let sql = inner.sql();
+                    let mut report = ImportReport::default();
+                    for statement in &content.schema {
+                        let existing: Vec<Vec<SqlValue>> = sql
+                            .exec(
+                                "SELECT sql FROM sqlite_master WHERE sql = ?1",
+                                (statement.as_str(),),
+                            )?
+                            .raw()
+                            .collect();
+                        if existing.is_empty() {
+                            sql.exec(statement, ())?;
+                            report.created += 1;
+                        }
+                    }
+                    for (table, rows) in &content.rows {
+                        let Some(first) = rows.first() else { continue };
+                        let marks = vec!["?"; first.len()].join(", ");
+                        let insert = format!(
+                            "INSERT INTO \"{}\" VALUES ({marks})",
+                            table.replace('"', "\"\"")
+                        );
+                        for row in rows {
+                            sql.exec(&insert, row.clone())?;
+                            report.rows += 1;
+                        }
+                    }
+                    let kv = inner.kv();
+                    for (key, bytes) in &content.kv {
+                        kv.put_encoded(key, bytes)?;
+                        report.kv += 1;
+                    }
+                    if let Some(ms) = content.alarm_ms {
+                        inner.set_alarm(ms).await?;
+                        report.alarm = true;
+                    }
+                    Ok(report)
+                })
+                .await
         })
         .await
     }

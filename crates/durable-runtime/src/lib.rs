@@ -54,7 +54,9 @@ mod websocket;
 
 /// The `http` crate, for building requests and responses (`http::StatusCode`, `http::Method`).
 pub use ::http;
-pub use admin::{Admin, AdminNamespace, AdminRows, AdminSocket, AdminTarget};
+pub use admin::{
+    Admin, AdminNamespace, AdminRows, AdminSocket, AdminTarget, ImportReport, ObjectContent,
+};
 pub use alarm::{AlarmInfo, ScheduledAlarm};
 pub use body::{Body, BodySender, Request, Response};
 pub use clock::SystemClock;

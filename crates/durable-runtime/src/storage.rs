@@ -546,6 +546,12 @@ impl SyncKv {
         self.storage.run(true, |db| db.kv_put(key, &bytes, true))
     }
 
+    /// Stores `bytes`, already encoded, under `key` (an operator's import: the value goes
+    /// back exactly as it was exported).
+    pub(crate) fn put_encoded(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        self.storage.run(true, |db| db.kv_put(key, bytes, true))
+    }
+
     /// Deletes `key`; true if it existed.
     pub fn delete(&self, key: &str) -> Result<bool> {
         self.storage.run(true, |db| db.kv_delete(key, true))

@@ -18,6 +18,7 @@
 //! | `GET /api/objects/{ns}/{object}/kv?prefix=&start_after=&limit=` | KV entries, decoded |
 //! | `GET`, `PUT`, `DELETE /api/objects/{ns}/{object}/kv/{key}` | one entry (`PUT` takes the JSON value) |
 //! | `GET`, `PUT`, `DELETE /api/objects/{ns}/{object}/alarm` | the alarm (`PUT` takes `{"time_ms": N}`) |
+//! | `POST /api/objects/{ns}/{object}/import` | `durable import`'s content of one object, written as one transaction |
 //! | `GET /api/metrics` | the runtime's counters and gauges |
 
 use std::path::Path;
@@ -141,6 +142,7 @@ pub(crate) fn router(state: AdminState) -> Router<AdminState> {
             "/api/objects/{ns}/{object}/alarm",
             get(alarm_get).put(alarm_put).delete(alarm_delete),
         )
+        .route("/api/objects/{ns}/{object}/import", post(import))
         .route("/api/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state, require_token))
 }
@@ -571,6 +573,99 @@ async fn alarm_delete(
     let target = target(&state, &ns, &object)?;
     state.admin.delete_alarm(&target).await?;
     Ok(Json(json!({ "alarm_ms": null })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportBody {
+    #[serde(default)]
+    schema: Vec<String>,
+    #[serde(default)]
+    rows: Vec<ImportTable>,
+    #[serde(default)]
+    kv: Vec<ImportEntry>,
+    alarm_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportTable {
+    table: String,
+    rows: Vec<Vec<Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportEntry {
+    key: String,
+    /// The stored bytes, in hex.
+    raw: String,
+}
+
+/// A SQL value from its JSON form (blobs as `{"blob": "<hex>"}`).
+fn sql_value(value: &Value) -> ApiResult<SqlValue> {
+    Ok(match value {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(n) => SqlValue::Integer(n),
+            None => SqlValue::Real(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(text) => SqlValue::Text(text.clone()),
+        Value::Object(map) => match map.get("blob").and_then(Value::as_str) {
+            Some(hex) => SqlValue::Blob(from_hex(hex)?),
+            None => {
+                return Err(bad(
+                    "a SQL value is a number, text, null or {\"blob\": \"<hex>\"}",
+                ));
+            }
+        },
+        Value::Array(_) => {
+            return Err(bad(
+                "a SQL value is a number, text, null or {\"blob\": \"<hex>\"}",
+            ));
+        }
+    })
+}
+
+fn bad(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+fn from_hex(text: &str) -> ApiResult<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return Err(bad("hex text has an odd number of digits"));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|_| bad("not hex digits")))
+        .collect()
+}
+
+async fn import(
+    State(state): State<AdminState>,
+    UrlPath((ns, object)): UrlPath<(String, String)>,
+    Json(body): Json<ImportBody>,
+) -> ApiResult<Json<Value>> {
+    let target = target(&state, &ns, &object)?;
+    let mut content = durable_runtime::ObjectContent {
+        schema: body.schema,
+        alarm_ms: body.alarm_ms,
+        ..Default::default()
+    };
+    for table in body.rows {
+        let rows = table
+            .rows
+            .iter()
+            .map(|row| row.iter().map(sql_value).collect::<ApiResult<Vec<_>>>())
+            .collect::<ApiResult<Vec<_>>>()?;
+        content.rows.push((table.table, rows));
+    }
+    for entry in body.kv {
+        content.kv.push((entry.key, from_hex(&entry.raw)?));
+    }
+    let report = state.admin.import(&target, content).await?;
+    Ok(Json(json!({
+        "object": target_json(state.admin.layout(), &target),
+        "imported": report,
+    })))
 }
 
 async fn metrics(State(state): State<AdminState>) -> Json<Value> {
