@@ -1,17 +1,21 @@
-//! Writes through a running node: `durable` finds the node's admin API from the data folder
-//! (`admin.address`, `admin.token`, written by the node when it starts with
-//! `durable.admin.listen` set) and sends it one JSON request over HTTP/1.1.
+//! Writes: [`Writer`] runs each one inside its object, through the running node's admin API
+//! when a node holds the folder (`durable` finds it from the data folder: `admin.address`,
+//! `admin.token`, written by the node when it starts with `durable.admin.listen` set; one JSON
+//! request over HTTP/1.1), or by opening the folder itself when none does
+//! ([`LocalNode`](crate::local_node::LocalNode)).
 //!
 //! A write never goes to the files directly: it must run inside the object (its turn, its
-//! commit log, its alarm index), which only the node that holds the folder can do.
+//! commit log, its alarm index).
 
-use std::io::{Read, Write};
+use std::io::{Read, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use durable_storage::DataLayout;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::local_node::LocalNode;
 
 /// The admin API of the node running on a data folder.
 #[derive(Debug)]
@@ -21,15 +25,9 @@ pub(crate) struct AdminApi {
 }
 
 impl AdminApi {
-    /// The admin API of the node holding `layout`'s folder; an error that says what to do
-    /// when no node runs there, or it runs without its admin API.
+    /// The admin API of the node holding `layout`'s folder (one must); an error that says
+    /// what to do when it runs without its admin API.
     pub(crate) fn of(layout: &DataLayout) -> anyhow::Result<Self> {
-        if !crate::node_holds(layout)? {
-            bail!(
-                "no node is running on {}: writes run inside the objects, through a running node's admin API (start the node with durable.admin.listen set, then run this again)",
-                layout.root().display()
-            );
-        }
         let address = match std::fs::read_to_string(layout.admin_address()) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
@@ -86,6 +84,116 @@ impl AdminApi {
             bail!("{message}");
         }
         Ok(value)
+    }
+}
+
+/// One write an operator asks of an object.
+#[derive(Debug)]
+pub(crate) enum Write {
+    /// A SQL statement (it may write).
+    Sql(String),
+    /// A KV value stored under a key.
+    KvPut(String, Value),
+    /// A KV key deleted.
+    KvDelete(String),
+    /// The alarm set, in milliseconds since the Unix epoch.
+    AlarmSet(i64),
+    /// The alarm deleted.
+    AlarmDelete,
+    /// An export's content of the object (the admin API's import body).
+    Import(Value),
+}
+
+/// Where writes go: the running node, or the folder opened by the tool.
+pub(crate) enum Writer {
+    Node(AdminApi),
+    Local(LocalNode),
+}
+
+impl Writer {
+    /// The running node's admin API if a node holds the folder; the folder itself otherwise.
+    pub(crate) fn of(layout: &DataLayout) -> anyhow::Result<Self> {
+        if crate::node_holds(layout)? {
+            Ok(Writer::Node(AdminApi::of(layout)?))
+        } else {
+            Ok(Writer::Local(LocalNode::open(layout)?))
+        }
+    }
+
+    /// Runs `write` inside object `object` (a name or an id) of `namespace` (a binding or a
+    /// class); the admin API's answer (or the same JSON, made here).
+    pub(crate) fn perform(
+        &self,
+        namespace: &str,
+        object: &str,
+        write: Write,
+    ) -> anyhow::Result<Value> {
+        match self {
+            Writer::Node(api) => {
+                let base = format!("/api/objects/{}/{}", segment(namespace), segment(object));
+                let (method, path, body) = match write {
+                    Write::Sql(query) => (
+                        "POST",
+                        format!("{base}/sql"),
+                        Some(json!({ "query": query, "write": true })),
+                    ),
+                    Write::KvPut(key, value) => {
+                        ("PUT", format!("{base}/kv/{}", segment(&key)), Some(value))
+                    }
+                    Write::KvDelete(key) => {
+                        ("DELETE", format!("{base}/kv/{}", segment(&key)), None)
+                    }
+                    Write::AlarmSet(ms) => (
+                        "PUT",
+                        format!("{base}/alarm"),
+                        Some(json!({ "time_ms": ms })),
+                    ),
+                    Write::AlarmDelete => ("DELETE", format!("{base}/alarm"), None),
+                    Write::Import(body) => ("POST", format!("{base}/import"), Some(body)),
+                };
+                api.call(method, &path, body.as_ref())
+            }
+            Writer::Local(node) => {
+                let admin = node
+                    .admin()
+                    .ok_or_else(|| anyhow!("the folder is closed"))?;
+                let failed = |e: durable_core::Error| anyhow!("{}", e.message());
+                let target = admin.resolve(namespace, object).map_err(failed)?;
+                node.block_on(async {
+                    Ok(match write {
+                        Write::Sql(query) => {
+                            let rows = admin.sql(&target, query).await.map_err(failed)?;
+                            json!({
+                                "columns": rows.columns,
+                                "rows": rows.rows.iter().map(|row| row.iter().map(crate::inspect::value_json).collect::<Vec<_>>()).collect::<Vec<_>>(),
+                                "rows_written": rows.rows_written,
+                            })
+                        }
+                        Write::KvPut(key, value) => {
+                            admin.kv_put(&target, key.clone(), value).await.map_err(failed)?;
+                            json!({ "key": key, "stored": true })
+                        }
+                        Write::KvDelete(key) => {
+                            let deleted = admin.kv_delete(&target, key.clone()).await.map_err(failed)?;
+                            json!({ "key": key, "deleted": deleted })
+                        }
+                        Write::AlarmSet(ms) => {
+                            admin.set_alarm(&target, ms).await.map_err(failed)?;
+                            json!({ "alarm_ms": ms })
+                        }
+                        Write::AlarmDelete => {
+                            admin.delete_alarm(&target).await.map_err(failed)?;
+                            json!({ "alarm_ms": null })
+                        }
+                        Write::Import(body) => {
+                            let content = crate::export::content_of(&body)?;
+                            let report = admin.import(&target, content).await.map_err(failed)?;
+                            json!({ "imported": report })
+                        }
+                    })
+                })
+            }
+        }
     }
 }
 

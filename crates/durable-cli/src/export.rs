@@ -20,12 +20,13 @@
 //!
 //! An import reads the whole file first and refuses one that is cut short or damaged (no
 //! `end` line, counts that disagree, a line that is not one of these) before writing
-//! anything; then each object's content is written inside the object, as one transaction,
-//! through the running node's admin API (writes always go through the node). An object is
+//! anything; then each object's content is written inside the object, as one transaction
+//! (through the running node's admin API, or with the folder opened by the tool when no node
+//! runs: `admin_client::Writer`). An object is
 //! found by its name when it has one (so an export moves between nodes), by its id
 //! otherwise.
 
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, BufWriter, Write as _};
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
@@ -33,7 +34,7 @@ use clap::Args;
 use durable_storage::{ListFilter, ObjectReader};
 use serde_json::{Value, json};
 
-use crate::admin_client::{AdminApi, segment};
+use crate::admin_client::{Write, Writer};
 use crate::inspect;
 use crate::progress::Progress;
 
@@ -61,7 +62,7 @@ pub(crate) struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
-    /// The node's data folder (a node must be running on it, with its admin API).
+    /// The node's data folder (running node or not: see `durable sql --write`).
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
     /// The file `durable export` wrote.
@@ -326,21 +327,59 @@ fn read_export(path: &PathBuf) -> anyhow::Result<Vec<Imported>> {
     Ok(objects)
 }
 
+/// An object's content from its import body (what `read_export` gathered).
+pub(crate) fn content_of(body: &Value) -> anyhow::Result<durable_runtime::ObjectContent> {
+    let mut content = durable_runtime::ObjectContent {
+        alarm_ms: body["alarm_ms"].as_i64(),
+        ..Default::default()
+    };
+    for statement in body["schema"].as_array().into_iter().flatten() {
+        content
+            .schema
+            .push(statement.as_str().unwrap_or_default().to_owned());
+    }
+    for table in body["rows"].as_array().into_iter().flatten() {
+        let rows = table["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|row| {
+                row.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(inspect::json_value)
+                    .collect()
+            })
+            .collect();
+        content
+            .rows
+            .push((table["table"].as_str().unwrap_or_default().to_owned(), rows));
+    }
+    for entry in body["kv"].as_array().into_iter().flatten() {
+        let raw = entry["raw"].as_str().unwrap_or_default();
+        let bytes =
+            crate::from_hex(raw).ok_or_else(|| anyhow!("a KV value is not hex: {raw:?}"))?;
+        content
+            .kv
+            .push((entry["key"].as_str().unwrap_or_default().to_owned(), bytes));
+    }
+    Ok(content)
+}
+
 /// `durable import`.
 pub(crate) fn import(args: &ImportArgs) -> anyhow::Result<(Value, String)> {
     let layout = crate::data_folder(&args.data)?;
     let objects = read_export(&args.from)?;
-    let api = AdminApi::of(&layout)?;
+    let writer = Writer::of(&layout)?;
     let progress = Progress::items(!args.json, "objects", objects.len() as u64);
     let mut imported = Vec::new();
     for object in &objects {
-        let path = format!(
-            "/api/objects/{}/{}/import",
-            segment(&object.namespace),
-            segment(&object.object)
-        );
-        let answer = api
-            .call("POST", &path, Some(&object.body))
+        let answer = writer
+            .perform(
+                &object.namespace,
+                &object.object,
+                Write::Import(object.body.clone()),
+            )
             .with_context(|| {
                 format!(
                     "import {} {:?} ({} of {} objects were imported before it)",

@@ -14,14 +14,14 @@
 //! namespace's key). `--json` prints JSON: one object per line for `objects list` (it
 //! streams), one document otherwise.
 
-use std::io::Write;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use durable_core::NamespaceKey;
 
-use crate::admin_client::{AdminApi, segment};
+use crate::admin_client::{Write, Writer};
 use durable_storage::{
     DataLayout, ListFilter, ObjectCatalog, ObjectListing, ObjectReader, QueryResult, SqlValue,
 };
@@ -388,12 +388,7 @@ pub(crate) fn time_text(ms: i64) -> String {
 /// `durable sql`.
 pub(crate) fn sql(args: &SqlArgs) -> anyhow::Result<(Value, String)> {
     if args.write {
-        let answer = admin_call(
-            &args.target,
-            "POST",
-            "/sql",
-            Some(&json!({ "query": args.query, "write": true })),
-        )?;
+        let answer = perform(&args.target, Write::Sql(args.query.clone()))?;
         let result = QueryResult {
             columns: answer["columns"]
                 .as_array()
@@ -516,35 +511,34 @@ fn table(result: &QueryResult) -> String {
     out.join("\n")
 }
 
-/// A SQL value from the admin API's JSON.
-fn json_value(value: &Value) -> SqlValue {
+/// A SQL value from its JSON form (blobs as `{"blob": "<hex>"}`), as exports and the
+/// admin API write it.
+pub(crate) fn json_value(value: &Value) -> SqlValue {
     match value {
         Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
         Value::Number(n) => n.as_i64().map_or_else(
             || SqlValue::Real(n.as_f64().unwrap_or(0.0)),
             SqlValue::Integer,
         ),
         Value::String(text) => SqlValue::Text(text.clone()),
-        other => SqlValue::Text(other.to_string()),
+        Value::Object(map) => match map
+            .get("blob")
+            .and_then(Value::as_str)
+            .and_then(crate::from_hex)
+        {
+            Some(bytes) => SqlValue::Blob(bytes),
+            None => SqlValue::Text(value.to_string()),
+        },
+        Value::Array(_) => SqlValue::Text(value.to_string()),
     }
 }
 
-/// Sends `method` to the object's admin route `suffix` (after `/api/objects/{ns}/{object}`)
-/// of the node running on the data folder.
-fn admin_call(
-    target: &ObjectArgs,
-    method: &str,
-    suffix: &str,
-    body: Option<&Value>,
-) -> anyhow::Result<Value> {
+/// Runs `write` inside the object `target` names (through the running node, or by opening
+/// the folder when none runs).
+fn perform(target: &ObjectArgs, write: Write) -> anyhow::Result<Value> {
     let layout = crate::data_folder(&target.data)?;
-    let api = AdminApi::of(&layout)?;
-    let path = format!(
-        "/api/objects/{}/{}{suffix}",
-        segment(&target.namespace),
-        segment(&target.object)
-    );
-    api.call(method, &path, body)
+    Writer::of(&layout)?.perform(&target.namespace, &target.object, write)
 }
 
 /// `durable kv get|list|put|delete`.
@@ -554,13 +548,11 @@ pub(crate) fn kv(command: &KvCommand) -> anyhow::Result<(Value, String)> {
             let value: Value = serde_json::from_str(&args.value).map_err(|e| {
                 anyhow!("the value is not JSON ({e}): quote text as JSON, for example '\"hello\"'")
             })?;
-            let path = format!("/kv/{}", segment(&args.key));
-            let answer = admin_call(&args.target, "PUT", &path, Some(&value))?;
+            let answer = perform(&args.target, Write::KvPut(args.key.clone(), value))?;
             Ok((answer, format!("stored {:?}", args.key)))
         }
         KvCommand::Delete(args) => {
-            let path = format!("/kv/{}", segment(&args.key));
-            let answer = admin_call(&args.target, "DELETE", &path, None)?;
+            let answer = perform(&args.target, Write::KvDelete(args.key.clone()))?;
             let text = if answer["deleted"] == true {
                 format!("deleted {:?}", args.key)
             } else {
@@ -632,16 +624,11 @@ pub(crate) fn alarm(command: &AlarmCommand) -> anyhow::Result<(Value, String)> {
     match command {
         AlarmCommand::Set(args) => {
             let ms = parse_time(&args.at)?;
-            let answer = admin_call(
-                &args.target,
-                "PUT",
-                "/alarm",
-                Some(&json!({ "time_ms": ms })),
-            )?;
+            let answer = perform(&args.target, Write::AlarmSet(ms))?;
             Ok((answer, format!("alarm set for {} ({ms})", time_text(ms))))
         }
         AlarmCommand::Delete(args) => {
-            let answer = admin_call(&args.target, "DELETE", "/alarm", None)?;
+            let answer = perform(&args.target, Write::AlarmDelete)?;
             Ok((answer, "alarm deleted".to_owned()))
         }
         AlarmCommand::Get(args) => {

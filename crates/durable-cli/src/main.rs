@@ -33,6 +33,7 @@ mod admin_client;
 mod backup;
 mod export;
 mod inspect;
+mod local_node;
 mod progress;
 mod restore;
 
@@ -215,6 +216,17 @@ fn try_hold(layout: &DataLayout) -> anyhow::Result<Option<std::fs::File>> {
 /// True if a running node holds the data folder.
 fn node_holds(layout: &DataLayout) -> anyhow::Result<bool> {
     Ok(try_hold(layout)?.is_none())
+}
+
+/// The bytes of hex text (`None` if it is not hex).
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Bytes as lowercase hex digits.

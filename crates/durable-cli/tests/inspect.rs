@@ -351,17 +351,58 @@ async fn writes_run_inside_the_objects_through_the_running_node() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("admin API off"), "{}", text(&output));
     server.stop().await.unwrap();
+
+    // No node running: the tool opens the folder itself, and the write still runs inside the
+    // object (its commit log, its alarm index); the node finds it when it starts again.
     let output = durable_off_thread(strings(&[
-        "kv", "put", "--data", d, "ROOMS", "room-1", "topic", "\"x\"",
+        "kv",
+        "put",
+        "--data",
+        d,
+        "ROOMS",
+        "room-1",
+        "note",
+        "\"written offline\"",
     ]))
     .await;
-    assert!(
-        text(&output).contains("no node is running"),
-        "{}",
-        text(&output)
+    assert!(output.status.success(), "{}", text(&output));
+    let output = durable_off_thread(strings(&[
+        "alarm",
+        "set",
+        "--data",
+        d,
+        "ROOMS",
+        "room-1",
+        "2030-01-01T00:00:00Z",
+    ]))
+    .await;
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        ok(&["kv", "get", "--data", d, "ROOMS", "room-1", "note"])["value"],
+        "written offline"
     );
+    // A node that replicates to PostgreSQL is written only through the node.
+    {
+        let catalog = durable_storage::ObjectCatalog::open(&data.join("catalog.sqlite")).unwrap();
+        catalog.put_setting("commit_log", "postgres").unwrap();
+    }
+    let output = durable_off_thread(strings(&[
+        "kv", "put", "--data", d, "ROOMS", "room-1", "note", "\"x\"",
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("PostgreSQL"), "{}", text(&output));
 
     let server = serve(&data, true).await;
+    // What was written offline is there, alarm included.
+    assert_eq!(
+        ok(&["kv", "get", "--data", d, "ROOMS", "room-1", "note"])["value"],
+        "written offline"
+    );
+    assert_eq!(
+        ok(&["alarm", "get", "--data", d, "ROOMS", "room-1"])["alarm"],
+        "2030-01-01T00:00:00Z"
+    );
     let run = |args: &[&str]| {
         let mut all = strings(args);
         all.push("--json".into());
@@ -641,11 +682,31 @@ async fn an_export_moves_objects_to_another_node_and_a_cut_short_file_imports_no
     assert_eq!((count("room-1"), count("room-2")), before);
     target.stop().await.unwrap();
 
-    // Without a running node, an import says what to do.
-    let output = durable_off_thread(import_args(file_text)).await;
-    assert!(
-        text(&output).contains("no node is running"),
-        "{}",
-        text(&output)
-    );
+    // Without a running node, the tool opens the folder and imports itself.
+    let third = dir.path().join("third");
+    serve(&third, false).await.stop().await.unwrap();
+    let one_file = dir.path().join("one.jsonl");
+    let (o, th) = (one_file.to_str().unwrap(), third.to_str().unwrap());
+    ok(&[
+        "export",
+        "--data",
+        f,
+        "--to",
+        o,
+        "--namespace",
+        "Room",
+        "--object",
+        "room-2",
+    ]);
+    let output = durable_off_thread(strings(&["import", "--data", th, "--from", o])).await;
+    assert!(output.status.success(), "{}", text(&output));
+    let rows = ok(&[
+        "sql",
+        "--data",
+        th,
+        "ROOMS",
+        "room-2",
+        "SELECT text FROM messages",
+    ]);
+    assert_eq!(rows["rows"], serde_json::json!([["anyone?"]]));
 }

@@ -18,11 +18,16 @@ pub(crate) struct Catalog {
 }
 
 impl Catalog {
-    /// Opens the catalog of `layout`, records `bindings` (binding name, class) and starts its
-    /// writer.
-    pub(crate) fn start(layout: &DataLayout, bindings: &[(String, String)]) -> Self {
+    /// Opens the catalog of `layout`, records `bindings` (binding name, class) and where the
+    /// history goes (`commit_log`: `local`, `postgres` or `off`), and starts its writer.
+    pub(crate) fn start(
+        layout: &DataLayout,
+        bindings: &[(String, String)],
+        commit_log: &str,
+    ) -> Self {
         let opened = ObjectCatalog::open(&layout.catalog()).and_then(|catalog| {
             catalog.put_bindings(bindings)?;
+            catalog.put_setting("commit_log", commit_log)?;
             Ok(catalog)
         });
         let catalog = match opened {

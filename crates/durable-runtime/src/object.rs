@@ -270,7 +270,71 @@ impl fmt::Debug for ClassVTable {
     }
 }
 
+/// The object of a [stand-in class](crate::RuntimeBuilder::bind_stand_in): no state of its
+/// own and no handlers; only an operator's operations (`Payload::Run`) reach its storage.
+struct StandIn {
+    class: &'static str,
+}
+
+impl StandIn {
+    fn refused(&self) -> Error {
+        Error::new(
+            ErrorKind::NotImplemented,
+            format!(
+                "the objects of {} are opened by a tool, without their class: they take no calls",
+                self.class
+            ),
+        )
+    }
+}
+
+impl AnyObject for StandIn {
+    fn handle(self: Rc<Self>, payload: Payload) -> LocalBoxFuture<Outcome> {
+        let error = self.refused();
+        Box::pin(async move {
+            match payload {
+                Payload::Fetch(_) => Outcome::Fetch(Err(error)),
+                Payload::Alarm(_) => Outcome::Alarm(Err(error)),
+                Payload::WebSocket(_) => Outcome::Done(Err(error)),
+                _ => Outcome::Rpc(Err(error)),
+            }
+        })
+    }
+
+    fn into_any(self: Rc<Self>) -> Rc<dyn std::any::Any> {
+        self
+    }
+
+    fn alarm(self: Rc<Self>, _info: AlarmInfo) -> LocalBoxFuture<Result<()>> {
+        let error = self.refused();
+        Box::pin(async move { Err(error) })
+    }
+
+    fn init(self: Rc<Self>) -> LocalBoxFuture<Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Alarms may be set through it (they run when the node, with the class, runs again).
+    fn has_alarm_handler(&self) -> bool {
+        true
+    }
+}
+
 impl ClassVTable {
+    /// A stand-in for class `class_name` (see [`StandIn`]); the name lives as long as the
+    /// process (a tool binds a few).
+    pub(crate) fn stand_in(class_name: &str) -> Self {
+        fn construct(state: State, _env: Env) -> Rc<dyn AnyObject> {
+            Rc::new(StandIn {
+                class: state.class_name(),
+            })
+        }
+        Self {
+            class_name: Box::leak(class_name.to_owned().into_boxed_str()),
+            construct,
+        }
+    }
+
     pub(crate) fn of<T: DurableObject>() -> Self {
         fn construct<T: DurableObject>(state: State, env: Env) -> Rc<dyn AnyObject> {
             Rc::new(T::new(state, env))

@@ -43,6 +43,13 @@ impl State {
         Storage::new(Weak::clone(&self.instance))
     }
 
+    /// The object's class name (`"?"` once the instance is gone).
+    pub(crate) fn class_name(&self) -> &'static str {
+        self.instance
+            .upgrade()
+            .map_or("?", |instance| instance.class_name)
+    }
+
     fn instance(&self) -> Result<Rc<Instance>> {
         self.instance.upgrade().ok_or_else(|| {
             Error::reset("this instance was reset or evicted; its state handle no longer works")

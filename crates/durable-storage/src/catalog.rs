@@ -68,7 +68,9 @@ impl ObjectCatalog {
                      last_active_ms INTEGER NOT NULL,
                      PRIMARY KEY (class, id)) WITHOUT ROWID;
                  CREATE TABLE IF NOT EXISTS bindings (
-                     binding TEXT PRIMARY KEY, class TEXT NOT NULL);",
+                     binding TEXT PRIMARY KEY, class TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS settings (
+                     key TEXT PRIMARY KEY, value TEXT NOT NULL);",
             )
         })?;
         Ok(catalog)
@@ -189,6 +191,39 @@ impl ObjectCatalog {
         })
     }
 
+    /// Records a setting of the node that tools must follow (`commit_log`: where the
+    /// objects' history goes, so a tool writing into the folder writes it there too).
+    pub fn put_setting(&self, key: &str, value: &str) -> Result<(), CatalogError> {
+        self.with("record a setting", |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map(drop)
+        })
+    }
+
+    /// A setting the node recorded (`None` if it never did: an older node).
+    pub fn setting(&self, key: &str) -> Result<Option<String>, CatalogError> {
+        self.with("read a setting", |conn| {
+            // A catalog written before settings existed has no such table.
+            let exists: i64 = conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'settings'",
+                [],
+                |row| row.get(0),
+            )?;
+            if exists == 0 {
+                return Ok(None);
+            }
+            conn.query_row(
+                "SELECT value FROM settings WHERE key = ?1",
+                params![key],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+    }
+
     /// Moves the rows of class `from` to class `to` (a class rename).
     pub fn rename_class(&self, from: &str, to: &str) -> Result<(), CatalogError> {
         self.with("rename a class", |conn| {
@@ -259,6 +294,12 @@ mod tests {
             reader.bindings().unwrap(),
             [("ROOMS".into(), "Room".into())]
         );
+        catalog.put_setting("commit_log", "local").unwrap();
+        assert_eq!(
+            reader.setting("commit_log").unwrap().as_deref(),
+            Some("local")
+        );
+        assert_eq!(reader.setting("other").unwrap(), None);
         catalog.remove_class("Hall").unwrap();
         assert!(reader.entry("Hall", "aa").unwrap().is_none());
         assert!(

@@ -61,6 +61,7 @@ pub struct RuntimeBuilder {
     bindings: Vec<(String, ClassVTable)>,
     classes: Vec<ClassVTable>,
     named_bindings: Vec<(String, String)>,
+    deliver_alarms: bool,
     migrations: Option<Vec<Migration>>,
     vars: BTreeMap<String, String>,
     clock: Arc<dyn Clock>,
@@ -89,6 +90,7 @@ impl RuntimeBuilder {
             bindings: Vec::new(),
             classes: Vec::new(),
             named_bindings: Vec::new(),
+            deliver_alarms: true,
             migrations: None,
             vars: BTreeMap::new(),
             clock: Arc::new(SystemClock),
@@ -106,6 +108,26 @@ impl RuntimeBuilder {
     /// name one class; they share its namespace.
     pub fn bind<T: DurableObject>(mut self, binding: impl Into<String>) -> Self {
         self.bindings.push((binding.into(), ClassVTable::of::<T>()));
+        self
+    }
+
+    /// Binds a stand-in for the class called `class_name` under `binding`: no constructor,
+    /// no handlers, no state of its own. Its objects take no calls (RPC, fetch and alarms
+    /// fail); only [`Runtime::admin`](crate::Runtime::admin) reaches their storage. This is
+    /// how a tool opens a data folder without the user's types (`durable`'s writes while no
+    /// node runs); with [`without_alarm_delivery`](Self::without_alarm_delivery), nothing of
+    /// the objects' own runs.
+    pub fn bind_stand_in(mut self, binding: impl Into<String>, class_name: &str) -> Self {
+        self.bindings
+            .push((binding.into(), ClassVTable::stand_in(class_name)));
+        self
+    }
+
+    /// Delivers no alarms: they stay stored and indexed, and fire when a runtime that
+    /// delivers them opens the folder again (what a tool that opens a node's data folder
+    /// wants: see [`bind_stand_in`](Self::bind_stand_in)).
+    pub fn without_alarm_delivery(mut self) -> Self {
+        self.deliver_alarms = false;
         self
     }
 
@@ -364,6 +386,7 @@ impl RuntimeBuilder {
         );
         let space = Arc::new(DiskSpace::new(data.layout(), config.disk_reserve_bytes));
         space.start();
+        let logged = log.is_some();
         let history = match log {
             Some(log) => Some(
                 History::start(
@@ -428,7 +451,12 @@ impl RuntimeBuilder {
                 })
                 .collect();
             bindings.sort();
-            Catalog::start(data.layout(), &bindings)
+            let commit_log = match &config.commit_log {
+                _ if !logged => "off",
+                CommitLogSetting::Postgres { .. } => "postgres",
+                _ => "local",
+            };
+            Catalog::start(data.layout(), &bindings, commit_log)
         };
         let shared = Arc::new(RuntimeShared {
             config,
@@ -459,12 +487,15 @@ impl RuntimeBuilder {
                 None => false,
             }));
         let classes: Arc<[ClassVTable]> = namespaces.classes.into();
-        let (mut threads, alarm_thread) = start_threads(&shared, receivers, &classes)?;
+        let (mut threads, alarm_thread) =
+            start_threads(&shared, receivers, &classes, self.deliver_alarms)?;
         let monitor = match Monitor::spawn(Arc::clone(&shared)) {
             Ok(monitor) => monitor,
             Err(source) => {
                 shared.alarms.stop();
-                let _ = alarm_thread.join();
+                if let Some(thread) = alarm_thread {
+                    let _ = thread.join();
+                }
                 stop_shards(&shared, &mut threads);
                 return Err(StartError::Thread {
                     thread: "monitor",
@@ -484,7 +515,7 @@ impl RuntimeBuilder {
         Ok(Runtime {
             shared,
             threads,
-            alarm_thread: Some(alarm_thread),
+            alarm_thread,
             monitor,
             _data: data,
         })
@@ -655,13 +686,17 @@ fn load_alarms(shared: &RuntimeShared) -> Result<usize, StartError> {
     Ok(scheduler.len())
 }
 
-/// Starts the shard threads and the alarm scheduler's thread; stops what started if one
-/// fails.
+/// The alarm scheduler's thread, when alarms are delivered.
+type AlarmThread = Option<JoinHandle<()>>;
+
+/// Starts the shard threads and (if `deliver_alarms`) the alarm scheduler's thread; stops
+/// what started if one fails.
 fn start_threads(
     shared: &Arc<RuntimeShared>,
     receivers: Vec<mpsc::UnboundedReceiver<ShardMsg>>,
     classes: &Arc<[ClassVTable]>,
-) -> Result<(Vec<JoinHandle<()>>, JoinHandle<()>), StartError> {
+    deliver_alarms: bool,
+) -> Result<(Vec<JoinHandle<()>>, AlarmThread), StartError> {
     let mut threads = Vec::new();
     for (index, rx) in receivers.into_iter().enumerate() {
         match shard::thread::spawn(index, Arc::clone(shared), Arc::clone(classes), rx) {
@@ -675,8 +710,11 @@ fn start_threads(
             }
         }
     }
+    if !deliver_alarms {
+        return Ok((threads, None));
+    }
     match delivery::spawn(Arc::clone(shared)) {
-        Ok(alarm_thread) => Ok((threads, alarm_thread)),
+        Ok(alarm_thread) => Ok((threads, Some(alarm_thread))),
         Err(source) => {
             stop_shards(shared, &mut threads);
             Err(StartError::Thread {
