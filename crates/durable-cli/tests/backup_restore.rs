@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use std::sync::Arc;
-use support::{durable, text};
+use support::{durable, ok, refused, text};
 
 use durable_objects::prelude::*;
 use durable_objects::{CommitLogSetting, ManualClock, Runtime};
@@ -96,26 +96,6 @@ fn tally(runtime: &Runtime, name: &str) -> Stub<Tally> {
         .namespace::<Tally>("TALLIES")
         .unwrap()
         .get_by_name(name)
-}
-
-fn ok(args: &[&str]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let output = durable(&all);
-    assert!(output.status.success(), "{args:?}: {}", text(&output));
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(value["ok"], true, "{value}");
-    value["report"].clone()
-}
-
-fn refused(args: &[&str], expected: &str) {
-    let output = durable(args);
-    assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
-    assert!(
-        text(&output).contains(expected),
-        "{args:?}: {}",
-        text(&output)
-    );
 }
 
 /// Restores the journal `j` of `data` from `from` as it was at `at`.

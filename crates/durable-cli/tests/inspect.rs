@@ -11,7 +11,7 @@ use std::sync::Arc;
 use durable_objects::prelude::*;
 use durable_objects::{ManualClock, Runtime};
 use serde::{Deserialize, Serialize};
-use support::{durable, text};
+use support::{durable, ok, refused, text};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Topic {
@@ -79,28 +79,6 @@ fn start(data: &Path) -> Runtime {
 
 fn rooms(runtime: &Runtime) -> Namespace<Room> {
     runtime.env().namespace::<Room>("ROOMS").unwrap()
-}
-
-/// `durable ARGS --json`, which must succeed: its report.
-fn ok(args: &[&str]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let output = durable(&all);
-    assert!(output.status.success(), "{args:?}: {}", text(&output));
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(value["ok"], true, "{value}");
-    value["report"].clone()
-}
-
-/// `durable ARGS`, which must fail (exit 2) saying `expected`.
-fn refused(args: &[&str], expected: &str) {
-    let output = durable(args);
-    assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
-    assert!(
-        text(&output).contains(expected),
-        "{args:?}: {}",
-        text(&output)
-    );
 }
 
 /// `objects list ... --json`: one JSON object per line.

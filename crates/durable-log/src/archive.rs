@@ -415,25 +415,7 @@ impl LocalArchive {
             inner.index.execute_batch("PRAGMA synchronous = FULL")?;
             let done = (|| -> Result<(), ArchiveError> {
                 let tx = inner.index.unchecked_transaction()?;
-                tx.execute(
-                    "INSERT INTO snapshots (class, id, seq, time_ms, checksum, file)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (class, id) DO UPDATE SET seq = excluded.seq,
-                         time_ms = excluded.time_ms, checksum = excluded.checksum,
-                         file = excluded.file",
-                    params![
-                        object.class,
-                        object.id.as_slice(),
-                        at.seq as i64,
-                        at.time_ms,
-                        at.checksum.0 as i64,
-                        file
-                    ],
-                )?;
-                tx.execute(
-                    "DELETE FROM records WHERE class = ?1 AND id = ?2 AND seq <= ?3",
-                    params![object.class, object.id.as_slice(), at.seq as i64],
-                )?;
+                start_history_at(&tx, object, at, &file)?;
                 tx.commit()?;
                 Ok(())
             })();
@@ -1105,24 +1087,7 @@ fn adopt_snapshots(index: &Connection, snapshots_dir: &Path) -> Result<(), Archi
         if named.is_some_and(|seq| seq as u64 >= at.seq) {
             continue;
         }
-        tx.execute(
-            "INSERT INTO snapshots (class, id, seq, time_ms, checksum, file)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (class, id) DO UPDATE SET seq = excluded.seq,
-                 time_ms = excluded.time_ms, checksum = excluded.checksum, file = excluded.file",
-            params![
-                object.class,
-                object.id.as_slice(),
-                at.seq as i64,
-                at.time_ms,
-                at.checksum.0 as i64,
-                file
-            ],
-        )?;
-        tx.execute(
-            "DELETE FROM records WHERE class = ?1 AND id = ?2 AND seq <= ?3",
-            params![object.class, object.id.as_slice(), at.seq as i64],
-        )?;
+        start_history_at(&tx, object, *at, file)?;
     }
     tx.commit()?;
     let named: std::collections::HashSet<String> = {
@@ -1138,6 +1103,35 @@ fn adopt_snapshots(index: &Connection, snapshots_dir: &Path) -> Result<(), Archi
     if removed {
         sync_dir(snapshots_dir)?;
     }
+    Ok(())
+}
+
+/// Makes the snapshot in `file` (of record `at`) the start of `object`'s history in the
+/// index: its row names it, and the records it covers are forgotten.
+fn start_history_at(
+    index: &Connection,
+    object: &ObjectName,
+    at: RecordTime,
+    file: &str,
+) -> Result<(), ArchiveError> {
+    index.execute(
+        "INSERT INTO snapshots (class, id, seq, time_ms, checksum, file)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (class, id) DO UPDATE SET seq = excluded.seq,
+             time_ms = excluded.time_ms, checksum = excluded.checksum, file = excluded.file",
+        params![
+            object.class,
+            object.id.as_slice(),
+            at.seq as i64,
+            at.time_ms,
+            at.checksum.0 as i64,
+            file
+        ],
+    )?;
+    index.execute(
+        "DELETE FROM records WHERE class = ?1 AND id = ?2 AND seq <= ?3",
+        params![object.class, object.id.as_slice(), at.seq as i64],
+    )?;
     Ok(())
 }
 

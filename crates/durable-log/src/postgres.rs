@@ -250,6 +250,15 @@ fn columns<'a>(runs: &[(&&'a ObjectName, &(Head, Head))]) -> HeadColumns<'a> {
     (classes, ids, start_seq, start_sum, end_seq, end_sum)
 }
 
+/// A record's place in history from a row of `SELECT seq, time_ms, checksum`.
+fn record_time(row: &postgres::Row) -> RecordTime {
+    RecordTime {
+        seq: row.get::<_, i64>(0) as u64,
+        time_ms: row.get(1),
+        checksum: Checksum(row.get::<_, i64>(2) as u64),
+    }
+}
+
 fn head_of(
     client: &mut impl postgres::GenericClient,
     object: &ObjectName,
@@ -427,11 +436,7 @@ impl CommitLog for PostgresLog {
                 )
                 .map_err(store)
         })?;
-        Ok(row.map(|row| RecordTime {
-            seq: row.get::<_, i64>(0) as u64,
-            time_ms: row.get(1),
-            checksum: Checksum(row.get::<_, i64>(2) as u64),
-        }))
+        Ok(row.as_ref().map(record_time))
     }
 
     fn history_start(&self, object: &ObjectName) -> Result<Option<RecordTime>, LogError> {
@@ -444,11 +449,7 @@ impl CommitLog for PostgresLog {
                 )
                 .map_err(store)
         })?;
-        Ok(row.map(|row| RecordTime {
-            seq: row.get::<_, i64>(0) as u64,
-            time_ms: row.get(1),
-            checksum: Checksum(row.get::<_, i64>(2) as u64),
-        }))
+        Ok(row.as_ref().map(record_time))
     }
 
     fn snapshot(&self, object: &ObjectName) -> Result<Option<Snapshot>, LogError> {

@@ -234,17 +234,21 @@ impl ObjectReader {
 
     /// The user's tables (not SQLite's, nor the platform's `_cf_` ones), by name.
     pub fn tables(&self) -> Result<Vec<String>, InspectError> {
-        let result = self.query(
+        self.texts(
             "SELECT name FROM sqlite_master WHERE type = 'table'
                AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\'
              ORDER BY name",
-            usize::MAX,
-        )?;
-        Ok(result
+        )
+    }
+
+    /// The first column of every row of `query`, where it is text.
+    fn texts(&self, query: &str) -> Result<Vec<String>, InspectError> {
+        Ok(self
+            .query(query, usize::MAX)?
             .rows
             .into_iter()
             .filter_map(|row| match row.into_iter().next() {
-                Some(SqlValue::Text(name)) => Some(name),
+                Some(SqlValue::Text(text)) => Some(text),
                 _ => None,
             })
             .collect())
@@ -252,20 +256,11 @@ impl ObjectReader {
 
     /// The `CREATE` statements of the user's tables and indexes, in creation order.
     pub fn schema(&self) -> Result<Vec<String>, InspectError> {
-        let result = self.query(
+        self.texts(
             "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL
                AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND tbl_name NOT LIKE '\\_cf\\_%' ESCAPE '\\'
              ORDER BY rowid",
-            usize::MAX,
-        )?;
-        Ok(result
-            .rows
-            .into_iter()
-            .filter_map(|row| match row.into_iter().next() {
-                Some(SqlValue::Text(sql)) => Some(sql),
-                _ => None,
-            })
-            .collect())
+        )
     }
 
     fn has_table(&self, table: &str) -> Result<bool, InspectError> {

@@ -19,3 +19,25 @@ pub fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// `durable ARGS --json`, which must succeed: its report.
+pub fn ok(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let output = durable(&all);
+    assert!(output.status.success(), "{args:?}: {}", text(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(value["ok"], true, "{value}");
+    value["report"].clone()
+}
+
+/// `durable ARGS`, which must fail (exit 2) saying `expected`.
+pub fn refused(args: &[&str], expected: &str) {
+    let output = durable(args);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+    assert!(
+        text(&output).contains(expected),
+        "{args:?}: {}",
+        text(&output)
+    );
+}
