@@ -165,7 +165,7 @@ impl Writer {
                             let rows = admin.sql(&target, query).await.map_err(failed)?;
                             json!({
                                 "columns": rows.columns,
-                                "rows": rows.rows.iter().map(|row| row.iter().map(crate::inspect::value_json).collect::<Vec<_>>()).collect::<Vec<_>>(),
+                                "rows": rows.rows.iter().map(|row| row.iter().map(durable_storage::sql_value_json).collect::<Vec<_>>()).collect::<Vec<_>>(),
                                 "rows_written": rows.rows_written,
                             })
                         }

@@ -85,11 +85,6 @@ impl ImportArgs {
     }
 }
 
-/// A table or index name quoted for SQL.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// `durable export`.
 pub(crate) fn export(args: &ExportArgs) -> anyhow::Result<(Value, String)> {
     let layout = crate::data_folder(&args.data)?;
@@ -147,47 +142,14 @@ pub(crate) fn export(args: &ExportArgs) -> anyhow::Result<(Value, String)> {
             progress.add(1);
             continue;
         };
-        write(
-            &mut out,
-            json!({ "object": { "namespace": target.class, "id": target.id, "name": target.name } }),
+        let counts = durable_storage::export_object(
+            &reader,
+            json!({ "namespace": target.class, "id": target.id, "name": target.name }),
+            |line| writeln!(out, "{line}"),
         )?;
-        for statement in reader.schema()? {
-            write(&mut out, json!({ "schema": statement }))?;
-        }
-        for table in reader.tables()? {
-            let result = reader.query(
-                &format!("SELECT * FROM {} ORDER BY rowid", quote(&table)),
-                usize::MAX,
-            )?;
-            for row in &result.rows {
-                let values: Vec<Value> = row.iter().map(inspect::value_json).collect();
-                write(
-                    &mut out,
-                    json!({ "row": { "table": table, "values": values } }),
-                )?;
-                rows += 1;
-            }
-        }
-        let mut after: Option<String> = None;
-        loop {
-            let batch = reader.kv_list("", after.as_deref(), 1000)?;
-            let Some((last, _)) = batch.last() else { break };
-            after = Some(last.clone());
-            for (key, bytes) in &batch {
-                write(
-                    &mut out,
-                    json!({ "kv": {
-                        "key": key,
-                        "value": durable_storage::display_value(bytes),
-                        "raw": crate::hex(bytes),
-                    } }),
-                )?;
-                entries += 1;
-            }
-        }
-        if let Some(alarm) = reader.alarm()? {
-            write(&mut out, json!({ "alarm_ms": alarm }))?;
-        }
+        lines += counts.lines;
+        rows += counts.rows;
+        entries += counts.kv_entries;
         objects += 1;
         progress.add(1);
     }
@@ -357,8 +319,8 @@ pub(crate) fn content_of(body: &Value) -> anyhow::Result<durable_runtime::Object
     }
     for entry in body["kv"].as_array().into_iter().flatten() {
         let raw = entry["raw"].as_str().unwrap_or_default();
-        let bytes =
-            crate::from_hex(raw).ok_or_else(|| anyhow!("a KV value is not hex: {raw:?}"))?;
+        let bytes = durable_storage::bytes_of_hex(raw)
+            .ok_or_else(|| anyhow!("a KV value is not hex: {raw:?}"))?;
         content
             .kv
             .push((entry["key"].as_str().unwrap_or_default().to_owned(), bytes));

@@ -441,7 +441,7 @@ pub(crate) fn sql(args: &SqlArgs) -> anyhow::Result<(Value, String)> {
         "rows": result
             .rows
             .iter()
-            .map(|row| row.iter().map(value_json).collect::<Vec<_>>())
+            .map(|row| row.iter().map(durable_storage::sql_value_json).collect::<Vec<_>>())
             .collect::<Vec<_>>(),
     });
     Ok((document, table(&result)))
@@ -449,17 +449,6 @@ pub(crate) fn sql(args: &SqlArgs) -> anyhow::Result<(Value, String)> {
 
 fn target_json(target: &Target) -> Value {
     json!({ "namespace": target.class, "id": target.id, "name": target.name })
-}
-
-/// A SQL value as JSON: blobs as `{"blob": "<hex>"}`.
-pub(crate) fn value_json(value: &SqlValue) -> Value {
-    match value {
-        SqlValue::Null => Value::Null,
-        SqlValue::Integer(n) => json!(n),
-        SqlValue::Real(x) => json!(x),
-        SqlValue::Text(text) => json!(text),
-        SqlValue::Blob(bytes) => json!({ "blob": crate::hex(bytes) }),
-    }
 }
 
 fn value_text(value: &SqlValue) -> String {
@@ -512,26 +501,9 @@ fn table(result: &QueryResult) -> String {
 }
 
 /// A SQL value from its JSON form (blobs as `{"blob": "<hex>"}`), as exports and the
-/// admin API write it.
+/// admin API write it; anything else as its JSON text.
 pub(crate) fn json_value(value: &Value) -> SqlValue {
-    match value {
-        Value::Null => SqlValue::Null,
-        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
-        Value::Number(n) => n.as_i64().map_or_else(
-            || SqlValue::Real(n.as_f64().unwrap_or(0.0)),
-            SqlValue::Integer,
-        ),
-        Value::String(text) => SqlValue::Text(text.clone()),
-        Value::Object(map) => match map
-            .get("blob")
-            .and_then(Value::as_str)
-            .and_then(crate::from_hex)
-        {
-            Some(bytes) => SqlValue::Blob(bytes),
-            None => SqlValue::Text(value.to_string()),
-        },
-        Value::Array(_) => SqlValue::Text(value.to_string()),
-    }
+    durable_storage::sql_value_from_json(value).unwrap_or_else(|| SqlValue::Text(value.to_string()))
 }
 
 /// Runs `write` inside the object `target` names (through the running node, or by opening

@@ -218,17 +218,6 @@ fn node_holds(layout: &DataLayout) -> anyhow::Result<bool> {
     Ok(try_hold(layout)?.is_none())
 }
 
-/// The bytes of hex text (`None` if it is not hex).
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// Bytes as lowercase hex digits.
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -18,6 +18,7 @@
 //! | `GET /api/objects/{ns}/{object}/kv?prefix=&start_after=&limit=` | KV entries, decoded |
 //! | `GET`, `PUT`, `DELETE /api/objects/{ns}/{object}/kv/{key}` | one entry (`PUT` takes the JSON value) |
 //! | `GET`, `PUT`, `DELETE /api/objects/{ns}/{object}/alarm` | the alarm (`PUT` takes `{"time_ms": N}`) |
+//! | `GET /api/objects/{ns}/{object}/export` | the object as `durable export` writes it (JSON lines) |
 //! | `POST /api/objects/{ns}/{object}/import` | `durable import`'s content of one object, written as one transaction |
 //! | `GET /api/metrics` | the runtime's counters and gauges |
 
@@ -143,6 +144,7 @@ pub(crate) fn router(state: AdminState) -> Router<AdminState> {
             get(alarm_get).put(alarm_put).delete(alarm_delete),
         )
         .route("/api/objects/{ns}/{object}/import", post(import))
+        .route("/api/objects/{ns}/{object}/export", get(export))
         .route("/api/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state, require_token))
 }
@@ -377,22 +379,9 @@ struct SqlBody {
     limit: Option<usize>,
 }
 
-/// A SQL value as JSON: blobs as `{"blob": "<hex>"}`.
-pub(crate) fn value_json(value: &SqlValue) -> Value {
-    match value {
-        SqlValue::Null => Value::Null,
-        SqlValue::Integer(n) => json!(n),
-        SqlValue::Real(x) => json!(x),
-        SqlValue::Text(text) => json!(text),
-        SqlValue::Blob(bytes) => {
-            json!({ "blob": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>() })
-        }
-    }
-}
-
 fn rows_json(rows: &[Vec<SqlValue>]) -> Vec<Vec<Value>> {
     rows.iter()
-        .map(|row| row.iter().map(value_json).collect())
+        .map(|row| row.iter().map(durable_storage::sql_value_json).collect())
         .collect()
 }
 
@@ -601,42 +590,12 @@ struct ImportEntry {
 
 /// A SQL value from its JSON form (blobs as `{"blob": "<hex>"}`).
 fn sql_value(value: &Value) -> ApiResult<SqlValue> {
-    Ok(match value {
-        Value::Null => SqlValue::Null,
-        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(n) => SqlValue::Integer(n),
-            None => SqlValue::Real(n.as_f64().unwrap_or(0.0)),
-        },
-        Value::String(text) => SqlValue::Text(text.clone()),
-        Value::Object(map) => match map.get("blob").and_then(Value::as_str) {
-            Some(hex) => SqlValue::Blob(from_hex(hex)?),
-            None => {
-                return Err(bad(
-                    "a SQL value is a number, text, null or {\"blob\": \"<hex>\"}",
-                ));
-            }
-        },
-        Value::Array(_) => {
-            return Err(bad(
-                "a SQL value is a number, text, null or {\"blob\": \"<hex>\"}",
-            ));
-        }
-    })
+    durable_storage::sql_value_from_json(value)
+        .ok_or_else(|| bad("a SQL value is a number, text, null or {\"blob\": \"<hex>\"}"))
 }
 
 fn bad(message: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
-}
-
-fn from_hex(text: &str) -> ApiResult<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return Err(bad("hex text has an odd number of digits"));
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|_| bad("not hex digits")))
-        .collect()
 }
 
 async fn import(
@@ -659,13 +618,55 @@ async fn import(
         content.rows.push((table.table, rows));
     }
     for entry in body.kv {
-        content.kv.push((entry.key, from_hex(&entry.raw)?));
+        let bytes = durable_storage::bytes_of_hex(&entry.raw)
+            .ok_or_else(|| bad("a KV value's \"raw\" is not hex digits"))?;
+        content.kv.push((entry.key, bytes));
     }
     let report = state.admin.import(&target, content).await?;
     Ok(Json(json!({
         "object": target_json(state.admin.layout(), &target),
         "imported": report,
     })))
+}
+
+/// One object as a whole export (`durable export`'s lines: a first line, the object's, an
+/// end line), read from its files.
+async fn export(
+    State(state): State<AdminState>,
+    UrlPath((ns, object)): UrlPath<(String, String)>,
+) -> ApiResult<Response> {
+    let target = target(&state, &ns, &object)?;
+    let db = state.admin.database_path(&target);
+    let header = target_json(state.admin.layout(), &target);
+    let text = blocking(move || {
+        let mut lines = vec![json!({ "durable_export": 1, "exported_at_ms": now_ms() })];
+        let objects = match ObjectReader::open(&db)? {
+            Some(reader) => {
+                durable_storage::export_object(&reader, header, |line| {
+                    lines.push(line);
+                    Ok(())
+                })?;
+                1
+            }
+            None => 0,
+        };
+        let total = lines.len() + 1;
+        lines.push(json!({ "end": { "objects": objects, "lines": total } }));
+        Ok(lines
+            .iter()
+            .map(|line| format!("{line}\n"))
+            .collect::<String>())
+    })
+    .await?;
+    Ok(([(http::header::CONTENT_TYPE, "application/x-ndjson")], text).into_response())
+}
+
+/// Now, in milliseconds since the Unix epoch (an export's stamp).
+fn now_ms() -> i64 {
+    #[allow(clippy::disallowed_methods)] // An export is stamped with the real time.
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 async fn metrics(State(state): State<AdminState>) -> Json<Value> {

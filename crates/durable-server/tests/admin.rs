@@ -312,6 +312,61 @@ async fn the_admin_api_answers_its_routes_and_refuses_requests_without_the_token
     )
     .await;
     assert_eq!(rows["rows"], json!([[3]]));
+    // Export and import, as the tool's files.
+    let (status, exported) = request(
+        admin,
+        "GET",
+        "/api/objects/ROOMS/lobby/export",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let lines: Vec<Value> = exported
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines[0]["durable_export"], 1);
+    assert_eq!(lines[1]["object"]["name"], "lobby");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|line| line.get("row").is_some())
+            .count(),
+        3
+    );
+    assert_eq!(lines.last().unwrap()["end"]["lines"], lines.len());
+    let body = json!({
+        "schema": [lines[2]["schema"]],
+        "rows": [{"table": "messages", "rows": [[7, "imported"]]}],
+        "kv": [{"key": "k", "raw": "a3616263"}],
+    });
+    let (status, imported) = json_of(
+        admin,
+        "POST",
+        "/api/objects/ROOMS/copy/import",
+        &token,
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{imported}");
+    assert_eq!(imported["imported"]["rows"], 1);
+    let (_, got) = json_of(admin, "GET", "/api/objects/ROOMS/copy/kv/k", &token, None).await;
+    assert_eq!(got["value"], "abc");
+    for bad in [
+        json!({"kv": [{"key": "k", "raw": "é1"}]}),
+        json!({"rows": [{"table": "messages", "rows": [[[1]]]}]}),
+    ] {
+        let (status, error) = json_of(
+            admin,
+            "POST",
+            "/api/objects/ROOMS/copy2/import",
+            &token,
+            Some(bad),
+        )
+        .await;
+        assert_eq!(status, 400, "{error}");
+    }
     server.stop().await.unwrap();
 
     // The token stays over a restart.

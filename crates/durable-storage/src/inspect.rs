@@ -337,6 +337,114 @@ impl ObjectReader {
     }
 }
 
+/// A SQL value as JSON: numbers, text and null as themselves, blobs as `{"blob": "<hex>"}`.
+pub fn sql_value_json(value: &SqlValue) -> serde_json::Value {
+    match value {
+        SqlValue::Null => serde_json::Value::Null,
+        SqlValue::Integer(n) => serde_json::json!(n),
+        SqlValue::Real(x) => serde_json::json!(x),
+        SqlValue::Text(text) => serde_json::json!(text),
+        SqlValue::Blob(bytes) => serde_json::json!({ "blob": hex(bytes) }),
+    }
+}
+
+/// The SQL value a JSON value of [`sql_value_json`]'s form stands for (booleans as 1 and
+/// 0); `None` for anything else.
+pub fn sql_value_from_json(value: &serde_json::Value) -> Option<SqlValue> {
+    use serde_json::Value;
+    Some(match value {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(n) => SqlValue::Integer(n),
+            None => SqlValue::Real(n.as_f64()?),
+        },
+        Value::String(text) => SqlValue::Text(text.clone()),
+        Value::Object(map) => SqlValue::Blob(bytes_of_hex(map.get("blob")?.as_str()?)?),
+        Value::Array(_) => return None,
+    })
+}
+
+/// The bytes hex text stands for (`None` if it is not an even number of hex digits).
+pub fn bytes_of_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// What [`export_object`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportCounts {
+    /// Lines written.
+    pub lines: u64,
+    /// Table rows.
+    pub rows: u64,
+    /// KV entries.
+    pub kv_entries: u64,
+}
+
+/// Writes one object as the lines of an export (`durable export`'s format, one JSON value
+/// per line): `object` (its namespace, id and name), then each `schema` statement, each
+/// `row` of each table, each `kv` entry (decoded for people, and as stored in hex), and its
+/// `alarm_ms`. Each table is read whole before its rows are written.
+pub fn export_object(
+    reader: &ObjectReader,
+    object: serde_json::Value,
+    mut line: impl FnMut(serde_json::Value) -> std::io::Result<()>,
+) -> Result<ExportCounts, InspectError> {
+    use serde_json::json;
+    let mut counts = ExportCounts::default();
+    let mut write = |value: serde_json::Value| -> Result<(), InspectError> {
+        counts.lines += 1;
+        line(value).map_err(|source| InspectError::Io {
+            path: PathBuf::from("(export)"),
+            source,
+        })
+    };
+    write(json!({ "object": object }))?;
+    for statement in reader.schema()? {
+        write(json!({ "schema": statement }))?;
+    }
+    let mut rows = 0;
+    for table in reader.tables()? {
+        let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+        let result = reader.query(
+            &format!("SELECT * FROM {quoted} ORDER BY rowid"),
+            usize::MAX,
+        )?;
+        for row in &result.rows {
+            let values: Vec<serde_json::Value> = row.iter().map(sql_value_json).collect();
+            write(json!({ "row": { "table": table, "values": values } }))?;
+            rows += 1;
+        }
+    }
+    let mut entries = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let batch = reader.kv_list("", after.as_deref(), 1000)?;
+        let Some((last, _)) = batch.last() else { break };
+        after = Some(last.clone());
+        for (key, bytes) in &batch {
+            write(json!({ "kv": {
+                "key": key,
+                "value": display_value(bytes),
+                "raw": hex(bytes),
+            } }))?;
+            entries += 1;
+        }
+    }
+    if let Some(alarm) = reader.alarm()? {
+        write(json!({ "alarm_ms": alarm }))?;
+    }
+    counts.rows = rows;
+    counts.kv_entries = entries;
+    Ok(counts)
+}
+
 /// A stored KV value as JSON, for people: values are self-describing MessagePack, so maps,
 /// arrays, text and numbers come out as they were stored; bytes come out as text when they
 /// are UTF-8 (`{"hex": ...}` otherwise); bytes that are not MessagePack come out as

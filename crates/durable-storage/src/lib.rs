@@ -59,7 +59,8 @@ pub use files::{
     install_database, read_file_pages, settle_database, snapshot_database,
 };
 pub use inspect::{
-    InspectError, ListFilter, ObjectListing, ObjectReader, QueryResult, display_value, list_objects,
+    ExportCounts, InspectError, ListFilter, ObjectListing, ObjectReader, QueryResult, bytes_of_hex,
+    display_value, export_object, list_objects, sql_value_from_json, sql_value_json,
 };
 pub use kv::ListOptions;
 pub use layout::DataLayout;
