@@ -2,7 +2,7 @@
 //! when a node holds the folder (`durable` finds it from the data folder: `admin.address`,
 //! `admin.token`, written by the node when it starts with `durable.admin.listen` set; one JSON
 //! request over HTTP/1.1), or by opening the folder itself when none does
-//! ([`LocalNode`](crate::local_node::LocalNode)).
+//! ([`LocalNode`]).
 //!
 //! A write never goes to the files directly: it must run inside the object (its turn, its
 //! commit log, its alarm index).
