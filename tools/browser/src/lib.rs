@@ -58,6 +58,21 @@ pub enum BrowserError {
     },
 }
 
+impl BrowserError {
+    /// True for the errors a command gets while its page is being replaced (a navigation):
+    /// a wait looks again.
+    fn is_navigation(&self) -> bool {
+        match self {
+            BrowserError::Command { message, .. } => {
+                message.contains("navigated or closed")
+                    || message.contains("context")
+                    || message.contains("destroyed")
+            }
+            _ => false,
+        }
+    }
+}
+
 fn failed(error: impl std::fmt::Display) -> BrowserError {
     BrowserError::Failed(error.to_string())
 }
@@ -311,6 +326,9 @@ impl Page {
                 Ok(value) => value,
                 // A page being replaced has no context for a moment: look again.
                 Err(BrowserError::Script(error)) => json!(error),
+                Err(error @ BrowserError::Command { .. }) if error.is_navigation() => {
+                    json!(error.to_string())
+                }
                 Err(other) => return Err(other),
             };
             if tokio::time::Instant::now() >= deadline {
@@ -328,7 +346,9 @@ impl Page {
     /// the next document has loaded.
     pub async fn navigate_with(&self, action: &str) -> Result<(), BrowserError> {
         self.eval("window.__durableOld = true").await?;
-        self.eval(action).await?;
+        // Run after this call returns: the page may be gone before an answer could be sent.
+        self.eval(&format!("setTimeout(() => {{ {action} }}, 0)"))
+            .await?;
         self.wait_for(
             "!window.__durableOld && document.readyState === 'complete'",
             "the next page to load",
