@@ -1062,10 +1062,25 @@ mod tests {
                 "remove one of them",
             ),
             (r#"{"durable": {"history_days": 0}}"#, "at least 1"),
+            (
+                r#"{"durable": {"admin": {"listen": "localhost"}}}"#,
+                "durable.admin.listen is \"localhost\"",
+            ),
+            (
+                r#"{"durable": {"admin": {"listn": "127.0.0.1:1"}}}"#,
+                "unknown field",
+            ),
         ] {
             let message = parse(text).unwrap_err().to_string();
             assert!(message.contains(expected), "{text}: {message}");
         }
+        assert_eq!(parse("{}").unwrap().admin_listen, None, "off by default");
+        assert_eq!(
+            parse(r#"{"durable": {"admin": {"listen": "127.0.0.1:8788"}}}"#)
+                .unwrap()
+                .admin_listen,
+            Some("127.0.0.1:8788".parse().unwrap())
+        );
     }
 
     /// Each case: the text, what the message must say, and the line it must name.
