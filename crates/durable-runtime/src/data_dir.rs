@@ -25,6 +25,9 @@ pub(crate) struct DataDir {
     _lock: File,
 }
 
+/// Looks at a held lock (10 ms apart) before the folder is called taken: half a second.
+const LOCK_ATTEMPTS: u32 = 50;
+
 impl DataDir {
     pub(crate) fn open(layout: DataLayout) -> Result<Self, StartError> {
         let io_err = |path: &Path, source: io::Error| StartError::DataDir {
@@ -41,14 +44,26 @@ impl DataDir {
             .write(true)
             .open(&lock_path)
             .map_err(|err| io_err(&lock_path, err))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(StartError::Locked {
-                    path: layout.root().to_path_buf(),
-                });
+        // The lock is the open file's: a process that forks (to start another program) holds
+        // a copy of every descriptor until its child execs, so a lock just given up by a
+        // runtime of this process may look held for a moment. Look again for a short while
+        // before calling the folder taken.
+        let mut attempts = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if attempts < LOCK_ATTEMPTS => {
+                    attempts += 1;
+                    #[allow(clippy::disallowed_methods)] // Start-up, not a shard thread.
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(StartError::Locked {
+                        path: layout.root().to_path_buf(),
+                    });
+                }
+                Err(fs::TryLockError::Error(source)) => return Err(io_err(&lock_path, source)),
             }
-            Err(fs::TryLockError::Error(source)) => return Err(io_err(&lock_path, source)),
         }
         Ok(Self {
             layout,
