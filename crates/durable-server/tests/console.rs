@@ -101,6 +101,19 @@ async fn cell(page: &Page, script: &str) -> String {
         .to_owned()
 }
 
+/// The SQL box's last result cell.
+const LAST_RESULT: &str = "document.querySelector('#result tr:last-child td').textContent";
+
+/// Types `query` into the object page's SQL box and runs it.
+async fn run_sql(page: &Page, query: &str) {
+    page.navigate_with(&format!(
+        "document.querySelector('textarea').value = {}; document.querySelector('textarea').form.submit()",
+        serde_json::json!(query)
+    ))
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_and_looks_inside_an_object() {
     let dir = tempfile::tempdir().unwrap();
@@ -260,40 +273,13 @@ async fn a_person_signs_in_and_looks_inside_an_object() {
 
     // The read-only SQL box.
     page.goto(&object_page).await.unwrap();
-    page.navigate_with(
-        "document.querySelector('textarea').value = 'SELECT count(*) AS n FROM messages'; document.querySelector('textarea').form.submit()",
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        cell(
-            &page,
-            "document.querySelector('#result tr:last-child td').textContent"
-        )
-        .await,
-        "60"
-    );
-    page.navigate_with(
-        "document.querySelector('textarea').value = 'DELETE FROM messages'; document.querySelector('textarea').form.submit()",
-    )
-    .await
-    .unwrap();
+    run_sql(&page, "SELECT count(*) AS n FROM messages").await;
+    assert_eq!(cell(&page, LAST_RESULT).await, "60");
+    run_sql(&page, "DELETE FROM messages").await;
     let error = page.text("#error").await.unwrap().unwrap();
     assert!(error.contains("writes"), "{error}");
-    page.navigate_with(
-        "document.querySelector('textarea').value = 'SELECT count(*) AS n FROM messages'; document.querySelector('textarea').form.submit()",
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        cell(
-            &page,
-            "document.querySelector('#result tr:last-child td').textContent"
-        )
-        .await,
-        "60",
-        "nothing was deleted"
-    );
+    run_sql(&page, "SELECT count(*) AS n FROM messages").await;
+    assert_eq!(cell(&page, LAST_RESULT).await, "60", "nothing was deleted");
 
     drop(socket);
     drop(browser);
